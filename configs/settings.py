@@ -1,0 +1,323 @@
+"""The one place where every path, URI, threshold and hyper-parameter of citeops is named.
+
+Settings are layered, highest priority first:
+
+1. keyword arguments to :func:`load_settings` (what the CLI flags set),
+2. ``CITEOPS_*`` environment variables (nested with ``__``: ``CITEOPS_TRAIN__EPOCHS=3``),
+3. the YAML profile chosen by ``CITEOPS_PROFILE`` (``local``, ``production``, ``test``),
+4. the defaults below.
+
+Derived paths (data folder, log root, databases, MLflow store) default to places under
+``home`` (``CITEOPS_HOME``) so that everything the tool writes lives in one folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+PROFILES = ("local", "production", "test")
+ENV_PREFIX = "CITEOPS_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the setting and says why."""
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid", "validate_assignment": True}
+
+
+class ModelSettings(_Section):
+    """The classifier: which base model, and how pairs are tokenised."""
+
+    base_model: str = "minilm"  # minilm | tiny | any Hugging Face id or local path
+    max_length: int = Field(512, ge=16, le=4096)
+    labels: tuple[str, ...] = ("SUPPORT", "NEI", "REFUTE")
+    # the tiny random BERT used by tests and quick runs
+    tiny_hidden_size: int = Field(32, ge=8)
+    tiny_layers: int = Field(2, ge=1)
+    tiny_heads: int = Field(2, ge=1)
+
+
+class TrainSettings(_Section):
+    """Fine-tuning hyper-parameters (the CPU recipe is the default)."""
+
+    datasets: tuple[str, ...] = ("scifact", "citint")
+    epochs: int = Field(3, ge=1)
+    max_steps: int = Field(-1, ge=-1)  # -1: no limit
+    max_examples: int | None = Field(None, ge=1)  # cap on training examples (quick runs)
+    max_eval_examples: int | None = Field(None, ge=1)  # cap on dev examples
+    max_length: int = Field(256, ge=16, le=4096)  # training length (serving uses model.max_length)
+    batch_size: int = Field(16, ge=1)
+    eval_batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    layer_lr_decay: float = Field(1.0, gt=0, le=1.0)  # 1.0: same rate for every layer
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    class_weighted_loss: bool = True
+    precision: Literal["auto", "32", "bf16-mixed"] = "auto"  # auto: bf16 where it is fast
+    accelerator: str = "auto"
+    bucket_size_multiplier: int = Field(50, ge=1)  # batches per length bucket
+    early_stopping_patience: int = Field(2, ge=0)
+    seed: int = 42
+    num_workers: int = Field(0, ge=0)
+
+
+class EvaluateSettings(_Section):
+    """Benchmark evaluation of a model on the test sets."""
+
+    datasets: tuple[str, ...] = ("scifact", "citint")
+    split: str = "test"
+    batch_size: int = Field(32, ge=1)
+    max_examples: int | None = Field(None, ge=1)
+    latency_samples: int = Field(50, ge=0)  # single-pair requests timed for p50 / p95
+
+
+class MlflowSettings(_Section):
+    """Tracking server and registry."""
+
+    tracking_uri: str | None = None  # default: sqlite under home
+    artifact_location: str | None = None  # default: folder under home
+    experiment: str = "citeops"
+    registered_model: str = "claim-verifier"
+    server_host: str = "127.0.0.1"
+    server_port: int = Field(5000, ge=1, le=65535)
+    backend_store_uri: str | None = None  # what `mlflow server` stores runs in
+    artifacts_destination: str | None = None  # where `mlflow server` proxies artifacts to
+
+
+class S3Settings(_Section):
+    """S3 access; credentials come only from the standard AWS environment."""
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+
+
+class ServeSettings(_Section):
+    """The inference endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_batch_size: int = Field(16, ge=1)
+    max_wait_ms: float = Field(5.0, ge=0)
+    queue_size: int = Field(256, ge=1)
+    max_batch_request: int = Field(64, ge=1)  # pairs in one POST /predict/batch
+    max_text_chars: int = Field(20000, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1)
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"
+    threads: int | None = Field(None, ge=1)
+    log_part_max_lines: int = Field(1000, ge=1)
+    log_part_max_seconds: float = Field(60.0, gt=0)
+    smoke_agreement_threshold: float = Field(0.0, ge=0, le=1)
+
+
+class IngestSettings(_Section):
+    """Validation limits and rules for feedback and query logs."""
+
+    max_claim_chars: int = Field(5000, ge=1)
+    max_evidence_chars: int = Field(50000, ge=1)
+    raw_line_max_chars: int = Field(2000, ge=1)  # raw text kept in quarantine
+    max_future_skew_seconds: float = Field(300.0, ge=0)
+    conflict_rule: Literal["latest", "majority", "drop"] = "latest"
+    chunk_lines: int = Field(50_000, ge=1)
+
+
+class DriftSettings(_Section):
+    """Drift checks, their thresholds and the dataset-level verdict rule."""
+
+    window_days: int = Field(30, ge=1)
+    min_rows: int = Field(30, ge=1)
+    domain_auc_threshold: float = Field(0.55, gt=0.5, lt=1)
+    domain_large_rows: int = Field(1000, ge=1)
+    permutation_rounds: int = Field(50, ge=1)
+    permutation_quantile: float = Field(0.95, gt=0, lt=1)
+    length_ks_pvalue: float = Field(0.01, gt=0, lt=1)
+    oov_rate_increase: float = Field(0.05, ge=0)
+    label_mix_js_threshold: float = Field(0.1, gt=0, le=1)
+    confidence_ks_pvalue: float = Field(0.01, gt=0, lt=1)
+    reference_sample_size: int = Field(2000, ge=10)
+    verdict_rule: Literal["any_text_or_half", "any", "majority"] = "any_text_or_half"
+    alert_webhook_url: str | None = None
+    seed: int = 0
+
+
+class TriggerSettings(_Section):
+    """When the retraining flow runs."""
+
+    min_new_feedback: int = Field(100, ge=1)
+    quarterly_cron: str = "0 3 1 1,4,7,10 *"
+
+
+class StackSettings(_Section):
+    """The local stack started by `citeops up`."""
+
+    prefect_host: str = "127.0.0.1"
+    prefect_port: int = Field(4200, ge=1, le=65535)
+    prefect_api_url: str | None = None
+    prefect_database_url: str | None = None  # default: Prefect's SQLite under home
+    work_pool: str = "local"
+    health_timeout_seconds: float = Field(60.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """All of citeops' configuration. Build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    profile: Literal["local", "production", "test"] = "local"
+    home: Path = Path(".citeops")
+    data_dir: Path | None = None  # default: <home>/data
+    data_base_url: str = "https://raw.githubusercontent.com/jedick/MLE-capstone-project/main/data"
+    log_root: str | None = None  # local folder or s3://bucket/prefix; default: <home>/logs
+    store_url: str | None = None  # SQLAlchemy URL of the curated store; default: SQLite
+    admin_token: SecretStr | None = None
+
+    model: ModelSettings = ModelSettings()
+    train: TrainSettings = TrainSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    s3: S3Settings = S3Settings()
+    serve: ServeSettings = ServeSettings()
+    ingest: IngestSettings = IngestSettings()
+    drift: DriftSettings = DriftSettings()
+    trigger: TriggerSettings = TriggerSettings()
+    stack: StackSettings = StackSettings()
+
+    @field_validator("home", "data_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+    @field_validator("log_root")
+    @classmethod
+    def _log_root_scheme(cls, value: str | None) -> str | None:
+        if value and "://" in value and not value.startswith(("s3://", "file://")):
+            raise ValueError("must be a local folder or s3://bucket/prefix")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        home = self.home
+        if self.data_dir is None:
+            self.data_dir = home / "data"
+        if self.log_root is None:
+            self.log_root = str(home / "logs")
+        if self.store_url is None:
+            self.store_url = f"sqlite:///{home / 'citeops.db'}"
+        if self.mlflow.tracking_uri is None:
+            self.mlflow.tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+        if self.mlflow.artifact_location is None:
+            self.mlflow.artifact_location = (home / "mlartifacts").as_uri()
+        if self.mlflow.backend_store_uri is None:
+            self.mlflow.backend_store_uri = self.mlflow.tracking_uri
+        if self.mlflow.artifacts_destination is None:
+            self.mlflow.artifacts_destination = self.mlflow.artifact_location
+        if self.stack.prefect_api_url is None:
+            self.stack.prefect_api_url = (
+                f"http://{self.stack.prefect_host}:{self.stack.prefect_port}/api"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ProfileSource(settings_cls, init_settings))
+
+    # ---- derived values used across stages -------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        """Folder for PIDs, server logs and the serving slot state."""
+        return self.home / "state"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def is_s3_log_root(self) -> bool:
+        return bool(self.log_root and self.log_root.startswith("s3://"))
+
+
+class _ProfileSource(PydanticBaseSettingsSource):
+    """Reads ``configs/profiles/<profile>.yaml``; the profile comes from kwargs or the env."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init_settings: Any) -> None:
+        super().__init__(settings_cls)
+        self._init_kwargs: dict[str, Any] = getattr(init_settings, "init_kwargs", {}) or {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        profile = self._init_kwargs.get("profile") or os.environ.get(f"{ENV_PREFIX}PROFILE")
+        profile = profile or "local"
+        if profile not in PROFILES:
+            raise SettingsError(
+                f"setting profile (CITEOPS_PROFILE): unknown profile {profile!r}; "
+                f"choose one of {', '.join(PROFILES)}"
+            )
+        path = PROFILES_DIR / f"{profile}.yaml"
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise SettingsError(f"settings profile {path}: top level must be a mapping")
+        data.setdefault("profile", profile)
+        return data
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = tuple(p for p in first["loc"] if not isinstance(p, int)) or ("settings",)
+    dotted = ".".join(str(p) for p in loc)
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+    return f"setting {dotted} ({_env_name(loc)}): {first['msg']}{suffix}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from overrides, environment and profile.
+
+    ``overrides`` use the field names (nested sections as dicts, e.g.
+    ``train={"epochs": 1}``); ``None`` values are ignored so CLI options can pass through.
+
+    Raises:
+        SettingsError: one line naming the bad setting and why it is rejected.
+    """
+    clean = _drop_none(overrides)
+    try:
+        return Settings(**clean)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            nested = _drop_none(value)
+            if nested:
+                cleaned[key] = nested
+        elif value is not None:
+            cleaned[key] = value
+    return cleaned

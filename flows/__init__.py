@@ -1,0 +1,1 @@
+"""Prefect flows (wiring only) and the `citeops` command line."""

@@ -1,0 +1,33 @@
+"""The `citeops` command line. Each area registers its commands from its own module.
+
+Heavy libraries (torch, lightning, mlflow, great_expectations) are imported inside the
+commands, so `citeops --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from flows.cli import data as data_cli
+from flows.cli import model as model_cli
+from flows.cli.common import run_cli
+
+app = typer.Typer(
+    name="citeops",
+    help="citeops: the MLOps loop for the claim-verification model (SUPPORT / NEI / REFUTE).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks that print figures side by side with a baseline.")
+
+app.add_typer(data_cli.app, name="data")
+app.add_typer(bench_app, name="bench")
+model_cli.register(app, bench_app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors print one line and exit with status 2."""
+    sys.exit(run_cli(app, argv))

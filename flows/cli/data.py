@@ -1,0 +1,53 @@
+"""`citeops data ...`: dataset statistics and the checksummed download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from flows.cli.common import info, print_json, settings_from
+
+app = typer.Typer(help="Benchmark datasets (SciFact, Citation-Integrity).", no_args_is_help=True)
+
+
+@app.command("stats")
+def stats(
+    data_dir: Path | None = typer.Option(None, help="Dataset folder (CITEOPS_DATA_DIR)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Examples and label counts for every dataset and split found."""
+    from tasks.data.multivers import dataset_stats
+    from tasks.errors import DataFileError
+
+    settings = settings_from(data_dir=data_dir)
+    stats_ = dataset_stats(settings.data_dir)
+    if not stats_:
+        raise DataFileError(
+            f"{settings.data_dir}: no datasets found; run `citeops data fetch` first"
+        )
+    if as_json:
+        print_json(stats_)
+        return
+    for dataset, splits in stats_.items():
+        for split, row in splits.items():
+            labels = "  ".join(f"{k}={v}" for k, v in row["labels"].items())
+            typer.echo(f"{dataset:10s} {split:6s} {row['examples']:6d}  {labels}")
+
+
+@app.command("fetch")
+def fetch(
+    dest: Path | None = typer.Option(None, help="Where to put the files (default: data dir)."),
+    base_url: str | None = typer.Option(None, help="Source URL prefix (file:// works too)."),
+) -> None:
+    """Download SciFact and Citation-Integrity and verify their SHA-256 sums."""
+    from tasks.data.fetch import fetch_datasets
+
+    settings = settings_from(data_base_url=base_url)
+    target = (dest or settings.data_dir).expanduser().resolve()
+
+    def report(name: str, result) -> None:  # noqa: ANN001
+        info(f"{'fetched' if result.downloaded else 'ok     '} {name}")
+
+    results = fetch_datasets(settings.data_base_url, target, progress=report)
+    info(f"{len(results)} files verified in {target}")

@@ -1,0 +1,1 @@
+"""The work of citeops: plain typed functions grouped by stage, with thin Prefect task wrappers."""

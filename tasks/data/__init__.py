@@ -1,0 +1,1 @@
+"""Benchmark data (SciFact, Citation-Integrity in MultiVerS format) and its download."""
