@@ -1,0 +1,1 @@
+"""The classifier: base models, the Lightning module, training, inference by MLflow URI."""

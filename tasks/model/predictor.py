@@ -1,0 +1,173 @@
+"""Inference: a trained classifier loaded from a folder or an MLflow model URI.
+
+This is the one inference path that evaluation, drift reference scoring and the serving
+endpoint share. Pairs are tokenised **evidence first, claim second** with ``longest_first``
+truncation, batched by similar length, run without gradient tracking.
+
+A logged model (see :mod:`tasks.model.registry`) is an MLflow pyfunc model whose
+``artifacts/hf_model`` folder is a Hugging Face ``save_pretrained`` folder (model and
+tokenizer); :func:`load_verifier` finds that folder whatever the URI scheme.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from tasks.data.multivers import LABELS
+from tasks.errors import CiteopsError
+
+if TYPE_CHECKING:
+    from configs.settings import Settings
+
+Precision = Literal["fp32", "bf16", "int8"]
+HF_DIR_NAME = "hf_model"
+META_FILE = "citeops.json"  # written beside the HF files: labels, max_length, base model
+
+
+class ModelLoadError(CiteopsError):
+    """A model URI or folder cannot be resolved or loaded."""
+
+
+@dataclass
+class ClaimVerifier:
+    """A sequence classifier with its tokenizer, ready to score (claim, evidence) pairs."""
+
+    model: Any
+    tokenizer: Any
+    max_length: int = 512
+    precision: Precision = "fp32"
+    labels: tuple[str, ...] = LABELS
+    model_uri: str | None = None
+    model_version: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        import torch
+
+        self.model.eval()
+        if self.precision == "int8":
+            self.model = torch.ao.quantization.quantize_dynamic(
+                self.model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+
+    @classmethod
+    def from_dir(
+        cls, path: Path | str, precision: Precision = "fp32", max_length: int | None = None, **kw: Any
+    ) -> ClaimVerifier:
+        """Load a ``save_pretrained`` folder (as written by training)."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        folder = Path(path)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForSequenceClassification.from_pretrained(folder)
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(f"{folder}: not a loadable model folder ({error})") from None
+        meta = _read_meta(folder)
+        labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
+        length = max_length or int(meta.get("max_length", 512))
+        return cls(model, tokenizer, length, precision, labels, meta=meta, **kw)
+
+    def encode(self, claims: Sequence[str], evidences: Sequence[str]) -> dict[str, Any]:
+        """Tokenise pairs, evidence first and claim second, padded to the longest in the batch."""
+        return self.tokenizer(
+            list(evidences),
+            list(claims),
+            truncation="longest_first",
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+
+    def predict_proba(
+        self, claims: Sequence[str], evidences: Sequence[str], batch_size: int = 16
+    ) -> np.ndarray:
+        """Class probabilities, shape (N, len(labels)), in the order of the inputs.
+
+        Pairs are sorted by length and batched so that padding stays small.
+        """
+        import torch
+
+        if len(claims) != len(evidences):
+            raise ValueError("claims and evidences must have the same length")
+        if not claims:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        order = np.argsort([len(c) + len(e) for c, e in zip(claims, evidences, strict=True)])
+        out = np.zeros((len(claims), len(self.labels)), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = self.encode([claims[i] for i in idx], [evidences[i] for i in idx])
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                    logits = self.model(**batch).logits
+                out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
+        return out
+
+    def predict_labels(self, claims: Sequence[str], evidences: Sequence[str]) -> list[str]:
+        probs = self.predict_proba(claims, evidences)
+        return [self.labels[i] for i in probs.argmax(axis=1)]
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    meta_path = folder / META_FILE
+    return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+
+
+def find_hf_dir(root: Path) -> Path:
+    """The folder under ``root`` holding the Hugging Face files (``config.json``)."""
+    if (root / "config.json").is_file():
+        return root
+    for candidate in sorted(root.rglob("config.json")):
+        if (candidate.parent / "tokenizer_config.json").is_file():
+            return candidate.parent
+    raise ModelLoadError(f"{root}: no Hugging Face model folder inside")
+
+
+def resolve_version(model_uri: str, settings: Settings) -> str | None:
+    """The registered version behind ``models:/name/version`` or ``models:/name@alias``."""
+    if not model_uri.startswith("models:/"):
+        return None
+    from mlflow import MlflowClient
+
+    name_part = model_uri[len("models:/") :].strip("/")
+    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+    if "@" in name_part:
+        name, alias = name_part.split("@", 1)
+        return str(client.get_model_version_by_alias(name, alias).version)
+    name, _, version = name_part.partition("/")
+    return version or None
+
+
+def load_verifier(
+    model_uri: str, settings: Settings, precision: Precision = "fp32", dst: Path | None = None
+) -> ClaimVerifier:
+    """Load a model by MLflow URI (``models:/name/1``, ``models:/name@champion``,
+    ``runs:/<id>/model``) or by a local folder path.
+
+    Raises:
+        ModelLoadError: the URI does not resolve or the files are not a model.
+    """
+    local = Path(model_uri).expanduser()
+    if "://" not in model_uri and not model_uri.startswith(("models:", "runs:")):
+        if not local.exists():
+            raise ModelLoadError(f"{model_uri}: no such model folder")
+        return ClaimVerifier.from_dir(find_hf_dir(local), precision, model_uri=model_uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    try:
+        version = resolve_version(model_uri, settings)
+        root = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, dst_path=str(dst) if dst else None
+        )
+    except Exception as error:  # mlflow raises several types for an unknown URI
+        raise ModelLoadError(f"{model_uri}: cannot be resolved ({error})") from None
+    return ClaimVerifier.from_dir(
+        find_hf_dir(Path(root)), precision, model_uri=model_uri, model_version=version
+    )
