@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,76 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 60.0) -> None:
+    """Poll ``url`` until it answers with a status below 500."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[str]:
+    """A real S3 HTTP API (moto_server) on a free localhost port; yields its endpoint URL.
+
+    Tests that use it set ``CITEOPS_S3__ENDPOINT_URL`` to this URL; dummy AWS credentials
+    are set for the whole session.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    port = free_port()
+    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    try:
+        wait_for_http(url + "/", timeout=30)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(moto_s3: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the moto S3 API, with settings pointed at it; yields its name."""
+    import uuid
+
+    import boto3
+
+    name = f"citeops-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1").create_bucket(Bucket=name)
+    monkeypatch.setenv("CITEOPS_S3__ENDPOINT_URL", moto_s3)
+    return name
 
 
 @pytest.fixture(scope="session")
