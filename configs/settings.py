@@ -68,6 +68,7 @@ class TrainSettings(_Section):
     early_stopping_patience: int = Field(2, ge=0)
     seed: int = 42
     num_workers: int = Field(0, ge=0)
+    register_alias: str | None = "latest-trained"  # alias moved to every new version
 
 
 class EvaluateSettings(_Section):
@@ -91,6 +92,8 @@ class MlflowSettings(_Section):
     server_port: int = Field(5000, ge=1, le=65535)
     backend_store_uri: str | None = None  # what `mlflow server` stores runs in
     artifacts_destination: str | None = None  # where `mlflow server` proxies artifacts to
+    server_workers: int = Field(2, ge=1)  # uvicorn workers of `mlflow server`
+    db_upgrade: bool = True  # run `mlflow db upgrade` before the server starts
 
 
 class S3Settings(_Section):
@@ -127,6 +130,17 @@ class IngestSettings(_Section):
     max_future_skew_seconds: float = Field(300.0, ge=0)
     conflict_rule: Literal["latest", "majority", "drop"] = "latest"
     chunk_lines: int = Field(50_000, ge=1)
+    max_line_bytes: int = Field(1_000_000, ge=1)  # longer lines are quarantined unread
+    leakage_datasets: tuple[str, ...] = ("scifact", "citint")  # their test claims never train
+    leakage_split: str = "test"
+    progress_every_lines: int = Field(100_000, ge=1)  # CLI progress line on stderr
+    task_retries: int = Field(3, ge=0)  # Prefect retries of the S3 and database tasks
+    sqlite_busy_timeout_seconds: float = Field(60.0, gt=0)
+    bench_lines: int = Field(1_000_000, ge=1)
+    bench_part_lines: int = Field(100_000, ge=1)
+    bench_bad_fraction: float = Field(0.03, ge=0, lt=1)
+    bench_duplicate_fraction: float = Field(0.03, ge=0, lt=1)
+    bench_conflict_fraction: float = Field(0.005, ge=0, lt=1)
 
 
 class DriftSettings(_Section):
@@ -146,6 +160,16 @@ class DriftSettings(_Section):
     verdict_rule: Literal["any_text_or_half", "any", "majority"] = "any_text_or_half"
     alert_webhook_url: str | None = None
     seed: int = 0
+    # above domain_large_rows current rows, numeric checks use the normed Wasserstein
+    # distance (Evidently's default) instead of a KS p-value, which flags any tiny shift
+    wasserstein_threshold: float = Field(0.1, gt=0)
+    label_mix_chi2_pvalue: float = Field(0.01, gt=0, lt=1)  # JS over threshold AND significant
+    domain_cv_folds: int = Field(5, ge=2)
+    text_sample_size: int = Field(5000, ge=10)  # current rows sampled for text / OOV checks
+    top_terms: int = Field(10, ge=0)
+    reference_model_uri: str | None = None  # default: models:/<registered_model>@champion
+    mlflow_experiment: str = "citeops-monitoring"
+    alert_timeout_seconds: float = Field(10.0, gt=0)
 
 
 class TriggerSettings(_Section):
@@ -153,6 +177,7 @@ class TriggerSettings(_Section):
 
     min_new_feedback: int = Field(100, ge=1)
     quarterly_cron: str = "0 3 1 1,4,7,10 *"
+    retrain_deployment: str | None = None  # "train/<name>"; default: any deployment of "train"
 
 
 class StackSettings(_Section):
@@ -162,8 +187,14 @@ class StackSettings(_Section):
     prefect_port: int = Field(4200, ge=1, le=65535)
     prefect_api_url: str | None = None
     prefect_database_url: str | None = None  # default: Prefect's SQLite under home
-    work_pool: str = "local"
-    health_timeout_seconds: float = Field(60.0, gt=0)
+    work_pool: str = "local"  # process pool served by the worker `citeops up` starts
+    train_work_pool: str = "local"  # pool of the training deployment (GPU pool in production)
+    monitor_cron: str = "0 6 * * *"  # daily schedule of the monitor deployment (UTC)
+    worker_poll_seconds: float = Field(5.0, gt=0)
+    health_timeout_seconds: float = Field(120.0, gt=0)
+    stop_timeout_seconds: float = Field(20.0, gt=0)
+    deploy_on_up: bool = True  # `citeops up` also deploys the flows from prefect.yaml
+    serve: bool = True  # `citeops up` also starts the serving endpoint
 
 
 class Settings(BaseSettings):
