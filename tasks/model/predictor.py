@@ -109,6 +109,46 @@ class ClaimVerifier:
                 out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
         return out
 
+    def encode_pair(self, claim: str, evidence: str) -> list[int]:
+        """Token ids of one pair (evidence first, claim second, truncated, unpadded).
+
+        For callers that batch pairs themselves (the serving micro-batcher): tokenise
+        each pair once, group pairs of similar length, then :meth:`predict_encoded`.
+        """
+        return self.tokenizer(
+            evidence, claim, truncation="longest_first", max_length=self.max_length
+        )["input_ids"]
+
+    def predict_encoded(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+        """Class probabilities for pre-tokenised pairs (from :meth:`encode_pair`), shape
+        (N, len(labels)), in input order, as one forward pass padded to the longest.
+
+        Token type ids are rebuilt from the first separator token, as the tokenizer would.
+        """
+        import torch
+
+        if not batch:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        width = max(len(ids) for ids in batch)
+        pad_id = self.tokenizer.pad_token_id or 0
+        sep_id = self.tokenizer.sep_token_id
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        token_types = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+            attention[row, : len(ids)] = 1
+            if sep_id is not None and sep_id in ids:
+                first_sep = list(ids).index(sep_id)
+                token_types[row, first_sep + 1 : len(ids)] = 1
+        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention}
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            inputs["token_type_ids"] = token_types
+        with torch.inference_mode():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                logits = self.model(**inputs).logits
+            return torch.softmax(logits.float(), dim=-1).numpy()
+
     def predict_labels(self, claims: Sequence[str], evidences: Sequence[str]) -> list[str]:
         probs = self.predict_proba(claims, evidences)
         return [self.labels[i] for i in probs.argmax(axis=1)]

@@ -1,0 +1,111 @@
+"""Prometheus metrics of one serving app, in a registry of its own (no global state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ROUTES = (
+    "/predict",
+    "/predict/batch",
+    "/feedback",
+    "/health",
+    "/ready",
+    "/version",
+    "/metrics",
+    "/admin/deploy",
+    "/admin/rollback",
+    "/docs",
+    "/openapi.json",
+)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class ServingMetrics:
+    """Request counts and latencies by route, batch sizes, queue depth, live models."""
+
+    registry: Any
+    requests: Any
+    latency: Any
+    batch_size: Any
+    batch_seconds: Any
+    queue_depth: Any
+    model_info: Any
+    swaps: Any
+    deploy_failures: Any
+    log_lines: Any
+    log_dropped: Any
+
+    def route_label(self, path: str) -> str:
+        """Known routes by name, anything else as ``other`` (bounded label values)."""
+        return path if path in ROUTES else "other"
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def build_metrics() -> ServingMetrics:
+    """A fresh registry with the process collector (CPU seconds, resident memory)."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.process_collector import ProcessCollector
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    return ServingMetrics(
+        registry=registry,
+        requests=Counter(
+            "citeops_http_requests_total",
+            "HTTP requests by route and status code.",
+            ["route", "status"],
+            registry=registry,
+        ),
+        latency=Histogram(
+            "citeops_http_request_duration_seconds",
+            "Time from request start to the end of the response, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        batch_size=Histogram(
+            "citeops_batch_size",
+            "Pairs per model forward pass.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=registry,
+        ),
+        batch_seconds=Histogram(
+            "citeops_batch_duration_seconds",
+            "Time of one model forward pass.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        queue_depth=Gauge("citeops_queue_depth", "Pairs waiting for the model.", registry=registry),
+        model_info=Gauge(
+            "citeops_slot_model_info",
+            "One series per slot holding a model: 1 if live, 0 if idle.",
+            ["slot", "model_version", "model_uri"],
+            registry=registry,
+        ),
+        swaps=Counter(
+            "citeops_slot_swaps_total",
+            "Live-pointer switches by kind.",
+            ["kind"],
+            registry=registry,
+        ),
+        deploy_failures=Counter(
+            "citeops_deploy_failures_total",
+            "Deploys refused because the candidate failed to load or to pass smoke checks.",
+            registry=registry,
+        ),
+        log_lines=Gauge(
+            "citeops_log_lines_written",
+            "Log lines handed to the part files, by stream.",
+            ["stream"],
+            registry=registry,
+        ),
+        log_dropped=Gauge(
+            "citeops_log_lines_dropped", "Log lines dropped (queue full).", registry=registry
+        ),
+    )

@@ -1,0 +1,65 @@
+"""Helpers for serving tests: a tiny model folder and a real uvicorn server in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import free_port
+
+
+def save_tiny_model(folder: Path, seed: int = 0, vocab_size: int | None = None) -> Path:
+    """A tiny random BERT (the test profile's base model) saved with save_pretrained.
+
+    ``vocab_size`` smaller than the tokenizer's makes a model that raises on real input.
+    """
+    from configs.settings import load_settings
+    from tasks.model.base import load_base
+
+    settings = load_settings()
+    model, tokenizer = load_base(settings.model, seed=seed)
+    if vocab_size is not None:
+        from transformers import BertForSequenceClassification
+
+        config = model.config
+        config.vocab_size = vocab_size
+        model = BertForSequenceClassification(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@contextmanager
+def running_server(app: Any, ready_path: str = "/ready", timeout: float = 60.0) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free 127.0.0.1 port in a thread; yield its base URL.
+
+    Waits until ``ready_path`` answers 200; stops the server (and its lifespan) on exit.
+    """
+    import httpx
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                if httpx.get(base + ready_path, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise TimeoutError(f"server at {base} not ready within {timeout:.0f} s")
+            time.sleep(0.05)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(30)
