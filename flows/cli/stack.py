@@ -1,0 +1,99 @@
+"""`citeops up`, `citeops down`, `citeops status`, `citeops deploy`: the local stack
+(Prefect server, MLflow server, serving endpoint, Prefect worker) for the chosen profile."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from flows.cli.common import info, print_json, settings_from
+
+ProfileOption = Annotated[
+    str | None, typer.Option("--profile", help="settings profile: local, production, test")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON on stdout")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the stack commands to the root app."""
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("status")(status)
+    app.command("deploy")(deploy)
+
+
+def up(
+    profile: ProfileOption = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="start only these services (repeatable): "
+            "prefect-server, mlflow-server, serving, prefect-worker",
+        ),
+    ] = None,
+    no_deploy: Annotated[
+        bool, typer.Option("--no-deploy", help="do not (re)deploy the flows from prefect.yaml")
+    ] = False,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="do not start the serving endpoint")
+    ] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Start the stack and wait until every part answers; starting twice is harmless."""
+    from tasks.stack.errors import StackError
+    from tasks.stack.stack import stack_up
+
+    stack = {"deploy_on_up": False if no_deploy else None, "serve": False if no_serve else None}
+    settings = settings_from(profile=profile, stack=stack)
+    info(f"citeops up: profile {settings.profile}, state in {settings.state_dir}")
+    states = stack_up(settings, only, note=info)
+    _report(states, json_out)
+    failed = [s.name for s in states if s.state == "failed"]
+    if failed:
+        raise StackError(f"{', '.join(failed)} did not start (see above); the rest is running")
+
+
+def down(profile: ProfileOption = None, json_out: JsonOption = False) -> None:
+    """Stop exactly the processes `citeops up` started (recorded in the state folder)."""
+    from tasks.stack.stack import stack_down
+
+    settings = settings_from(profile=profile)
+    _report(stack_down(settings), json_out)
+
+
+def status(profile: ProfileOption = None, json_out: JsonOption = False) -> None:
+    """Show each part of the stack: running and answering, or not; URLs, PIDs, logs."""
+    from tasks.stack.stack import stack_config, stack_status
+
+    settings = settings_from(profile=profile)
+    states = stack_status(settings)
+    if json_out:
+        print_json({"config": stack_config(settings), "services": [s.as_dict() for s in states]})
+        return
+    for key, value in stack_config(settings).items():
+        typer.echo(f"{key:30s} {value}")
+    typer.echo("")
+    _report(states, False)
+
+
+def deploy(profile: ProfileOption = None) -> None:
+    """Create the work pools and deploy every flow in prefect.yaml to the Prefect API."""
+    from tasks.stack.deploy import deploy_flows
+
+    settings = settings_from(profile=profile)
+    log = deploy_flows(settings)
+    typer.echo(f"deployed prefect.yaml to {settings.stack.prefect_api_url} (log {log})")
+
+
+def _report(states: list, json_out: bool) -> None:
+    if json_out:
+        print_json([s.as_dict() for s in states])
+        return
+    for s in states:
+        pid = f"pid {s.pid}" if s.pid else ""
+        line = f"{s.name:15s} {s.state:24s} {pid:10s} {s.url or ''}"
+        typer.echo(line.rstrip())
+        if s.note:
+            typer.echo(f"{'':15s} {s.note.splitlines()[0]}")

@@ -1,0 +1,290 @@
+"""`citeops up` / `down` / `status` as plain functions.
+
+``stack_up`` starts what is not running yet (a second call is harmless), waits for every
+health check, and records each process in ``settings.state_dir``; ``stack_down`` stops
+exactly the processes recorded there, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from tasks.stack.errors import PortTakenError, StackError
+from tasks.stack.health import http_ok, wait_healthy, worker_online
+from tasks.stack.processes import (
+    ProcessRecord,
+    is_alive,
+    port_is_free,
+    port_owner,
+    read_record,
+    remove_record,
+    start_process,
+    stop_process,
+)
+from tasks.stack.resources import prepare_resources, redact_url
+from tasks.stack.services import (
+    MLFLOW_SERVER,
+    PREFECT_SERVER,
+    SERVICES,
+    SERVING,
+    WORKER,
+    ServiceSpec,
+    build_spec,
+    prefect_database_url,
+    serving_available,
+    worker_name,
+)
+
+if TYPE_CHECKING:
+    from configs.settings import Settings
+
+Note = Callable[[str], None]
+
+
+@dataclass
+class ServiceState:
+    """One line of `citeops status` (and of what `up` / `down` did)."""
+
+    name: str
+    state: str  # running | started | already running | stopped | not running | skipped | failed
+    pid: int | None = None
+    url: str | None = None
+    log: str | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def select_services(settings: Settings, only: Iterable[str] | None = None) -> list[str]:
+    """The services `up` manages, in start order (``only`` narrows them down).
+
+    Raises:
+        StackError: ``only`` names an unknown service.
+    """
+    wanted = list(only) if only else list(SERVICES)
+    unknown = [name for name in wanted if name not in SERVICES]
+    if unknown:
+        raise StackError(f"unknown service {unknown[0]!r}; choose from {', '.join(SERVICES)}")
+    if not only and not settings.stack.serve:
+        wanted.remove(SERVING)
+    return [name for name in SERVICES if name in wanted]
+
+
+def stack_up(
+    settings: Settings, only: Iterable[str] | None = None, note: Note = lambda _: None
+) -> list[ServiceState]:
+    """Start the selected services that are not running and wait until each is healthy.
+
+    Raises:
+        PortTakenError: a port is used by another program (nothing is started then).
+        ServiceStartError: a server did not become healthy; the servers this call started
+            are stopped again, and the message names the log to read.
+        StackError: a database or bucket the production servers need is missing.
+    """
+    state_dir = settings.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    names = select_services(settings, only)
+    states: dict[str, ServiceState] = {}
+    if SERVING in names and not serving_available():
+        names.remove(SERVING)
+        states[SERVING] = ServiceState(
+            SERVING, "skipped", note="the `citeops serve` command is not installed yet"
+        )
+    specs = {name: build_spec(name, settings) for name in names}
+    running = _running_records(state_dir, names)
+    for name, record in running.items():
+        states[name] = ServiceState(name, "already running", record.pid, record.url, record.log)
+    to_start = [name for name in names if name not in running]
+    _check_ports([specs[name] for name in to_start])
+    for line in prepare_resources(
+        settings, mlflow=MLFLOW_SERVER in to_start, prefect=PREFECT_SERVER in to_start
+    ):
+        note(line)
+
+    started: list[ProcessRecord] = []
+
+    def launch(name: str) -> ProcessRecord:
+        spec = specs[name]
+        record = start_process(
+            name, spec.argv, spec.env, spec.cwd, state_dir, spec.url, spec.port
+        )
+        started.append(record)
+        states[name] = ServiceState(name, "started", record.pid, record.url, record.log)
+        note(f"{name}: started (pid {record.pid}), log {record.log}")
+        return record
+
+    timeout = settings.stack.health_timeout_seconds
+    try:
+        for name in (PREFECT_SERVER, MLFLOW_SERVER):
+            if name in to_start:
+                launch(name)
+        if PREFECT_SERVER in names:
+            _wait_http(specs[PREFECT_SERVER], running.get(PREFECT_SERVER), started, timeout, note)
+            if settings.stack.deploy_on_up:
+                _deploy(settings, states, note)
+        if WORKER in to_start:
+            from tasks.stack.deploy import ensure_work_pools
+
+            ensure_work_pools(settings)
+            record = launch(WORKER)
+            api, pool = str(settings.stack.prefect_api_url), settings.stack.work_pool
+            seconds = wait_healthy(
+                specs[WORKER].title,
+                lambda: worker_online(api, pool, worker_name(settings)),
+                record,
+                timeout,
+            )
+            note(f"{WORKER}: online in {seconds:.1f} s")
+        if MLFLOW_SERVER in names:
+            _wait_http(specs[MLFLOW_SERVER], running.get(MLFLOW_SERVER), started, timeout, note)
+    except StackError:
+        _stop_all(settings, started)
+        raise
+    if SERVING in to_start:
+        _start_serving(specs[SERVING], launch, states, timeout, note, settings)
+    return [states[name] for name in SERVICES if name in states]
+
+
+def _running_records(state_dir: Any, names: list[str]) -> dict[str, ProcessRecord]:
+    running = {}
+    for name in names:
+        record = read_record(state_dir, name)
+        if record and is_alive(record):
+            running[name] = record
+        elif record:
+            remove_record(state_dir, name)  # stale: the process is gone
+    return running
+
+
+def _check_ports(specs: list[ServiceSpec]) -> None:
+    problems = []
+    for spec in specs:
+        if spec.port is None or port_is_free(str(spec.host), spec.port):
+            continue
+        owner = port_owner(spec.port)
+        by = f" by {owner}" if owner else ""
+        problems.append(
+            f"port {spec.port} on {spec.host} ({spec.title}) is already in use{by}: "
+            f"stop that program or choose another port with {spec.port_setting}=..."
+        )
+    if problems:
+        raise PortTakenError("; ".join(problems) + " (nothing was started)")
+
+
+def _wait_http(
+    spec: ServiceSpec,
+    existing: ProcessRecord | None,
+    started: list[ProcessRecord],
+    timeout: float,
+    note: Note,
+) -> None:
+    record = existing or next(r for r in started if r.name == spec.name)
+    url = str(spec.health_url)
+    seconds = wait_healthy(spec.title, lambda: http_ok(url), record, timeout)
+    if existing is None:
+        note(f"{spec.name}: healthy in {seconds:.1f} s at {spec.url}")
+
+
+def _deploy(settings: Settings, states: dict[str, ServiceState], note: Note) -> None:
+    """Deploy prefect.yaml; a failure is reported, not fatal (the servers are fine)."""
+    from tasks.stack.deploy import deploy_flows
+
+    try:
+        log = deploy_flows(settings)
+        note(f"deployments: prefect.yaml deployed (log {log})")
+    except StackError as error:
+        note(f"warning: deployments not updated: {error}")
+
+
+def _start_serving(
+    spec: ServiceSpec,
+    launch: Callable[[str], ProcessRecord],
+    states: dict[str, ServiceState],
+    timeout: float,
+    note: Note,
+    settings: Settings,
+) -> None:
+    """Start the endpoint; if it fails (e.g. no model registered yet) the rest stays up."""
+    record = launch(SERVING)
+    url = str(spec.health_url)
+    try:
+        seconds = wait_healthy(spec.title, lambda: http_ok(url), record, timeout)
+        note(f"{SERVING}: healthy in {seconds:.1f} s at {spec.url}")
+    except StackError as error:
+        stop_process(record, settings.stack.stop_timeout_seconds)
+        remove_record(settings.state_dir, SERVING)
+        hint = (
+            "the endpoint serves the registered model's `champion` alias: train, register and "
+            "promote a model, then run `citeops up` again"
+        )
+        states[SERVING] = ServiceState(SERVING, "failed", None, spec.url, record.log, hint)
+        note(f"warning: {error}\n  {hint}")
+
+
+def _stop_all(settings: Settings, records: list[ProcessRecord]) -> None:
+    for record in reversed(records):
+        stop_process(record, settings.stack.stop_timeout_seconds)
+        remove_record(settings.state_dir, record.name)
+
+
+def stack_down(settings: Settings) -> list[ServiceState]:
+    """Stop every process `citeops up` recorded (reverse start order); nothing else."""
+    states = []
+    for name in reversed(SERVICES):
+        record = read_record(settings.state_dir, name)
+        if record is None:
+            states.append(ServiceState(name, "not running"))
+            continue
+        stopped = stop_process(record, settings.stack.stop_timeout_seconds)
+        remove_record(settings.state_dir, name)
+        state = "stopped" if stopped else "not running"
+        note = "" if stopped else "stale PID file removed"
+        states.append(ServiceState(name, state, record.pid, record.url, record.log, note))
+    return list(reversed(states))
+
+
+def stack_status(settings: Settings) -> list[ServiceState]:
+    """What runs now: each recorded process, whether it is alive and answers its check."""
+    states = []
+    for name in SERVICES:
+        record = read_record(settings.state_dir, name)
+        if record is None:
+            states.append(ServiceState(name, "not running"))
+        elif not is_alive(record):
+            states.append(ServiceState(name, "not running", record.pid, record.url, record.log,
+                                       "stale PID file (the process is gone)"))
+        else:
+            healthy = _healthy_now(settings, name)
+            state = "running" if healthy else "running, not answering"
+            states.append(ServiceState(name, state, record.pid, record.url, record.log))
+    return states
+
+
+def _healthy_now(settings: Settings, name: str) -> bool:
+    if name == WORKER:
+        api = str(settings.stack.prefect_api_url)
+        return worker_online(api, settings.stack.work_pool, worker_name(settings))
+    spec = build_spec(name, settings)
+    return http_ok(str(spec.health_url))
+
+
+def stack_config(settings: Settings) -> dict[str, Any]:
+    """The stores and URLs the stack uses, with any password masked (safe to print)."""
+    return {
+        "profile": settings.profile,
+        "home": str(settings.home),
+        "state_dir": str(settings.state_dir),
+        "prefect_api_url": settings.stack.prefect_api_url,
+        "prefect_database": redact_url(prefect_database_url(settings)),
+        "work_pool": settings.stack.work_pool,
+        "train_work_pool": settings.stack.train_work_pool,
+        "mlflow_tracking_uri": redact_url(settings.mlflow.tracking_uri),
+        "mlflow_backend_store": redact_url(settings.mlflow.backend_store_uri),
+        "mlflow_artifacts_destination": settings.mlflow.artifacts_destination,
+        "store_url": redact_url(settings.store_url),
+        "log_root": settings.log_root,
+        "s3_endpoint_url": settings.s3.endpoint_url,
+    }
