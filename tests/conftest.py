@@ -120,3 +120,28 @@ def citeops_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path)
     monkeypatch.setenv("CITEOPS_HOME", str(home))
     monkeypatch.setenv("CITEOPS_DATA_DIR", str(data_dir))
     return home
+
+
+@pytest.fixture
+def registered_tiny_model(citeops_env: Path) -> tuple[str, str]:
+    """The (untrained) tiny model logged and registered in this test's MLflow store.
+
+    Returns ``(model_uri, version)`` with ``model_uri`` = ``models:/claim-verifier/<v>``;
+    the version also carries the ``latest-trained`` alias. Takes a few seconds.
+    """
+    import tempfile
+
+    from configs.settings import load_settings
+    from tasks.data.multivers import LABELS
+    from tasks.model.base import build_tiny
+    from tasks.model.registry import register_folder, save_hf_folder
+
+    settings = load_settings()
+    model, tokenizer = build_tiny(settings.model, seed=0)
+    meta = {"labels": list(LABELS), "max_length": settings.model.max_length, "base_model": "tiny"}
+    with tempfile.TemporaryDirectory(prefix="citeops-tiny-") as tmp:
+        folder = save_hf_folder(model, tokenizer, Path(tmp) / "hf_model", meta)
+        registered = register_folder(
+            settings, folder, run_name="tiny-fixture", alias=settings.train.register_alias
+        )
+    return registered.model_uri, registered.version

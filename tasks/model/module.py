@@ -1,0 +1,233 @@
+"""Lightning wrappers: the classifier module, the data module and the callbacks training uses.
+
+The work lives in plain functions (:mod:`tasks.model.batching`, :mod:`tasks.model.optim`,
+:mod:`tasks.model.metrics`); this file only adapts them to Lightning. Import it lazily:
+``import lightning`` costs seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from tasks.data.multivers import LABELS, Example
+from tasks.model.batching import (
+    BucketBatchSampler,
+    EncodedDataset,
+    collate_padded,
+    encode_examples,
+    sorted_batches,
+)
+from tasks.model.metrics import classification_metrics
+from tasks.model.optim import build_optimizer
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    layer_lr_decay: float = 1.0
+    warmup_ratio: float = 0.1
+
+
+class ClaimVerifierModule(L.LightningModule):
+    """A Hugging Face sequence classifier trained with (optionally class-weighted) CE loss.
+
+    Logs ``train_loss`` per step/epoch and, after each validation epoch, ``val_loss`` and
+    ``val_<metric>`` for every metric of :func:`classification_metrics`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optim: OptimConfig,
+        class_weights: Sequence[float] | None = None,
+        labels: Sequence[str] = LABELS,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optim = optim
+        self.labels = tuple(labels)
+        weights = torch.tensor(list(class_weights), dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        self._val_probs: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+        self._val_losses: list[tuple[float, int]] = []
+        self.last_val_metrics: dict[str, float] = {}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return self.model(**inputs).logits
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits.float(), labels, weight=self.class_weights)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(self(batch), batch["labels"])
+        size = len(batch["labels"])
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch).float()
+        loss = self._loss(logits, batch["labels"])
+        self._val_probs.append(torch.softmax(logits, dim=-1).cpu())
+        self._val_targets.append(batch["labels"].cpu())
+        self._val_losses.append((float(loss), len(batch["labels"])))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_targets:
+            return
+        probs = torch.cat(self._val_probs)
+        targets = torch.cat(self._val_targets)
+        total = sum(n for _, n in self._val_losses)
+        metrics = {"loss": sum(v * n for v, n in self._val_losses) / total}
+        metrics.update(classification_metrics(probs, targets, self.labels))
+        self.last_val_metrics = metrics
+        for name, value in metrics.items():
+            self.log(f"val_{name}", value, prog_bar=name in ("loss", "f1_macro"))
+        self._val_probs.clear()
+        self._val_targets.clear()
+        self._val_losses.clear()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        total = int(self.trainer.estimated_stepping_batches)
+        optimizer, scheduler = build_optimizer(
+            self.model,
+            self.optim.learning_rate,
+            self.optim.weight_decay,
+            self.optim.layer_lr_decay,
+            self.optim.warmup_ratio,
+            total,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+class ClaimDataModule(L.LightningDataModule):
+    """Tokenises train/dev examples once; length-bucketed training batches, sorted dev ones."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        train_examples: Sequence[Example],
+        dev_examples: Sequence[Example],
+        max_length: int,
+        batch_size: int,
+        eval_batch_size: int,
+        bucket_size_multiplier: int = 50,
+        seed: int = 42,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.train_examples = list(train_examples)
+        self.dev_examples = list(dev_examples)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.bucket_size_multiplier = bucket_size_multiplier
+        self.seed = seed
+        self.num_workers = num_workers
+        self.train_set: EncodedDataset | None = None
+        self.dev_set: EncodedDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = EncodedDataset(
+                encode_examples(self.tokenizer, self.train_examples, self.max_length)
+            )
+            self.dev_set = EncodedDataset(
+                encode_examples(self.tokenizer, self.dev_examples, self.max_length)
+            )
+
+    @property
+    def _collate(self):  # noqa: ANN202
+        return partial(collate_padded, pad_token_id=self.tokenizer.pad_token_id or 0)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None
+        sampler = BucketBatchSampler(
+            self.train_set.lengths, self.batch_size, self.bucket_size_multiplier, self.seed
+        )
+        return DataLoader(
+            self.train_set,
+            batch_sampler=sampler,
+            collate_fn=self._collate,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.dev_set is not None
+        return DataLoader(
+            self.dev_set,
+            batch_sampler=sorted_batches(self.dev_set.lengths, self.eval_batch_size),
+            collate_fn=self._collate,
+            num_workers=self.num_workers,
+        )
+
+
+class BestWeights(L.Callback):
+    """Keeps a copy of the weights at the best ``monitor`` value; restores them at the end."""
+
+    def __init__(self, monitor: str = "val_f1_macro", mode: str = "max") -> None:
+        self.monitor = monitor
+        self.mode = mode
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.best_metrics: dict[str, float] = {}
+        self._state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return
+        score = float(value)
+        better = self.best_score is None or (
+            score > self.best_score if self.mode == "max" else score < self.best_score
+        )
+        if better:
+            self.best_score = score
+            self.best_epoch = trainer.current_epoch
+            self.best_metrics = dict(getattr(pl_module, "last_val_metrics", {}))
+            self._state = copy.deepcopy(pl_module.state_dict())
+
+    def restore(self, pl_module: L.LightningModule) -> bool:
+        """Load the best weights back; False when no validation ever ran."""
+        if self._state is None:
+            return False
+        pl_module.load_state_dict(self._state)
+        return True
+
+
+class MlflowEpochLogger(L.Callback):
+    """Logs per-epoch train loss and validation metrics to the active MLflow run."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import mlflow
+
+        value = trainer.callback_metrics.get("train_loss_epoch")
+        if value is not None:
+            mlflow.log_metric("train_loss", float(value), step=trainer.current_epoch)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import mlflow
+
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = getattr(pl_module, "last_val_metrics", {})
+        if metrics:
+            mlflow.log_metrics(
+                {f"val_{k}": float(v) for k, v in metrics.items()}, step=trainer.current_epoch
+            )

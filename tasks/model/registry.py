@@ -1,0 +1,200 @@
+"""MLflow tracking and registry helpers for the verifier (aliases, never stages).
+
+A logged verifier is a pyfunc model (:class:`tasks.model.pyfunc.ClaimVerifierPyfunc`)
+whose ``artifacts/hf_model`` folder is a Hugging Face ``save_pretrained`` folder with a
+``citeops.json`` meta file; :func:`tasks.model.predictor.load_verifier` reads it by
+``models:/<name>/<version>``, ``models:/<name>@<alias>`` or the logged model URI.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tasks.errors import CiteopsError
+from tasks.model.predictor import HF_DIR_NAME, META_FILE
+
+if TYPE_CHECKING:
+    from configs.settings import Settings
+    from mlflow import MlflowClient
+
+MODEL_NAME = "model"  # the logged model's name inside a run
+
+
+class RegistryError(CiteopsError):
+    """A registered model, version or alias does not exist or cannot be changed."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """Where a logged model is: its own URI, the registry URI of its version, the run."""
+
+    model_uri: str  # models:/<name>/<version>
+    version: str
+    run_id: str
+    logged_model_uri: str  # models:/m-<id> (MLflow 3 logged model)
+
+
+def client(settings: Settings) -> MlflowClient:
+    """An MLflow client on the configured tracking URI (also made the process default)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow.tracking_uri)
+    return MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+
+
+def ensure_experiment(settings: Settings, name: str | None = None) -> str:
+    """The id of the experiment (created with the configured artifact location if new)."""
+    name = name or settings.mlflow.experiment
+    mlflow_client = client(settings)
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    if settings.home and str(settings.mlflow.tracking_uri).startswith("sqlite:///"):
+        Path(settings.mlflow.tracking_uri[len("sqlite:///") :]).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    return mlflow_client.create_experiment(
+        name, artifact_location=settings.mlflow.artifact_location
+    )
+
+
+def write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """Write ``citeops.json`` (labels, max_length, base model, ...) beside the HF files."""
+    (Path(folder) / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+
+def save_hf_folder(model: Any, tokenizer: Any, folder: Path, meta: dict[str, Any]) -> Path:
+    """``save_pretrained`` model + tokenizer into ``folder`` and add the meta file."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    write_meta(folder, meta)
+    return folder
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the pyfunc model (explicit: MLflow's inference adds torchvision)."""
+    from importlib.metadata import version
+
+    pins = ["torch", "transformers", "mlflow", "pandas", "numpy", "tokenizers"]
+    return [f"{name}=={version(name).split('+')[0]}" for name in pins]
+
+
+def _signature() -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from tasks.data.multivers import LABELS
+
+    inputs = Schema([ColSpec("string", "claim"), ColSpec("string", "evidence")])
+    outputs = Schema([ColSpec("string", "label")] + [ColSpec("float", f"p_{x}") for x in LABELS])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def log_verifier(folder: Path, name: str = MODEL_NAME) -> str:
+    """Log a ``save_pretrained`` folder as a pyfunc model in the active run; its URI."""
+    import mlflow
+    from tasks.model.pyfunc import ClaimVerifierPyfunc
+
+    with warnings.catch_warnings():  # type-hint and cloudpickle notices
+        warnings.simplefilter("ignore")
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=ClaimVerifierPyfunc(),
+            artifacts={HF_DIR_NAME: str(folder)},
+            pip_requirements=pip_requirements(),
+            signature=_signature(),
+        )
+    return info.model_uri
+
+
+def register_version(settings: Settings, logged_model_uri: str, run_id: str) -> RegisteredModel:
+    """Register ``logged_model_uri`` as a new version of ``settings.mlflow.registered_model``."""
+    import mlflow
+
+    client(settings)
+    name = settings.mlflow.registered_model
+    version = mlflow.register_model(logged_model_uri, name)
+    return RegisteredModel(
+        f"models:/{name}/{version.version}", str(version.version), run_id, logged_model_uri
+    )
+
+
+def register_folder(
+    settings: Settings,
+    folder: Path,
+    run_name: str = "register-folder",
+    alias: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> RegisteredModel:
+    """Log an existing ``save_pretrained`` folder as a new registered version, no training.
+
+    Opens its own run in the configured experiment; sets ``alias`` on the version if given.
+    """
+    import mlflow
+
+    experiment_id = ensure_experiment(settings)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        if params:
+            mlflow.log_params(params)
+        logged = log_verifier(Path(folder))
+    registered = register_version(settings, logged, run.info.run_id)
+    if alias:
+        set_alias(settings, registered.version, alias)
+    return registered
+
+
+def set_alias(settings: Settings, version: str | int, alias: str) -> None:
+    """Point ``alias`` of the registered model at ``version`` (moves it if it exists)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client(settings).set_registered_model_alias(
+            settings.mlflow.registered_model, alias, str(version)
+        )
+    except MlflowException as error:
+        raise RegistryError(
+            f"cannot set alias {alias!r} of {settings.mlflow.registered_model!r} to version "
+            f"{version}: {error.message}"
+        ) from None
+
+
+def get_version_by_alias(settings: Settings, alias: str) -> str | None:
+    """The version the alias points at, or ``None`` when the alias (or model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client(settings).get_model_version_by_alias(settings.mlflow.registered_model, alias)
+    except MlflowException:
+        return None
+    return str(found.version)
+
+
+def delete_alias(settings: Settings, alias: str) -> None:
+    """Remove ``alias`` (no error when it does not exist)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client(settings).delete_registered_model_alias(settings.mlflow.registered_model, alias)
+    except MlflowException:
+        pass
+
+
+def latest_version(settings: Settings) -> str | None:
+    """The highest registered version number, or ``None`` when nothing is registered."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client(settings).search_model_versions(
+            f"name='{settings.mlflow.registered_model}'"
+        )
+    except MlflowException:
+        return None
+    return str(max(int(v.version) for v in versions)) if versions else None

@@ -1,0 +1,136 @@
+"""Training with the tiny model into the test's own MLflow store, and loading it back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from configs.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, data_dir):
+    """One short training run (tiny model, 2 epochs) shared by the tests of this module."""
+    import os
+
+    home = tmp_path_factory.mktemp("train-home")
+    saved = {k: os.environ.get(k) for k in ("CITEOPS_PROFILE", "CITEOPS_HOME", "CITEOPS_DATA_DIR")}
+    os.environ.update(
+        CITEOPS_PROFILE="test", CITEOPS_HOME=str(home), CITEOPS_DATA_DIR=str(data_dir)
+    )
+    try:
+        from tasks.model.train import train_model
+
+        settings = load_settings(train={"epochs": 2, "early_stopping_patience": 1})
+        result = train_model(settings, progress=False)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return settings, result
+
+
+def test_training_logs_a_run_with_params_metrics_and_inputs(trained) -> None:
+    import mlflow
+
+    settings, result = trained
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.data.params["base_model"] == "tiny"
+    assert run.data.params["max_length"] == str(settings.train.max_length)
+    assert int(run.data.params["train_examples"]) == settings.train.max_examples
+    history = client.get_metric_history(result.run_id, "val_f1_macro")
+    assert [m.step for m in history] == [0, 1]  # one point per epoch
+    assert len(client.get_metric_history(result.run_id, "train_loss")) == 2
+    names = {d.dataset.name for d in run.inputs.dataset_inputs}
+    assert names == {"scifact-train", "citint-train", "scifact-dev", "citint-dev"}
+    assert all(len(d.dataset.digest) == 16 for d in run.inputs.dataset_inputs)
+    assert 0.0 <= result.metrics["f1_macro"] <= 1.0
+    assert set(result.metrics) >= {"accuracy", "f1_micro", "f1_NEI", "auroc_weighted"}
+    assert run.info.artifact_uri.startswith(settings.mlflow.artifact_location)
+
+
+def test_trained_version_loads_by_version_and_alias(trained) -> None:
+    from tasks.model.predictor import load_verifier
+    from tasks.model.registry import get_version_by_alias
+
+    settings, result = trained
+    assert result.model_uri == f"models:/claim-verifier/{result.model_version}"
+    assert get_version_by_alias(settings, "latest-trained") == result.model_version
+    by_version = load_verifier(result.model_uri, settings)
+    by_alias = load_verifier("models:/claim-verifier@latest-trained", settings)
+    assert by_alias.model_version == result.model_version
+    claims, evidences = ["Aspirin lowers fever."], ["Aspirin reduced fever in a trial."]
+    probs = by_version.predict_proba(claims, evidences)
+    assert probs.shape == (1, 3)
+    assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+    assert by_alias.predict_proba(claims, evidences) == pytest.approx(probs, abs=1e-6)
+    assert by_version.meta["max_length"] == settings.train.max_length
+    assert by_version.meta["labels"] == ["SUPPORT", "NEI", "REFUTE"]
+
+
+def test_trained_model_loads_as_pyfunc(trained) -> None:
+    import pandas as pd
+
+    import mlflow
+
+    settings, result = trained
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    out = model.predict(pd.DataFrame({"claim": ["a", "b"], "evidence": ["c", "d"]}))
+    assert list(out.columns) == ["label", "p_SUPPORT", "p_NEI", "p_REFUTE"]
+    assert set(out["label"]) <= {"SUPPORT", "NEI", "REFUTE"}
+    assert out[["p_SUPPORT", "p_NEI", "p_REFUTE"]].sum(axis=1).tolist() == pytest.approx([1, 1])
+
+
+def test_registered_tiny_model_fixture(registered_tiny_model) -> None:
+    from tasks.model.predictor import load_verifier
+    from tasks.model.registry import get_version_by_alias, set_alias
+
+    model_uri, version = registered_tiny_model
+    settings = load_settings()
+    verifier = load_verifier(model_uri, settings)
+    assert verifier.model_version == version
+    assert verifier.predict_labels(["x"], ["y"])[0] in {"SUPPORT", "NEI", "REFUTE"}
+    set_alias(settings, version, "champion")
+    assert get_version_by_alias(settings, "champion") == version
+    assert get_version_by_alias(settings, "no-such-alias") is None
+
+
+def test_set_alias_on_a_missing_version_is_a_clear_error(registered_tiny_model) -> None:
+    from tasks.model.registry import RegistryError, set_alias
+
+    with pytest.raises(RegistryError, match="cannot set alias"):
+        set_alias(load_settings(), "99", "champion")
+
+
+def test_cli_train_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import app
+    from flows.cli.common import run_cli
+
+    code = run_cli(app, ["train", "--json", "--max-steps", "2", "--max-examples", "24"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert set(payload) == {"run_id", "model_uri", "model_version", "metrics"}
+    assert payload["model_uri"] == "models:/claim-verifier/1"
+    assert "f1_macro" in payload["metrics"]
+
+
+def test_cli_train_rejects_a_bad_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import app
+    from flows.cli.common import run_cli
+
+    assert run_cli(app, ["train", "--max-length", "3"]) == 2
+    assert "train.max_length" in capsys.readouterr().err
+
+
+def test_train_flow_returns_the_result(prefect_harness) -> None:
+    from flows.train import train
+
+    result = train(max_steps=2, max_examples=16)
+    assert result["model_version"] == "1"
+    assert result["steps"] == 2
+    assert result["params"]["max_examples"] == 16
