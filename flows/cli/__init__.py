@@ -11,6 +11,7 @@ import sys
 import typer
 
 from flows.cli import data as data_cli
+from flows.cli import drift as drift_cli
 from flows.cli import model as model_cli
 from flows.cli import stack as stack_cli
 from flows.cli.common import run_cli
@@ -27,6 +28,7 @@ bench_app = typer.Typer(help="Benchmarks that print figures side by side with a 
 app.add_typer(data_cli.app, name="data")
 app.add_typer(bench_app, name="bench")
 model_cli.register(app, bench_app)
+drift_cli.register(app, bench_app)
 stack_cli.register(app)
 
 
