@@ -36,7 +36,9 @@ def stack_report(mlflow_result: dict[str, Any], log_result: dict[str, Any]) -> s
     from tasks.stack.checks import stack_check_markdown
 
     markdown = stack_check_markdown(mlflow_result, log_result)
-    create_markdown_artifact(key="stack-check", markdown=markdown, description="citeops stack check")
+    create_markdown_artifact(
+        key="stack-check", markdown=markdown, description="citeops stack check"
+    )
     return markdown
 
 

@@ -53,7 +53,9 @@ def wait_healthy(
         if record is not None and not is_alive(record):
             raise ServiceStartError(_failure(title, "exited while starting", record))
         if time.monotonic() - start > timeout:
-            raise ServiceStartError(_failure(title, f"did not answer within {timeout:.0f} s", record))
+            raise ServiceStartError(
+                _failure(title, f"did not answer within {timeout:.0f} s", record)
+            )
         time.sleep(interval)
 
 

@@ -95,7 +95,9 @@ def require_bucket(settings: Settings, uri: str) -> None:
             ) from None
         raise StackError(f"S3 bucket {bucket!r} on {endpoint}: {code or error}") from None
     except BotoCoreError as error:
-        raise StackError(f"S3 API {endpoint} cannot be reached for bucket {bucket!r}: {error}") from None
+        raise StackError(
+            f"S3 API {endpoint} cannot be reached for bucket {bucket!r}: {error}"
+        ) from None
 
 
 def prepare_resources(settings: Settings, mlflow: bool, prefect: bool) -> list[str]:

@@ -164,7 +164,9 @@ def worker_spec(settings: Settings) -> ServiceSpec:
     env["PREFECT_WORKER_QUERY_SECONDS"] = str(settings.stack.worker_poll_seconds)
     argv = [bin_path("prefect"), "worker", "start", "--pool", settings.stack.work_pool]
     argv += ["--type", "process", "--name", worker_name(settings)]
-    return ServiceSpec(WORKER, f"Prefect worker (pool {settings.stack.work_pool!r})", argv, env, project_dir())
+    return ServiceSpec(
+        WORKER, f"Prefect worker (pool {settings.stack.work_pool!r})", argv, env, project_dir()
+    )
 
 
 def build_spec(name: str, settings: Settings) -> ServiceSpec:

@@ -108,9 +108,7 @@ def stack_up(
 
     def launch(name: str) -> ProcessRecord:
         spec = specs[name]
-        record = start_process(
-            name, spec.argv, spec.env, spec.cwd, state_dir, spec.url, spec.port
-        )
+        record = start_process(name, spec.argv, spec.env, spec.cwd, state_dir, spec.url, spec.port)
         started.append(record)
         states[name] = ServiceState(name, "started", record.pid, record.url, record.log)
         note(f"{name}: started (pid {record.pid}), log {record.log}")
@@ -254,8 +252,16 @@ def stack_status(settings: Settings) -> list[ServiceState]:
         if record is None:
             states.append(ServiceState(name, "not running"))
         elif not is_alive(record):
-            states.append(ServiceState(name, "not running", record.pid, record.url, record.log,
-                                       "stale PID file (the process is gone)"))
+            states.append(
+                ServiceState(
+                    name,
+                    "not running",
+                    record.pid,
+                    record.url,
+                    record.log,
+                    "stale PID file (the process is gone)",
+                )
+            )
         else:
             healthy = _healthy_now(settings, name)
             state = "running" if healthy else "running, not answering"
