@@ -1,0 +1,114 @@
+"""`citeops ingest`, `citeops feedback stats`, `citeops bench ingest`."""
+
+from __future__ import annotations
+
+import typer
+
+from flows.cli.common import info, print_json, settings_from
+
+feedback_app = typer.Typer(help="The curated feedback store.", no_args_is_help=True)
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add the ingest commands to the root and bench apps."""
+    app.command("ingest")(ingest)
+    app.add_typer(feedback_app, name="feedback")
+    bench_app.command("ingest")(bench_ingest)
+
+
+def ingest(
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="Log root: a folder, a .jsonl file or s3://bucket/prefix (default: CITEOPS_LOG_ROOT).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print only the report JSON."),
+) -> None:
+    """Ingest new feedback and query logs: validate, dedupe, quarantine, store."""
+    from tasks.ingest.pipeline import ingest as run_ingest
+
+    settings = settings_from()
+    every = settings.ingest.progress_every_lines
+    next_mark = every
+
+    def progress(done: int, planned: int, lines: int) -> None:
+        nonlocal next_mark
+        if lines >= next_mark:
+            info(f"ingest: {lines:,} lines read, {done}/{planned} objects stored")
+            next_mark = (lines // every + 1) * every
+
+    report = run_ingest(settings, source, progress=progress)
+    for change in report.changed:
+        info(
+            f"warning: {change.uri} changed after it was ingested "
+            f"(size {change.ingested_size} -> {change.size}); not re-read"
+        )
+    payload = report.to_dict()
+    if as_json:
+        print_json(payload)
+        return
+    info(f"ingested {report.source} in {report.seconds:.1f} s")
+    for key, value in payload.items():
+        if key == "reasons":
+            for reason, count in value.items():
+                typer.echo(f"  quarantined: {reason:18s} {count:>10,}")
+        else:
+            typer.echo(f"{key:34s} {value:>10,}")
+
+
+@feedback_app.command("stats")
+def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Summarise the curated store: feedback, conflicts, leaks, quarantine, objects."""
+    from tasks.store.queries import feedback_stats
+
+    summary = feedback_stats(settings_from())
+    if as_json:
+        print_json(summary)
+        return
+    fb, objects = summary["feedback"], summary["objects"]
+    labels = "  ".join(f"{k}={v:,}" for k, v in fb["labels"].items())
+    typer.echo(f"store          {summary['store']}")
+    typer.echo(f"feedback       {fb['rows']:,} rows ({labels}), {fb['votes']:,} votes")
+    typer.echo(
+        f"               usable {fb['usable']:,}, conflicts {fb['conflict_rows']:,} rows in "
+        f"{fb['conflict_pairs']:,} pairs, leaked {fb['leaked_rows']:,}"
+    )
+    typer.echo(f"queries        {summary['queries']['rows']:,} rows")
+    reasons = ", ".join(f"{k} {v:,}" for k, v in summary["quarantine"]["reasons"].items())
+    typer.echo(f"quarantine     {summary['quarantine']['rows']:,} lines ({reasons or 'none'})")
+    typer.echo(
+        f"objects        {objects['ingested']:,} ingested, {objects['lines']:,} lines, "
+        f"{len(objects['changed_after_ingest'])} changed after ingestion"
+    )
+    typer.echo(
+        f"validation     {summary['validation']['batches']:,} batches, "
+        f"{summary['validation']['failed_batches']:,} with unexpected rows"
+    )
+    typer.echo(f"last ingest    {summary['last_ingest'] or 'never'}")
+    typer.echo(f"last training  {summary['last_training'] or 'never'}")
+    typer.echo(f"new since last training  {summary['new_feedback_since_last_training']:,}")
+
+
+def bench_ingest(
+    lines: int | None = typer.Option(None, "--lines", help="Lines to generate (1,000,000)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Generate realistic feedback lines, ingest them into a fresh SQLite store, and report
+    lines/s and peak memory beside the baseline of reading and JSON-parsing them only."""
+    from tasks.ingest.bench import run_bench
+
+    settings = settings_from(ingest={"bench_lines": lines})
+    result = run_bench(settings, progress=info)
+    if as_json:
+        print_json(result)
+        return
+    typer.echo(
+        f"ingest   {result['lines']:>10,} lines in {result['seconds']:7.1f} s  "
+        f"{result['lines_per_second']:>10,.0f} lines/s  peak RSS {result['peak_rss_mb']:,.0f} MB"
+    )
+    base = result["baseline"]
+    typer.echo(
+        f"baseline {result['lines']:>10,} lines in {base['seconds']:7.1f} s  "
+        f"{base['lines_per_second']:>10,.0f} lines/s  (read + JSON parse only)"
+    )
+    typer.echo(f"report   {result['report']}")

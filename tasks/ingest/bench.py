@@ -1,0 +1,286 @@
+"""`citeops bench ingest`: generate realistic feedback logs, ingest them into a fresh SQLite
+store in a child process, and report lines/s and the child's peak memory beside a baseline
+(reading the same files and JSON-parsing each line, nothing else) in the same run.
+
+The generated lines mix claims of the training splits with 1-2 sentence evidence from the
+corpora, a few percent exact duplicates, conflicting labels, benchmark test claims (leaks)
+and bad lines of every kind; the generator tallies what each line must become, and the
+benchmark checks the report against that tally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from tasks.data.multivers import LABELS, normalise_claim, read_split
+from tasks.errors import CiteopsError
+
+if TYPE_CHECKING:
+    from configs.settings import Settings
+
+LABEL_WEIGHTS = (0.45, 0.35, 0.20)
+BAD_KINDS = (
+    "bad_json",
+    "bad_utf8",
+    "not_an_object",
+    "missing_field",
+    "wrong_type",
+    "unknown_label",
+    "empty_text",
+    "bad_datetime",
+    "future_datetime",
+    "empty_line",
+)
+
+
+class BenchError(CiteopsError):
+    """The benchmark's ingest did not account for the generated lines as expected."""
+
+
+def _texts(settings: Settings) -> tuple[list[str], list[str], list[str]]:
+    """Training claims, test claims (for leaks) and evidence snippets, each unique."""
+    train: dict[str, str] = {}
+    test: dict[str, str] = {}
+    snippets: dict[str, str] = {}
+    for dataset in settings.ingest.leakage_datasets:
+        for ex in read_split(settings.data_dir, dataset, "train"):
+            train.setdefault(normalise_claim(ex.claim), ex.claim)
+        for ex in read_split(settings.data_dir, dataset, settings.ingest.leakage_split):
+            test.setdefault(normalise_claim(ex.claim), ex.claim)
+        with open(settings.data_dir / dataset / "corpus.jsonl", "rb") as handle:
+            rows = [orjson.loads(line) for line in handle if line.strip()]
+        for row in rows:
+            sentences = [s.strip() for s in row.get("abstract") or [] if s.strip()]
+            for i in range(0, max(len(sentences) - 1, 0), 2):
+                text = " ".join(sentences[i : i + 1 + (i % 4 == 0)])
+                if 20 <= len(text) <= 600:
+                    snippets.setdefault(normalise_claim(text), text)
+    for key in test:
+        train.pop(key, None)
+    return list(train.values()), list(test.values()), list(snippets.values())
+
+
+def generate(settings: Settings, root: Path, lines: int, seed: int = 0) -> dict[str, Any]:
+    """Write ``lines`` feedback lines as date-partitioned parts under ``root``; return the
+    tally of what each must become (accepted, duplicates, conflicts, quarantined, leaked)."""
+    cfg = settings.ingest
+    rng = random.Random(seed)
+    claims, test_claims, snippets = _texts(settings)
+    n_claims = len(claims)
+    pair_ids = iter(
+        rng.sample(range(n_claims * len(snippets)), min(lines, n_claims * len(snippets)))
+    )
+    emitted: dict[tuple[int, int], set[str]] = {}
+    recent: list[dict[str, Any]] = []
+    tally: Counter[str] = Counter()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    step = timedelta(days=60) / max(lines, 1)
+    part_lines = cfg.bench_part_lines
+    handle = None
+    bad_cut = cfg.bench_bad_fraction
+    dup_cut = bad_cut + cfg.bench_duplicate_fraction
+    conflict_cut = dup_cut + cfg.bench_conflict_fraction
+    leak_cut = conflict_cut + 0.005
+    for i in range(lines):
+        if i % part_lines == 0:
+            if handle:
+                handle.close()
+            day = (start + step * i).strftime("%Y-%m-%d")
+            folder = root / "feedback" / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / f"part-{i // part_lines:05d}.jsonl", "wb")  # noqa: SIM115
+        when = (start + step * i).isoformat(timespec="milliseconds")
+        draw = rng.random()
+        if draw < bad_cut:
+            kind = BAD_KINDS[i % len(BAD_KINDS)]
+            handle.write(_bad_line(kind, when, claims[i % n_claims], snippets[i % len(snippets)]))
+            tally["quarantined"] += 1
+            tally[f"reason:{kind}"] += 1
+            continue
+        if draw < conflict_cut and recent:
+            base = dict(recent[rng.randrange(len(recent))])
+            if draw >= dup_cut:
+                base["user_label"] = rng.choice([x for x in LABELS if x != base["user_label"]])
+            base["datetime"] = when
+            record = base
+        else:
+            if draw < leak_cut:
+                claim_index, claim = -1 - (i % len(test_claims)), test_claims[i % len(test_claims)]
+                snippet_index = i % len(snippets)
+            else:
+                pid = next(pair_ids)
+                claim_index, snippet_index = pid % n_claims, pid // n_claims
+                claim = claims[claim_index]
+            label = rng.choices(LABELS, LABEL_WEIGHTS)[0]
+            probs = [rng.random() for _ in LABELS]
+            total = sum(probs)
+            record = {
+                "claim": claim,
+                "evidence": snippets[snippet_index],
+                "model": "claim-verifier",
+                "prediction": {
+                    lab: round(p / total, 4) for lab, p in zip(LABELS, probs, strict=True)
+                },
+                "user_label": label,
+                "datetime": when,
+                "request_id": f"{i:012x}",
+                "model_version": "3",
+                "slot": "blue" if i % 2 else "green",
+                "_pair": (claim_index, snippet_index),
+            }
+        pair = record["_pair"]
+        labels = emitted.setdefault(pair, set())
+        if record["user_label"] in labels:
+            tally["duplicates"] += 1
+        else:
+            tally["conflicts" if labels else "accepted"] += 1
+            tally["leaked"] += pair[0] < 0
+            labels.add(record["user_label"])
+        line = orjson.dumps({k: v for k, v in record.items() if k != "_pair"})
+        handle.write(line + (b"\r\n" if i % 97 == 0 else b"\n"))
+        if len(recent) < 1000:
+            recent.append(record)
+        else:
+            recent[rng.randrange(1000)] = record
+    if handle:
+        handle.close()
+    tally["lines"] = lines
+    return dict(tally)
+
+
+def _bad_line(kind: str, when: str, claim: str, evidence: str) -> bytes:
+    good = {"claim": claim, "evidence": evidence, "user_label": "NEI", "datetime": when}
+    if kind == "bad_json":
+        return orjson.dumps(good)[:-7] + b"\n"
+    if kind == "bad_utf8":
+        return orjson.dumps(good).replace(b'"NEI"', b'"N\xff\xfeI"') + b"\n"
+    if kind == "not_an_object":
+        return orjson.dumps([claim, evidence]) + b"\n"
+    if kind == "missing_field":
+        return orjson.dumps({k: v for k, v in good.items() if k != "evidence"}) + b"\n"
+    if kind == "wrong_type":
+        return orjson.dumps(good | {"claim": 42}) + b"\n"
+    if kind == "unknown_label":
+        return orjson.dumps(good | {"user_label": "MAYBE"}) + b"\n"
+    if kind == "empty_text":
+        return orjson.dumps(good | {"claim": "   "}) + b"\n"
+    if kind == "bad_datetime":
+        return orjson.dumps(good | {"datetime": "yesterday"}) + b"\n"
+    if kind == "future_datetime":
+        return orjson.dumps(good | {"datetime": "2999-01-01T00:00:00Z"}) + b"\n"
+    return b"   \n"  # empty_line
+
+
+def baseline(root: Path) -> dict[str, float]:
+    """Read every part and JSON-parse each line: the floor any ingest pays."""
+    started = time.perf_counter()
+    count = 0
+    for path in sorted(root.rglob("*.jsonl")):
+        with open(path, "rb") as handle:
+            for line in handle:
+                count += 1
+                try:
+                    orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    pass
+    seconds = time.perf_counter() - started
+    return {
+        "lines": count,
+        "seconds": round(seconds, 3),
+        "lines_per_second": round(count / seconds),
+    }
+
+
+def worker_main() -> None:
+    """Child process: ingest CITEOPS_LOG_ROOT, print the report, timing and peak RSS."""
+    from configs.settings import load_settings
+    from tasks.ingest.pipeline import ingest
+
+    settings = load_settings()
+    started = time.perf_counter()
+    report = ingest(settings)
+    seconds = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps({"report": report.to_dict(), "seconds": seconds, "peak_rss_mb": peak_kb / 1024})
+    )
+
+
+def run_bench(
+    settings: Settings, progress: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """Generate, baseline, ingest in a child process, check the tally; return the figures.
+
+    Raises:
+        BenchError: the child failed or its report differs from the generator's tally.
+    """
+    lines = settings.ingest.bench_lines
+    work = settings.home / "bench" / f"ingest-{os.getpid()}-{int(time.time())}"
+    logs = work / "logs"
+    try:
+        progress(f"bench ingest: generating {lines:,} lines under {logs}")
+        started = time.perf_counter()
+        tally = generate(settings, logs, lines)
+        generated = time.perf_counter() - started
+        size = sum(p.stat().st_size for p in logs.rglob("*.jsonl"))
+        progress(f"bench ingest: {size / 1e6:,.0f} MB in {generated:.1f} s; baseline")
+        base = baseline(logs)
+        progress("bench ingest: ingesting in a child process")
+        env = os.environ | {
+            "CITEOPS_HOME": str(work / "home"),
+            "CITEOPS_LOG_ROOT": str(logs),
+            "CITEOPS_STORE_URL": f"sqlite:///{work / 'bench.db'}",
+            "CITEOPS_DATA_DIR": str(settings.data_dir),
+        }
+        started = time.perf_counter()
+        child = subprocess.run(
+            [sys.executable, "-c", "from tasks.ingest.bench import worker_main; worker_main()"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - started
+        if child.returncode != 0:
+            raise BenchError(f"bench ingest child failed: {child.stderr.strip()[-500:]}")
+        out = json.loads(child.stdout.strip().splitlines()[-1])
+        report = out["report"]
+        _check(report, tally)
+        db_size = (work / "bench.db").stat().st_size
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "lines": report["lines"],
+        "seconds": round(out["seconds"], 2),
+        "lines_per_second": round(report["lines"] / out["seconds"]),
+        "peak_rss_mb": round(out["peak_rss_mb"], 1),
+        "process_seconds": round(wall, 2),
+        "input_mb": round(size / 1e6, 1),
+        "store_mb": round(db_size / 1e6, 1),
+        "generate_seconds": round(generated, 2),
+        "chunk_lines": settings.ingest.chunk_lines,
+        "baseline": base,
+        "report": report,
+    }
+
+
+def _check(report: dict[str, Any], tally: dict[str, Any]) -> None:
+    for key in ("lines", "accepted", "duplicates", "conflicts", "quarantined", "leaked"):
+        if report[key] != tally.get(key, 0):
+            raise BenchError(f"bench ingest: {key} = {report[key]}, generated {tally.get(key, 0)}")
+    reasons = {k.split(":", 1)[1]: v for k, v in tally.items() if k.startswith("reason:")}
+    if report["reasons"] != reasons:
+        raise BenchError(f"bench ingest: reasons {report['reasons']} != generated {reasons}")

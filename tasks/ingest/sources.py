@@ -1,0 +1,204 @@
+"""Log objects under a log root (a local folder or ``s3://bucket/prefix``): listing, identity
+and streaming their lines.
+
+Published parts only: a name starting with ``.`` or ending in ``.tmp`` is a part still being
+written and is skipped. Any ``*.jsonl`` object is read; objects under a ``queries/`` folder
+are query logs, every other one is feedback (the serving endpoint's ``feedback/`` parts and
+AI4citations' own feedback files alike).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from tasks.errors import CiteopsError
+
+if TYPE_CHECKING:
+    from configs.settings import Settings
+
+READ_BLOCK = 1 << 20
+
+
+class SourceError(CiteopsError):
+    """The log root cannot be listed or an object cannot be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogObject:
+    """One published log object: where it is, what kind of log, and its identity."""
+
+    uri: str  # absolute path or s3://bucket/key: the manifest key
+    kind: str  # "feedback" | "queries"
+    size: int
+    etag: str | None = None  # S3 ETag; None for local files (hashed while read)
+    mtime_ns: int | None = None
+
+
+def is_published_part(name: str) -> bool:
+    """True for a finished ``*.jsonl`` part (not hidden, not a ``.tmp`` in progress)."""
+    return name.endswith(".jsonl") and not name.startswith(".") and not name.endswith(".tmp")
+
+
+def kind_of(relative_key: str) -> str:
+    """``queries`` for objects in a ``queries/`` folder, else ``feedback``."""
+    parts = relative_key.replace("\\", "/").split("/")
+    return "queries" if "queries" in parts[:-1] else "feedback"
+
+
+def resolve_root(settings: Settings, source: str | None) -> str:
+    """The root to ingest: ``source`` if given, else ``settings.log_root``."""
+    root = source or settings.log_root or str(settings.home / "logs")
+    if root.startswith("file://"):
+        root = root[len("file://") :]
+    if not root.startswith("s3://"):
+        root = str(Path(root).expanduser().resolve())
+    return root
+
+
+def list_objects(settings: Settings, root: str) -> list[LogObject]:
+    """Every published log object under ``root``, sorted by URI (so by date partition).
+
+    Raises:
+        SourceError: the folder does not exist or the bucket cannot be listed.
+    """
+    if root.startswith("s3://"):
+        return _list_s3(settings, root)
+    return _list_local(Path(root))
+
+
+def _list_local(root: Path) -> list[LogObject]:
+    if root.is_file():
+        stat = root.stat()
+        return [LogObject(str(root), kind_of(root.name), stat.st_size, None, stat.st_mtime_ns)]
+    if not root.is_dir():
+        raise SourceError(f"{root}: no such folder; pass --source or set CITEOPS_LOG_ROOT")
+    found: list[LogObject] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not is_published_part(name):
+                continue
+            path = Path(dirpath) / name
+            stat = path.stat()
+            relative = str(path.relative_to(root))
+            found.append(
+                LogObject(str(path), kind_of(relative), stat.st_size, None, stat.st_mtime_ns)
+            )
+    return sorted(found, key=lambda o: o.uri)
+
+
+def _list_s3(settings: Settings, root: str) -> list[LogObject]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from tasks.s3 import s3_client, split_s3_uri
+
+    bucket, prefix = split_s3_uri(root)
+    client = s3_client(settings)
+    found: list[LogObject] = []
+    try:
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""):
+            for item in page.get("Contents", []):
+                key: str = item["Key"]
+                name = key.rsplit("/", 1)[-1]
+                if not is_published_part(name):
+                    continue
+                relative = key[len(prefix) + 1 :] if prefix else key
+                if any(part.startswith(".") for part in relative.split("/")[:-1]):
+                    continue
+                found.append(
+                    LogObject(
+                        f"s3://{bucket}/{key}",
+                        kind_of(relative),
+                        int(item["Size"]),
+                        str(item["ETag"]).strip('"'),
+                    )
+                )
+    except (BotoCoreError, ClientError) as error:
+        raise SourceError(f"{root}: cannot list objects ({error})") from None
+    return sorted(found, key=lambda o: o.uri)
+
+
+def open_object(settings: Settings, obj: LogObject) -> IO[bytes]:
+    """A binary stream of the object's bytes (a local file or the S3 response body)."""
+    if obj.uri.startswith("s3://"):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from tasks.s3 import s3_client, split_s3_uri
+
+        bucket, key = split_s3_uri(obj.uri)
+        try:
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+            if obj.etag:
+                kwargs["IfMatch"] = f'"{obj.etag}"'
+            return s3_client(settings).get_object(**kwargs)["Body"]
+        except (BotoCoreError, ClientError) as error:
+            raise SourceError(f"{obj.uri}: cannot read ({error})") from None
+    try:
+        return open(obj.uri, "rb")  # noqa: SIM115 - the caller closes it
+    except OSError as error:
+        raise SourceError(f"{obj.uri}: cannot read ({error.strerror})") from None
+
+
+class LineReader:
+    """Streams an object's lines as ``(line_no, bytes)`` without their ``\\n``, in blocks,
+    and hashes the bytes as they pass (the content identity of local files).
+
+    A line is whatever lies between newlines; a last line without a newline is a line; the
+    empty string after a final newline is not. A line longer than ``max_line_bytes`` is
+    yielded cut to that length with ``too_long`` set, and the rest of it is skipped.
+    """
+
+    def __init__(self, stream: IO[bytes], max_line_bytes: int) -> None:
+        self.stream = stream
+        self.max_line_bytes = max_line_bytes
+        self.sha256 = hashlib.sha256()
+        self.bytes_read = 0
+
+    def __iter__(self) -> Iterator[tuple[int, bytes, bool]]:
+        number = 0
+        pending = bytearray()
+        overflow = False  # inside a line already cut to max_line_bytes
+        limit = self.max_line_bytes
+        while True:
+            block = self.stream.read(READ_BLOCK)
+            if not block:
+                break
+            self.sha256.update(block)
+            self.bytes_read += len(block)
+            start = 0
+            while True:
+                end = block.find(b"\n", start)
+                if end < 0:
+                    if not overflow:
+                        pending += block[start:]
+                        if len(pending) > limit:
+                            overflow = True
+                            del pending[limit:]
+                    break
+                if overflow:
+                    number += 1
+                    yield number, bytes(pending), True
+                    overflow = False
+                elif pending:
+                    pending += block[start:end]
+                    number += 1
+                    cut = len(pending) > limit
+                    yield number, bytes(pending[:limit]), cut
+                else:
+                    number += 1
+                    line = block[start:end]
+                    if len(line) > limit:
+                        yield number, line[:limit], True
+                    else:
+                        yield number, line, False
+                pending.clear()
+                start = end + 1
+        if pending or overflow:
+            number += 1
+            yield number, bytes(pending), overflow

@@ -1,0 +1,262 @@
+"""The ingest pipeline on a local log root with the default SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from configs.settings import load_settings
+from tasks.data.multivers import read_split
+from tasks.ingest.pipeline import REPORT_KEYS, ingest
+from tests.ingest_support import feedback_line, query_line, store_snapshot, write_part
+
+
+@pytest.fixture
+def log_root(citeops_env: Path) -> Path:
+    root = citeops_env / "logs"
+    root.mkdir(parents=True)
+    return root
+
+
+def quarantined(settings) -> dict[int, str]:  # noqa: ANN001
+    from tasks.store.schema import open_store, quarantine
+
+    with open_store(settings) as engine, engine.connect() as conn:
+        return {r.line_no: r.reason for r in conn.execute(select(quarantine))}
+
+
+def balanced(report: dict) -> bool:
+    return (
+        report["accepted"] + report["duplicates"] + report["conflicts"] + report["quarantined"]
+        == report["lines"]
+    )
+
+
+def test_every_bad_line_kind_is_quarantined_with_its_reason(
+    log_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CITEOPS_INGEST__MAX_CLAIM_CHARS", "100")
+    monkeypatch.setenv("CITEOPS_INGEST__MAX_LINE_BYTES", "2000")
+    good = json.dumps(feedback_line())
+    cases = [
+        ("accepted", "\ufeff" + json.dumps(feedback_line(claim="BOM first"))),
+        ("bad_utf8", b'{"claim": "caf\xe9", "evidence": "e", "user_label": "NEI"}'),
+        ("bad_json", '{"claim": "half a line'),
+        ("not_an_object", "[1, 2, 3]"),
+        ("empty_line", "   "),
+        ("line_too_long", json.dumps(feedback_line(evidence="e" * 3000))),
+        ("missing_field", json.dumps(feedback_line(user_label=None))),
+        ("wrong_type", json.dumps(feedback_line(evidence=["a list"]))),
+        ("bad_datetime", json.dumps(feedback_line(datetime="2026-13-45"))),
+        ("future_datetime", json.dumps(feedback_line(datetime="2999-01-01T00:00:00Z"))),
+        ("unknown_label", json.dumps(feedback_line(user_label="MAYBE"))),
+        ("empty_text", json.dumps(feedback_line(evidence=" \n ".replace("\n", " ")))),
+        ("text_too_long", json.dumps(feedback_line(claim="c" * 101))),
+        ("accepted", json.dumps(feedback_line(claim="CRLF line")) + "\r"),
+        ("accepted", good),
+    ]
+    path = write_part(log_root, "feedback", "2026-01-05", "p1.jsonl", [c for _, c in cases])
+    path.write_bytes(path.read_bytes() + json.dumps(feedback_line(claim="no newline")).encode())
+    settings = load_settings()
+
+    report = ingest(settings).to_dict()
+
+    expected = {i: reason for i, (reason, _) in enumerate(cases, start=1) if reason != "accepted"}
+    assert quarantined(settings) == expected
+    assert report["lines"] == len(cases) + 1
+    assert report["accepted"] == 4  # BOM, CRLF, plain, last line without newline
+    assert report["quarantined"] == len(expected)
+    assert report["reasons"] == {reason: 1 for reason in expected.values()}
+    assert list(report) == list(REPORT_KEYS)
+    assert balanced(report)
+
+
+def test_accounting_identity_matches_generated_tally(log_root: Path) -> None:
+    from tasks.ingest.bench import generate
+
+    settings = load_settings(
+        ingest={
+            "bench_part_lines": 700,
+            "bench_bad_fraction": 0.1,
+            "bench_duplicate_fraction": 0.1,
+            "bench_conflict_fraction": 0.05,
+        }
+    )
+    tally = generate(settings, log_root, 3000, seed=7)
+    report = ingest(settings).to_dict()
+    for key in ("lines", "accepted", "duplicates", "conflicts", "quarantined", "leaked"):
+        assert report[key] == tally.get(key, 0), key
+    assert report["objects"] == 5
+    assert min(report["duplicates"], report["conflicts"], report["leaked"]) > 0
+    assert balanced(report)
+
+
+def test_rerun_ingests_nothing_new_and_new_parts_only(log_root: Path) -> None:
+    write_part(log_root, "feedback", "2026-01-05", "a.jsonl", [feedback_line(), "{bad"])
+    settings = load_settings()
+    first = ingest(settings).to_dict()
+    before = store_snapshot(settings)
+    again = ingest(settings).to_dict()
+    assert (first["objects"], first["lines"]) == (1, 2)
+    assert (again["objects"], again["lines"], again["accepted"]) == (0, 0, 0)
+    assert store_snapshot(settings) == before
+
+    write_part(log_root, "feedback", "2026-01-06", "b.jsonl", [feedback_line(claim="new")])
+    third = ingest(settings).to_dict()
+    assert (third["objects"], third["lines"], third["accepted"]) == (1, 1, 1)
+
+
+def test_unpublished_parts_are_skipped(log_root: Path) -> None:
+    folder = log_root / "feedback" / "date=2026-01-05"
+    write_part(log_root, "feedback", "2026-01-05", ".p.jsonl.tmp", [feedback_line()])
+    write_part(log_root, "feedback", "2026-01-05", ".hidden.jsonl", [feedback_line()])
+    write_part(log_root, "feedback", "2026-01-05", "notes.txt", [feedback_line()])
+    assert len(list(folder.iterdir())) == 3
+    report = ingest(load_settings()).to_dict()
+    assert report["objects"] == 0
+
+
+def test_changed_object_is_reported_not_reread(log_root: Path) -> None:
+    path = write_part(log_root, "feedback", "2026-01-05", "a.jsonl", [feedback_line()])
+    settings = load_settings()
+    ingest(settings)
+    os.utime(path, ns=(1, 1))  # touched but the same bytes: not a change
+    assert ingest(settings).changed == []
+    path.write_text(json.dumps(feedback_line(claim="rewritten")) + "\n")
+    report = ingest(settings)
+    assert [c.uri for c in report.changed] == [str(path)]
+    assert report.to_dict()["lines"] == 0
+    from tasks.store.queries import feedback_stats
+
+    stats = feedback_stats(settings)
+    assert stats["objects"]["changed_after_ingest"] == [str(path)]
+    assert stats["feedback"]["rows"] == 1
+
+
+def test_duplicates_add_votes_and_conflicts_are_flagged(log_root: Path) -> None:
+    lines = [
+        feedback_line(user_label="SUPPORT", datetime="2026-01-05T10:00:00Z"),
+        feedback_line(claim="  ASPIRIN lowers the risk of heart attack in adults. "),  # dup
+        feedback_line(user_label="REFUTE", datetime="2026-01-06T10:00:00Z"),  # conflict
+        feedback_line(user_label="REFUTE", datetime="2026-01-07T10:00:00Z"),  # dup of it
+        feedback_line(claim="Other claim", user_label="NEI"),
+    ]
+    write_part(log_root, "feedback", "2026-01-05", "a.jsonl", lines)
+    settings = load_settings()
+    report = ingest(settings).to_dict()
+    assert (report["accepted"], report["duplicates"], report["conflicts"]) == (2, 2, 1)
+
+    from tasks.store.queries import accepted_feedback_since, training_feedback
+
+    assert accepted_feedback_since(settings, None) == 1  # the conflicting pair is excluded
+    latest = training_feedback(settings)
+    assert sorted((e.claim, e.label_name) for e in latest) == [
+        ("Aspirin lowers the risk of heart attack in adults.", "REFUTE"),
+        ("Other claim", "NEI"),
+    ]
+    drop = load_settings(ingest={"conflict_rule": "drop"})
+    assert [e.claim for e in training_feedback(drop)] == ["Other claim"]
+    # majority: SUPPORT has 2 votes, REFUTE 2 -> a tie, dropped; one more SUPPORT decides
+    majority = load_settings(ingest={"conflict_rule": "majority"})
+    assert [e.claim for e in training_feedback(majority)] == ["Other claim"]
+    write_part(log_root, "feedback", "2026-01-08", "b.jsonl", [feedback_line()])
+    again = ingest(settings).to_dict()
+    assert again["duplicates"] == 1
+    winners = {e.claim: e.label_name for e in training_feedback(majority)}
+    assert winners["Aspirin lowers the risk of heart attack in adults."] == "SUPPORT"
+
+
+def test_leaked_test_claims_are_stored_marked_and_never_trained(
+    log_root: Path, data_dir: Path
+) -> None:
+    test_claim = read_split(data_dir, "scifact", "test")[0].claim
+    lines = [
+        feedback_line(claim="  " + test_claim.upper() + " "),
+        feedback_line(claim="A claim of our own", user_label="NEI"),
+    ]
+    write_part(log_root, "feedback", "2026-01-05", "a.jsonl", lines)
+    settings = load_settings()
+    report = ingest(settings).to_dict()
+    assert (report["accepted"], report["leaked"]) == (2, 1)
+
+    from tasks.store.queries import accepted_feedback_since, feedback_stats, training_feedback
+
+    assert [e.claim for e in training_feedback(settings)] == ["A claim of our own"]
+    assert accepted_feedback_since(settings, None) == 1
+    assert feedback_stats(settings)["feedback"]["leaked_rows"] == 1
+
+
+def test_new_feedback_since_last_training_follows_marks(log_root: Path) -> None:
+    from tasks.store.queries import last_training_time, mark_training
+
+    write_part(log_root, "feedback", "2026-01-05", "a.jsonl", [feedback_line()])
+    settings = load_settings()
+    assert ingest(settings).to_dict()["new_feedback_since_last_training"] == 1
+    assert last_training_time(settings) is None
+    mark = datetime.now(UTC)
+    mark_training(settings, mark)
+    assert abs(last_training_time(settings) - mark) < timedelta(milliseconds=1)
+    write_part(log_root, "feedback", "2026-01-06", "b.jsonl", [feedback_line(claim="later")])
+    assert ingest(settings).to_dict()["new_feedback_since_last_training"] == 1
+
+
+def test_query_logs_are_stored_deduplicated_and_loadable(log_root: Path) -> None:
+    lines = [query_line(i) for i in range(5)] + [query_line(2), query_line(9, latency_ms=-1)]
+    write_part(log_root, "queries", "2026-01-05", "q.jsonl", lines)
+    settings = load_settings()
+    report = ingest(settings).to_dict()
+    assert (report["accepted"], report["duplicates"], report["quarantined"]) == (5, 1, 1)
+    assert report["reasons"] == {"bad_latency": 1}
+
+    from tasks.store.queries import load_queries
+
+    rows = load_queries(settings)
+    assert [r["request_id"] for r in rows] == [f"req-{i:06d}" for i in range(5)]
+    assert rows[0]["probabilities"] == {"SUPPORT": 0.8, "NEI": 0.15, "REFUTE": 0.05}
+    assert rows[0]["datetime"].tzinfo is not None
+    since = rows[2]["datetime"]
+    window = load_queries(settings, since=since, until=rows[4]["datetime"])
+    assert [r["request_id"] for r in window] == ["req-000002", "req-000003"]
+
+
+def test_ai4citations_file_given_as_source(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps(feedback_line(claim=f"c{i}", datetime="2025-05-06T09:10:11.123456"))
+            for i in range(3)
+        )
+    )
+    report = ingest(load_settings(), source=str(path)).to_dict()
+    assert (report["objects"], report["accepted"]) == (1, 3)
+
+
+def test_missing_root_is_a_clear_error(tmp_path: Path) -> None:
+    from tasks.ingest.sources import SourceError
+
+    with pytest.raises(SourceError, match="no such folder"):
+        ingest(load_settings(), source=str(tmp_path / "nope"))
+
+
+def test_validation_results_are_stored(log_root: Path) -> None:
+    write_part(
+        log_root,
+        "feedback",
+        "2026-01-05",
+        "a.jsonl",
+        [feedback_line(), feedback_line(user_label="MAYBE")],
+    )
+    settings = load_settings()
+    ingest(settings)
+    from tasks.store.schema import open_store, validation_results
+
+    with open_store(settings) as engine, engine.connect() as conn:
+        (row,) = conn.execute(select(validation_results)).all()
+    assert (row.suite, row.rows, row.unexpected_rows, row.success) == ("feedback", 2, 1, False)
+    results = json.loads(row.results)
+    assert any(r["reason"] == "unknown_label" and r["unexpected_count"] == 1 for r in results)
