@@ -11,6 +11,7 @@ import sys
 import typer
 
 from flows.cli import data as data_cli
+from flows.cli import ingest as ingest_cli
 from flows.cli import drift as drift_cli
 from flows.cli import model as model_cli
 from flows.cli import stack as stack_cli
@@ -28,6 +29,7 @@ bench_app = typer.Typer(help="Benchmarks that print figures side by side with a 
 app.add_typer(data_cli.app, name="data")
 app.add_typer(bench_app, name="bench")
 model_cli.register(app, bench_app)
+ingest_cli.register(app, bench_app)
 drift_cli.register(app, bench_app)
 stack_cli.register(app)
 
