@@ -77,6 +77,17 @@ def decide(
 
 
 def last_training_time(settings: Settings) -> datetime | None:
+    """When the model was last trained: the later of the curated store's training mark
+    (when the store provides ``last_training_time``) and the start of the latest finished
+    MLflow run named ``train``; ``None`` if there is neither."""
+    from tasks.drift.current import store_function
+
+    marked = store_function("last_training_time")
+    times = [t for t in (marked(settings) if marked else None, mlflow_training_time(settings)) if t]
+    return max(times) if times else None
+
+
+def mlflow_training_time(settings: Settings) -> datetime | None:
     """Start of the latest finished MLflow run named ``train`` (``None`` if there is none)."""
     from mlflow import MlflowClient
 

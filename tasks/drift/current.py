@@ -210,7 +210,8 @@ def window_start(settings: Settings, since: datetime | None = None) -> datetime:
 def load_current_window(
     settings: Settings, current_dir: Path | str | None = None, since: datetime | None = None
 ) -> QueryWindow:
-    """The current window from ``current_dir``, else the query store, else the local log root.
+    """The current window from ``current_dir``, else the query store, else (the store is
+    absent or holds no queries in the window) the ``queries/`` folder of a local log root.
 
     Raises:
         QueryWindowError: no source can be read.
@@ -222,7 +223,8 @@ def load_current_window(
     if loader is not None:
         window = window_from_records(_as_mappings(loader(settings, start)), "query store")
         window.since = start.isoformat()
-        return window
+        if len(window) or settings.is_s3_log_root:
+            return window
     if settings.is_s3_log_root:
         raise QueryWindowError(
             f"log root {settings.log_root} is on S3 and the query store is not available; "

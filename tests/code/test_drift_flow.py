@@ -1,0 +1,81 @@
+"""The `monitor` flow under the session's Prefect test harness, and the drift CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tasks.data.multivers import read_split
+from tests.code.test_drift_run import query_records, write_query_log
+
+
+@pytest.fixture
+def citint_queries(tmp_path: Path, data_dir: Path) -> Path:
+    """A folder of query logs from another source than the reference (drift expected)."""
+    write_query_log(tmp_path / "logs", query_records(read_split(data_dir, "citint", "dev")[:150]))
+    return tmp_path / "logs"
+
+
+def test_monitor_flow_records_decision_without_train_deployment(prefect_harness, citint_queries: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.monitor import monitor
+
+    result = monitor(current_dir=str(citint_queries), reference_datasets=["scifact"],
+                     force=True, ingest=False)
+    assert result["drift"]["drift"] is True and Path(result["drift"]["report"]).is_file()
+    decision = result["decision"]
+    assert decision["retrain"] is True and decision["causes"] == ["drift", "forced"]
+    assert decision["deployment"]["started"] is False
+    assert "no deployment" in decision["deployment"]["reason"]
+    recorded = json.loads((Path(decision["record"]).parent / "latest.json").read_text())
+    assert recorded["deployment"] == decision["deployment"]
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts()
+        drift_artifacts = [a for a in artifact if a.key == "drift-report"]
+    assert drift_artifacts and "| claim_text |" in drift_artifacts[0].data
+
+
+def test_monitor_flow_starts_train_deployment(prefect_harness, citint_queries: Path) -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from flows.monitor import monitor
+
+    @flow(name="train")
+    def train_stub() -> None:
+        """Stands in for flows/train.py's flow: only its name and deployment matter here."""
+
+    deployment_id = train_stub.to_deployment(name="drift-test").apply()
+    try:
+        result = monitor(current_dir=str(citint_queries), reference_datasets=["scifact"],
+                         ingest=False)
+        started = result["decision"]["deployment"]
+        assert started["started"] is True and started["deployment"] == "train/drift-test"
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(started["flow_run_id"])
+        assert run.deployment_id == deployment_id
+        assert "trigger:drift" in run.tags
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_deployment(deployment_id)
+
+
+def test_cli_drift_and_trigger_json(citint_queries: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import app
+    from flows.cli.common import run_cli
+
+    code = run_cli(app, ["drift", "--current", str(citint_queries), "--reference-datasets",
+                         "scifact", "--no-mlflow", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["drift"] is True and Path(out["report"]).is_file()
+    assert {"statistic", "threshold", "drift"} <= set(out["checks"]["evidence_text"])
+    code = run_cli(app, ["trigger", "--json"])
+    decision = json.loads(capsys.readouterr().out)
+    assert code == 0 and decision["causes"] == ["drift"]
+    assert decision["inputs"]["drift_report"] == out["report"]
+    assert run_cli(app, ["drift", "--current", str(citint_queries / "missing")]) == 2
+    assert "no such folder" in capsys.readouterr().err
