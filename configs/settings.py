@@ -69,6 +69,7 @@ class TrainSettings(_Section):
     seed: int = 42
     num_workers: int = Field(0, ge=0)
     register_alias: str | None = "latest-trained"  # alias moved to every new version
+    max_minutes: float | None = Field(None, gt=0)  # wall-clock cap on fitting (None: none)
 
 
 class EvaluateSettings(_Section):

@@ -29,7 +29,9 @@ def minilm_path() -> Path:
     return Path(get_model_path())
 
 
-def build_tiny(settings: ModelSettings, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def build_tiny(
+    settings: ModelSettings, seed: int = 0
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A randomly initialised small BERT with the MiniLM tokenizer (seconds to train)."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -50,7 +52,9 @@ def build_tiny(settings: ModelSettings, seed: int = 0) -> tuple[PreTrainedModel,
     return BertForSequenceClassification(config), tokenizer
 
 
-def load_base(settings: ModelSettings, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_base(
+    settings: ModelSettings, seed: int = 0
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The base model named by ``settings.base_model`` with a fresh 3-way label head.
 
     Raises:

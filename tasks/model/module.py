@@ -231,3 +231,22 @@ class MlflowEpochLogger(L.Callback):
             mlflow.log_metrics(
                 {f"val_{k}": float(v) for k, v in metrics.items()}, step=trainer.current_epoch
             )
+
+
+class EpochSummary(L.Callback):
+    """Prints one line per validation epoch (train loss, dev loss and macro F1) to stderr."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import sys
+
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = getattr(pl_module, "last_val_metrics", {})
+        train_loss = trainer.callback_metrics.get("train_loss_epoch")
+        parts = [f"epoch {trainer.current_epoch}", f"step {trainer.global_step}"]
+        if train_loss is not None:
+            parts.append(f"train_loss {float(train_loss):.4f}")
+        parts += [
+            f"val_{k} {metrics[k]:.4f}" for k in ("loss", "f1_macro", "accuracy") if k in metrics
+        ]
+        print("  ".join(parts), file=sys.stderr, flush=True)

@@ -58,7 +58,11 @@ class ClaimVerifier:
 
     @classmethod
     def from_dir(
-        cls, path: Path | str, precision: Precision = "fp32", max_length: int | None = None, **kw: Any
+        cls,
+        path: Path | str,
+        precision: Precision = "fp32",
+        max_length: int | None = None,
+        **kw: Any,
     ) -> ClaimVerifier:
         """Load a ``save_pretrained`` folder (as written by training)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -128,6 +128,7 @@ def training_params(settings: Settings, precision: str) -> dict[str, Any]:
         "precision": precision,
         "bucket_size_multiplier": cfg.bucket_size_multiplier,
         "early_stopping_patience": cfg.early_stopping_patience,
+        "max_minutes": cfg.max_minutes,
         "seed": cfg.seed,
     }
 
@@ -162,10 +163,11 @@ def log_dataset_inputs(
                 name=f"{dataset}-{split}",
                 digest=files_digest(paths)[:16],
             )
-        mlflow.log_input(data, context=context)
+            mlflow.log_input(data, context=context)
 
 
 def _quiet_lightning() -> None:
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -177,13 +179,16 @@ def build_trainer(settings: Settings, precision: str, callbacks: list[Any], prog
     if progress:  # on stderr, so that `--json` output on stdout stays parseable
         from lightning.pytorch.callbacks import RichProgressBar
 
-        callbacks = [*callbacks, RichProgressBar(console_kwargs={"stderr": True})]
+        from tasks.model.module import EpochSummary
+
+        callbacks = [*callbacks, RichProgressBar(console_kwargs={"stderr": True}), EpochSummary()]
     return L.Trainer(
         accelerator=cfg.accelerator,
         devices=1,
         precision=precision,
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
+        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
         callbacks=callbacks,
         logger=False,
         enable_checkpointing=False,

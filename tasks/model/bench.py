@@ -1,0 +1,280 @@
+"""``citeops bench train``: our training input pipeline against a pyvers-style loop.
+
+Both sides train the same base model from the same initial weights on the same examples
+for the same number of optimiser steps (AdamW, same learning rate and schedule), one after
+the other in one process, and are then scored on the same fixed evaluation subset:
+
+- **baseline** (pyvers-style): a dataset that tokenises the pair inside ``__getitem__``
+  on every access and pads every pair to ``max_length`` (512); fp32.
+- **ours**: pairs tokenised once, length-bucketed batches with dynamic padding (the
+  functions training uses), bf16 autocast where the CPU has native bf16 (else fp32).
+  Tokenisation time counts against our side.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from tasks.data.multivers import Example, read_split, shuffled
+
+if TYPE_CHECKING:
+    import torch
+
+    from configs.settings import Settings
+
+
+@dataclass
+class LoopFigures:
+    """Speed and quality of one side."""
+
+    name: str
+    padding: str
+    precision: str
+    steps: int
+    samples: int
+    seconds: float
+    samples_per_s: float
+    tokens_per_batch: float
+    f1_macro: float
+    accuracy: float
+
+
+class PadToMaxDataset:
+    """The pyvers-style dataset: tokenise and pad to ``max_length`` on every access."""
+
+    def __init__(self, examples: Sequence[Example], tokenizer: Any, max_length: int) -> None:
+        self.examples = list(examples)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        import torch
+
+        ex = self.examples[index]
+        enc = self.tokenizer(
+            ex.evidence,
+            ex.claim,
+            truncation="longest_first",
+            max_length=self.max_length,
+            padding="max_length",
+            return_tensors="pt",
+        )
+        item = {k: v.squeeze(0) for k, v in enc.items()}
+        item["labels"] = torch.tensor(ex.label)
+        return item
+
+
+def pad_to_max_batches(
+    examples: Sequence[Example], tokenizer: Any, max_length: int, batch_size: int, seed: int
+) -> Iterable[dict[str, torch.Tensor]]:
+    """Shuffled fixed-width batches from :class:`PadToMaxDataset` through a DataLoader."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    generator = torch.Generator().manual_seed(seed)
+    dataset = PadToMaxDataset(examples, tokenizer, max_length)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
+
+
+def bucketed_batch_iter(
+    examples: Sequence[Example],
+    tokenizer: Any,
+    max_length: int,
+    batch_size: int,
+    bucket_size_multiplier: int,
+    seed: int,
+) -> Iterable[dict[str, torch.Tensor]]:
+    """Our pipeline: tokenise once, bucketed batches, pad each batch to its longest pair."""
+    from tasks.model.batching import bucketed_batches, collate_padded, encode_examples
+
+    pairs = encode_examples(tokenizer, examples, max_length)
+    batches = bucketed_batches([len(p) for p in pairs], batch_size, bucket_size_multiplier, seed)
+    pad_id = tokenizer.pad_token_id or 0
+    for batch in batches:
+        yield collate_padded([pairs[i] for i in batch], pad_id)
+
+
+def train_steps(
+    model: torch.nn.Module,
+    batches: Callable[[], Iterable[dict[str, torch.Tensor]]],
+    steps: int,
+    learning_rate: float,
+    bf16: bool,
+) -> tuple[int, float, float]:
+    """Run ``steps`` optimiser steps; returns (samples, seconds, mean tokens per batch).
+
+    The clock includes building and iterating the batches (tokenisation included).
+    """
+    import torch
+
+    from tasks.model.optim import build_optimizer
+
+    model.train()
+    optimizer, scheduler = build_optimizer(model, learning_rate, 0.01, 1.0, 0.1, steps)
+    done, samples, tokens = 0, 0, 0
+    start = time.perf_counter()
+    while done < steps:
+        for batch in batches():
+            labels = batch.pop("labels")
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(**batch).logits
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done += 1
+            samples += len(labels)
+            tokens += batch["input_ids"].numel()
+            if done >= steps:
+                break
+    return samples, time.perf_counter() - start, tokens / max(done, 1)
+
+
+def score(
+    model: Any, tokenizer: Any, examples: Sequence[Example], max_length: int
+) -> dict[str, float]:
+    """Macro F1 and accuracy on ``examples`` through the shared inference path (fp32)."""
+    from tasks.model.metrics import classification_metrics
+    from tasks.model.predictor import ClaimVerifier
+
+    verifier = ClaimVerifier(model, tokenizer, max_length=max_length)
+    probs = verifier.predict_proba([e.claim for e in examples], [e.evidence for e in examples])
+    return classification_metrics(probs, [e.label for e in examples])
+
+
+def bench_examples(
+    settings: Settings, dataset: str, n_train: int, n_eval: int, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """A fixed training subset (``dataset`` train) and evaluation subset (its dev split)."""
+    train = shuffled(read_split(settings.data_dir, dataset, "train"), seed)[:n_train]
+    dev = shuffled(read_split(settings.data_dir, dataset, "dev"), seed)[:n_eval]
+    return train, dev
+
+
+def run_side(
+    name: str,
+    initial: torch.nn.Module,
+    tokenizer: Any,
+    batches: Callable[[], Iterable[dict[str, torch.Tensor]]],
+    eval_examples: Sequence[Example],
+    steps: int,
+    learning_rate: float,
+    bf16: bool,
+    padding: str,
+    max_length: int,
+) -> LoopFigures:
+    import torch
+
+    torch.manual_seed(0)  # same dropout stream on both sides
+    model = copy.deepcopy(initial)
+    samples, seconds, tokens = train_steps(model, batches, steps, learning_rate, bf16)
+    metrics = score(model, tokenizer, eval_examples, max_length)
+    return LoopFigures(
+        name=name,
+        padding=padding,
+        precision="bf16-autocast" if bf16 else "fp32",
+        steps=steps,
+        samples=samples,
+        seconds=seconds,
+        samples_per_s=samples / seconds if seconds else float("nan"),
+        tokens_per_batch=tokens,
+        f1_macro=metrics.get("f1_macro", float("nan")),
+        accuracy=metrics.get("accuracy", float("nan")),
+    )
+
+
+def bench_train(
+    settings: Settings,
+    steps: int = 6,
+    batch_size: int = 16,
+    max_length: int = 512,
+    eval_examples: int = 64,
+    dataset: str = "citint",
+    with_fp32: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train both sides for ``steps`` steps of ``batch_size`` and compare speed and F1.
+
+    Returns a JSON-able dict with ``baseline``, ``ours`` (and ``ours_fp32`` when asked),
+    ``ratio`` (ours / baseline samples per second) and ``f1_diff`` (ours - baseline).
+    """
+    import torch
+
+    from tasks.model.base import load_base
+    from tasks.model.train import cpu_supports_bf16
+
+    say = progress or (lambda _msg: None)
+    seed = settings.train.seed
+    train, dev = bench_examples(settings, dataset, steps * batch_size, eval_examples, seed)
+    initial, tokenizer = load_base(settings.model, seed=seed)
+    lr = settings.train.learning_rate
+    bf16 = cpu_supports_bf16() and not torch.cuda.is_available()
+    mult = settings.train.bucket_size_multiplier
+
+    def baseline_batches() -> Iterable[dict[str, torch.Tensor]]:
+        return pad_to_max_batches(train, tokenizer, max_length, batch_size, seed)
+
+    def our_batches() -> Iterable[dict[str, torch.Tensor]]:
+        return bucketed_batch_iter(train, tokenizer, max_length, batch_size, mult, seed)
+
+    sides: dict[str, LoopFigures] = {}
+    say(f"baseline: pad to {max_length}, tokenise in __getitem__, fp32, {steps} steps")
+    sides["baseline"] = run_side(
+        "baseline",
+        initial,
+        tokenizer,
+        baseline_batches,
+        dev,
+        steps,
+        lr,
+        False,
+        f"pad-to-{max_length}",
+        max_length,
+    )
+    if with_fp32 and bf16:
+        say("ours fp32: bucketed dynamic padding")
+        sides["ours_fp32"] = run_side(
+            "ours_fp32",
+            initial,
+            tokenizer,
+            our_batches,
+            dev,
+            steps,
+            lr,
+            False,
+            "bucketed-dynamic",
+            max_length,
+        )
+    say(f"ours: bucketed dynamic padding, {'bf16 autocast' if bf16 else 'fp32'}, {steps} steps")
+    sides["ours"] = run_side(
+        "ours",
+        initial,
+        tokenizer,
+        our_batches,
+        dev,
+        steps,
+        lr,
+        bf16,
+        "bucketed-dynamic",
+        max_length,
+    )
+    base, ours = sides["baseline"], sides["ours"]
+    return {
+        "base_model": settings.model.base_model,
+        "dataset": f"{dataset} train ({len(train)} pairs), F1 on {len(dev)} {dataset} dev pairs",
+        "batch_size": batch_size,
+        "steps": steps,
+        "max_length": max_length,
+        "threads": torch.get_num_threads(),
+        **{name: asdict(fig) for name, fig in sides.items()},
+        "ratio": ours.samples_per_s / base.samples_per_s,
+        "f1_diff": ours.f1_macro - base.f1_macro,
+    }
