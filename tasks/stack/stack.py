@@ -7,6 +7,7 @@ exactly the processes recorded there, nothing else.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -236,10 +237,11 @@ def stack_down(settings: Settings) -> list[ServiceState]:
         if record is None:
             states.append(ServiceState(name, "not running"))
             continue
+        started = time.monotonic()
         stopped = stop_process(record, settings.stack.stop_timeout_seconds)
         remove_record(settings.state_dir, name)
         state = "stopped" if stopped else "not running"
-        note = "" if stopped else "stale PID file removed"
+        note = f"stopped in {time.monotonic() - started:.1f} s" if stopped else "stale PID file removed"
         states.append(ServiceState(name, state, record.pid, record.url, record.log, note))
     return list(reversed(states))
 
