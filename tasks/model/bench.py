@@ -1,8 +1,9 @@
 """``citeops bench train``: our training input pipeline against a pyvers-style loop.
 
 Both sides train the same base model from the same initial weights on the same examples
-for the same number of optimiser steps (AdamW, same learning rate and schedule), one after
-the other in one process, and are then scored on the same fixed evaluation subset:
+for the same number of optimiser steps (AdamW, same learning rate and schedule), in one
+process and interleaved step by step (so load from other work on the machine hits both
+alike), and are then scored on the same fixed evaluation subset:
 
 - **baseline** (pyvers-style): a dataset that tokenises the pair inside ``__getitem__``
   on every access and pads every pair to ``max_length`` (512); fp32.
@@ -101,41 +102,53 @@ def bucketed_batch_iter(
         yield collate_padded([pairs[i] for i in batch], pad_id)
 
 
-def train_steps(
-    model: torch.nn.Module,
-    batches: Callable[[], Iterable[dict[str, torch.Tensor]]],
-    steps: int,
-    learning_rate: float,
-    bf16: bool,
-) -> tuple[int, float, float]:
-    """Run ``steps`` optimiser steps; returns (samples, seconds, mean tokens per batch).
+class SideRunner:
+    """One side of the benchmark: its own model copy, optimiser and batch stream.
 
-    The clock includes building and iterating the batches (tokenisation included).
+    :meth:`step` times one optimiser step including fetching its batch (so tokenisation
+    counts), which lets the two sides run interleaved step by step: a load change on
+    the shared machine then hits both sides alike.
     """
-    import torch
 
-    from tasks.model.optim import build_optimizer
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        batches: Iterable[dict[str, torch.Tensor]],
+        steps: int,
+        learning_rate: float,
+        bf16: bool,
+    ) -> None:
+        from tasks.model.optim import build_optimizer
 
-    model.train()
-    optimizer, scheduler = build_optimizer(model, learning_rate, 0.01, 1.0, 0.1, steps)
-    done, samples, tokens = 0, 0, 0
-    start = time.perf_counter()
-    while done < steps:
-        for batch in batches():
-            labels = batch.pop("labels")
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(**batch).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            done += 1
-            samples += len(labels)
-            tokens += batch["input_ids"].numel()
-            if done >= steps:
-                break
-    return samples, time.perf_counter() - start, tokens / max(done, 1)
+        self.model = model
+        self.model.train()
+        self.optimizer, self.scheduler = build_optimizer(
+            model, learning_rate, 0.01, 1.0, 0.1, steps
+        )
+        self.batches = iter(batches)
+        self.bf16 = bf16
+        self.steps = 0
+        self.samples = 0
+        self.tokens = 0
+        self.seconds = 0.0
+
+    def step(self) -> None:
+        import torch
+
+        start = time.perf_counter()
+        batch = dict(next(self.batches))
+        labels = batch.pop("labels")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(**batch).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.seconds += time.perf_counter() - start
+        self.steps += 1
+        self.samples += len(labels)
+        self.tokens += batch["input_ids"].numel()
 
 
 def score(
@@ -159,33 +172,18 @@ def bench_examples(
     return train, dev
 
 
-def run_side(
-    name: str,
-    initial: torch.nn.Module,
-    tokenizer: Any,
-    batches: Callable[[], Iterable[dict[str, torch.Tensor]]],
-    eval_examples: Sequence[Example],
-    steps: int,
-    learning_rate: float,
-    bf16: bool,
-    padding: str,
-    max_length: int,
+def side_figures(
+    name: str, runner: SideRunner, metrics: dict[str, float], padding: str
 ) -> LoopFigures:
-    import torch
-
-    torch.manual_seed(0)  # same dropout stream on both sides
-    model = copy.deepcopy(initial)
-    samples, seconds, tokens = train_steps(model, batches, steps, learning_rate, bf16)
-    metrics = score(model, tokenizer, eval_examples, max_length)
     return LoopFigures(
         name=name,
         padding=padding,
-        precision="bf16-autocast" if bf16 else "fp32",
-        steps=steps,
-        samples=samples,
-        seconds=seconds,
-        samples_per_s=samples / seconds if seconds else float("nan"),
-        tokens_per_batch=tokens,
+        precision="bf16-autocast" if runner.bf16 else "fp32",
+        steps=runner.steps,
+        samples=runner.samples,
+        seconds=runner.seconds,
+        samples_per_s=runner.samples / runner.seconds if runner.seconds else float("nan"),
+        tokens_per_batch=runner.tokens / max(runner.steps, 1),
         f1_macro=metrics.get("f1_macro", float("nan")),
         accuracy=metrics.get("accuracy", float("nan")),
     )
@@ -219,53 +217,52 @@ def bench_train(
     bf16 = cpu_supports_bf16() and not torch.cuda.is_available()
     mult = settings.train.bucket_size_multiplier
 
-    def baseline_batches() -> Iterable[dict[str, torch.Tensor]]:
-        return pad_to_max_batches(train, tokenizer, max_length, batch_size, seed)
-
-    def our_batches() -> Iterable[dict[str, torch.Tensor]]:
-        return bucketed_batch_iter(train, tokenizer, max_length, batch_size, mult, seed)
-
-    sides: dict[str, LoopFigures] = {}
-    say(f"baseline: pad to {max_length}, tokenise in __getitem__, fp32, {steps} steps")
-    sides["baseline"] = run_side(
-        "baseline",
-        initial,
-        tokenizer,
-        baseline_batches,
-        dev,
-        steps,
-        lr,
-        False,
-        f"pad-to-{max_length}",
-        max_length,
-    )
-    if with_fp32 and bf16:
-        say("ours fp32: bucketed dynamic padding")
-        sides["ours_fp32"] = run_side(
-            "ours_fp32",
-            initial,
-            tokenizer,
-            our_batches,
-            dev,
+    paddings = {
+        "baseline": f"pad-to-{max_length}",
+        "ours_fp32": "bucketed-dynamic",
+        "ours": "bucketed-dynamic",
+    }
+    runners = {
+        "baseline": SideRunner(
+            copy.deepcopy(initial),
+            pad_to_max_batches(train, tokenizer, max_length, batch_size, seed),
             steps,
             lr,
-            False,
-            "bucketed-dynamic",
-            max_length,
+            bf16=False,
         )
-    say(f"ours: bucketed dynamic padding, {'bf16 autocast' if bf16 else 'fp32'}, {steps} steps")
-    sides["ours"] = run_side(
-        "ours",
-        initial,
-        tokenizer,
-        our_batches,
-        dev,
+    }
+    if with_fp32 and bf16:
+        runners["ours_fp32"] = SideRunner(
+            copy.deepcopy(initial),
+            bucketed_batch_iter(train, tokenizer, max_length, batch_size, mult, seed),
+            steps,
+            lr,
+            bf16=False,
+        )
+    runners["ours"] = SideRunner(
+        copy.deepcopy(initial),
+        bucketed_batch_iter(train, tokenizer, max_length, batch_size, mult, seed),
         steps,
         lr,
-        bf16,
-        "bucketed-dynamic",
-        max_length,
+        bf16=bf16,
     )
+    say(
+        f"{steps} steps of {batch_size} pairs, sides interleaved step by step: "
+        + ", ".join(runners)
+    )
+    torch.manual_seed(0)
+    for step in range(steps):
+        for runner in runners.values():
+            runner.step()
+        say(
+            f"step {step + 1}/{steps}: "
+            + "  ".join(f"{n} {r.samples / r.seconds:.2f}/s" for n, r in runners.items())
+        )
+    sides: dict[str, LoopFigures] = {}
+    for name, runner in runners.items():
+        say(f"scoring {name} on {len(dev)} dev pairs")
+        metrics = score(runner.model, tokenizer, dev, max_length)
+        sides[name] = side_figures(name, runner, metrics, paddings[name])
     base, ours = sides["baseline"], sides["ours"]
     return {
         "base_model": settings.model.base_model,
