@@ -14,6 +14,7 @@ from flows.cli import data as data_cli
 from flows.cli import ingest as ingest_cli
 from flows.cli import drift as drift_cli
 from flows.cli import model as model_cli
+from flows.cli import serve as serve_cli
 from flows.cli import stack as stack_cli
 from flows.cli.common import run_cli
 
@@ -30,6 +31,7 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(bench_app, name="bench")
 model_cli.register(app, bench_app)
 ingest_cli.register(app, bench_app)
+serve_cli.register(app, bench_app)
 drift_cli.register(app, bench_app)
 stack_cli.register(app)
 

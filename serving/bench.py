@@ -1,0 +1,406 @@
+"""`citeops bench serve`: our server against an AI4citations-style baseline, over HTTP.
+
+Both servers run as separate processes, one after the other, on the same model folder
+and the same test-set pairs; N concurrent closed-loop clients (asyncio + httpx) drive
+each for a fixed time per concurrency level. Agreement compares the labels our server
+gave with the baseline's (fp32, per request) on the pairs both scored. The swap test
+then drives our server with a deploy or rollback every ``swap_every`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tasks.errors import CiteopsError
+
+if TYPE_CHECKING:
+    from configs.settings import Settings
+
+Progress = Callable[[str], None]
+
+
+class BenchError(CiteopsError):
+    """The benchmark could not run (a server did not start, no data)."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    model_uri: str | None = None
+    clients: tuple[int, ...] = (1, 4, 16, 32)
+    seconds: float = 12.0
+    swap_requests: int = 5000
+    swap_clients: int = 16
+    swap_every: float = 1.0
+    warmup_requests: int = 16
+
+
+@dataclass
+class LoadResult:
+    """One load run: per-request outcomes and the labels seen per pair index."""
+
+    clients: int
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    labels: dict[int, str] = field(default_factory=dict)
+    spans: list[tuple[float, float]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies) * 1000.0
+        ok = len(self.latencies)
+        pct = (lambda q: round(float(np.percentile(lat, q)), 1)) if ok else (lambda q: None)
+        return {
+            "clients": self.clients,
+            "requests": ok + self.failed,
+            "failed": self.failed,
+            "throughput": round(ok / self.elapsed, 2) if self.elapsed else 0.0,
+            "p50_ms": pct(50),
+            "p95_ms": pct(95),
+            "p99_ms": pct(99),
+            "max_ms": round(float(lat.max()), 1) if ok else None,
+        }
+
+
+def bench_model_folder(settings: Settings, model_uri: str | None) -> Path:
+    """A ``save_pretrained`` folder both servers load: the given model (downloaded if it
+    is an MLflow URI), or MiniLM with an untrained 3-way head saved under ``home/bench``."""
+    from tasks.model.predictor import find_hf_dir
+
+    if model_uri is None:
+        folder = settings.home / "bench" / "minilm-untrained"
+        if not (folder / "config.json").is_file():
+            from tasks.model.base import load_base
+
+            model, tokenizer = load_base(settings.model.model_copy(update={"base_model": "minilm"}))
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+        return folder
+    if "://" not in model_uri and not model_uri.startswith(("models:", "runs:")):
+        return find_hf_dir(Path(model_uri).expanduser())
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    dst = Path(tempfile.mkdtemp(prefix="citeops-bench-model-"))
+    try:
+        root = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst))
+    except Exception as error:  # noqa: BLE001 - mlflow raises several types
+        raise BenchError(f"{model_uri}: cannot be downloaded ({error})") from None
+    return find_hf_dir(Path(root))
+
+
+def bench_pairs(settings: Settings) -> list[tuple[str, str]]:
+    """(claim, evidence) pairs of the test sets, in a fixed shuffled order."""
+    from tasks.data.multivers import read_splits
+
+    examples = read_splits(settings.data_dir, settings.evaluate.datasets, "test", seed=0)
+    if not examples:
+        raise BenchError(f"no test pairs under {settings.data_dir}")
+    return [(ex.claim, ex.evidence) for ex in examples]
+
+
+# ---- processes ---------------------------------------------------------------------------
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def start_server(
+    cmd: Sequence[str], env: dict[str, str], port: int, workdir: Path, ready: str
+) -> ServerProcess:
+    """Start a server process and wait until ``ready`` answers 200 (up to 3 minutes)."""
+    import httpx
+
+    log_path = workdir / f"server-{port}.log"
+    handle = log_path.open("wb")
+    proc = subprocess.Popen(list(cmd), env=env, stdout=handle, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    server = ServerProcess(proc, base, log_path)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            if httpx.get(base + ready, timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    server.stop()
+    tail = log_path.read_text(errors="replace")[-1500:]
+    raise BenchError(f"server {' '.join(cmd[:4])} did not become ready:\n{tail}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---- load --------------------------------------------------------------------------------
+async def drive(
+    base_url: str,
+    pairs: Sequence[tuple[str, str]],
+    clients: int,
+    seconds: float | None = None,
+    requests: int | None = None,
+    during: Callable[[Any], Any] | None = None,
+) -> LoadResult:
+    """Closed-loop load: ``clients`` tasks each send one request after the other, pair
+    indices taken in order from 0, until ``seconds`` pass or ``requests`` are sent.
+    ``during(client)`` runs alongside (the swap test) and is cancelled at the end."""
+    import httpx
+
+    result = LoadResult(clients)
+    counter = iter(range(10**9))
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120) as http:
+        start = time.perf_counter()
+        deadline = start + seconds if seconds else None
+
+        async def client() -> None:
+            while True:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return
+                index = next(counter)
+                if requests is not None and index >= requests:
+                    return
+                claim, evidence = pairs[index % len(pairs)]
+                t0 = time.perf_counter()
+                try:
+                    response = await http.post(
+                        "/predict", json={"claim": claim, "evidence": evidence}
+                    )
+                    ok = response.status_code == 200
+                    reason = str(response.status_code)
+                except httpx.HTTPError as error:
+                    ok, reason = False, type(error).__name__
+                t1 = time.perf_counter()
+                result.spans.append((t0 - start, t1 - start))
+                if ok:
+                    result.latencies.append(t1 - t0)
+                    if index < len(pairs):
+                        result.labels.setdefault(index, response.json()["label"])
+                else:
+                    result.failed += 1
+                    result.errors[reason] = result.errors.get(reason, 0) + 1
+
+        side = asyncio.create_task(during(http, start)) if during else None
+        await asyncio.gather(*(client() for _ in range(clients)))
+        result.elapsed = time.perf_counter() - start
+        if side is not None:
+            side.cancel()
+            try:
+                await side
+            except asyncio.CancelledError:
+                pass
+    return result
+
+
+def warm_up(base_url: str, pairs: Sequence[tuple[str, str]], n: int) -> None:
+    """A few requests, not counted, so the first measured ones do not pay start-up costs."""
+    asyncio.run(drive(base_url, pairs[-n:], clients=min(4, n), requests=n))
+
+
+def run_levels(
+    base_url: str,
+    pairs: Sequence[tuple[str, str]],
+    options: BenchOptions,
+    progress: Progress,
+    name: str,
+) -> tuple[dict[str, Any], dict[int, str]]:
+    levels: dict[str, Any] = {}
+    labels: dict[int, str] = {}
+    warm_up(base_url, pairs, options.warmup_requests)
+    for clients in options.clients:
+        result = asyncio.run(drive(base_url, pairs, clients, seconds=options.seconds))
+        levels[str(clients)] = result.summary()
+        for index, label in result.labels.items():
+            labels.setdefault(index, label)
+        row = levels[str(clients)]
+        progress(
+            f"{name:8s} clients={clients:2d}  {row['throughput']:6.1f} pairs/s  "
+            f"p50={row['p50_ms']} ms  p95={row['p95_ms']} ms  failed={row['failed']}"
+        )
+    return levels, labels
+
+
+def swap_test(
+    base_url: str,
+    pairs: Sequence[tuple[str, str]],
+    model_folder: Path,
+    token: str,
+    options: BenchOptions,
+) -> dict[str, Any]:
+    """Drive the server while deploys and rollbacks alternate every ``swap_every`` s."""
+    swaps: list[dict[str, Any]] = []
+
+    async def swapper(http: Any, start: float) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        deploy = True
+        while True:
+            await asyncio.sleep(options.swap_every)
+            t0 = time.perf_counter()
+            if deploy:
+                response = await http.post(
+                    "/admin/deploy", json={"model_uri": str(model_folder)}, headers=headers
+                )
+            else:
+                response = await http.post("/admin/rollback", headers=headers)
+            t1 = time.perf_counter()
+            swaps.append(
+                {
+                    "kind": "deploy" if deploy else "rollback",
+                    "status": response.status_code,
+                    "start": t0 - start,
+                    "end": t1 - start,
+                }
+            )
+            deploy = not deploy
+
+    result = asyncio.run(
+        drive(base_url, pairs, options.swap_clients, requests=options.swap_requests, during=swapper)
+    )
+    # a request "during a swap" overlaps the moment the live pointer switched (end of call)
+    switch_times = [s["end"] for s in swaps if s["status"] == 200]
+    during = [
+        (end - start) for start, end in result.spans if any(start <= t <= end for t in switch_times)
+    ]
+    summary = result.summary()
+    return {
+        **summary,
+        "errors": result.errors,
+        "swaps": len(switch_times),
+        "swap_calls_failed": sum(s["status"] != 200 for s in swaps),
+        "deploy_seconds_mean": round(
+            float(np.mean([s["end"] - s["start"] for s in swaps if s["kind"] == "deploy"] or [0])),
+            2,
+        ),
+        "requests_across_a_swap": len(during),
+        "longest_across_swap_ms": round(max(during) * 1000.0, 1) if during else None,
+    }
+
+
+def run_serve_bench(
+    settings: Settings, options: BenchOptions, progress: Progress
+) -> dict[str, Any]:
+    """Run baseline and citeops servers on the same pairs; return the report dict."""
+    pairs = bench_pairs(settings)
+    progress(f"{len(pairs)} test pairs; preparing the model folder")
+    folder = bench_model_folder(settings, options.model_uri)
+    workdir = Path(tempfile.mkdtemp(prefix="citeops-bench-serve-"))
+    token = secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "CITEOPS_HOME": str(workdir / "home"),
+        "CITEOPS_ADMIN_TOKEN": token,
+        "CITEOPS_SERVE__PRECISION": settings.serve.precision,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    env.pop("CITEOPS_LOG_ROOT", None)
+    report: dict[str, Any] = {
+        "model": str(folder) if options.model_uri is None else options.model_uri,
+        "precision": settings.serve.precision,
+        "pairs": len(pairs),
+        "seconds_per_level": options.seconds,
+        "cpu_count": os.cpu_count(),
+    }
+
+    port = _free_port()
+    progress("baseline: transformers pipeline, fp32, one request at a time")
+    base = start_server(
+        [sys.executable, "-m", "serving.baseline", "--model", str(folder), "--port", str(port)],
+        env,
+        port,
+        workdir,
+        "/health",
+    )
+    try:
+        report["baseline"], base_labels = run_levels(
+            base.base_url, pairs, options, progress, "baseline"
+        )
+    finally:
+        base.stop()
+
+    port = _free_port()
+    progress(f"citeops serve: micro-batching, {settings.serve.precision}")
+    entry = "import sys; from flows.cli import main; main(sys.argv[1:])"
+    ours = start_server(
+        [sys.executable, "-c", entry, "serve", "--model-uri", str(folder), "--port", str(port)],
+        env,
+        port,
+        workdir,
+        "/ready",
+    )
+    try:
+        report["serve"], our_labels = run_levels(ours.base_url, pairs, options, progress, "citeops")
+        if options.swap_requests:
+            progress(
+                f"swap test: {options.swap_requests} requests, {options.swap_clients} clients, "
+                f"deploy/rollback every {options.swap_every} s"
+            )
+            report["swap"] = swap_test(ours.base_url, pairs, folder, token, options)
+    finally:
+        ours.stop()
+
+    common = sorted(set(base_labels) & set(our_labels))
+    agree = sum(base_labels[i] == our_labels[i] for i in common)
+    report["agreement_pairs"] = len(common)
+    report["agreement"] = round(agree / len(common), 4) if common else None
+    key = "16" if "16" in report["serve"] else str(max(options.clients))
+    base_tp = report["baseline"][key]["throughput"]
+    report["ratio_clients"] = int(key)
+    report["ratio"] = round(report["serve"][key]["throughput"] / base_tp, 2) if base_tp else None
+    report["p95_ms"] = report["serve"][key]["p95_ms"]
+    report["swap_failed"] = report["swap"]["failed"] if "swap" in report else None
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [
+        f"model {report['model']}  precision {report['precision']}  {report['pairs']} test pairs",
+        f"{'server':9s} {'clients':>7s} {'pairs/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} "
+        f"{'p99 ms':>8s} {'failed':>6s}",
+    ]
+    for name in ("baseline", "serve"):
+        for clients, row in report[name].items():
+            lines.append(
+                f"{name:9s} {clients:>7s} {row['throughput']:8.1f} {row['p50_ms']!s:>8s} "
+                f"{row['p95_ms']!s:>8s} {row['p99_ms']!s:>8s} {row['failed']:6d}"
+            )
+    ratio = f"ratio at {report['ratio_clients']} clients: {report['ratio']}x"
+    agree = f"agreement {report['agreement']} on {report['agreement_pairs']} pairs"
+    lines.append(f"{ratio}  p95 {report['p95_ms']} ms  {agree}")
+    if "swap" in report:
+        swap = report["swap"]
+        counts = f"{swap['requests']} requests, {swap['swaps']} swaps, failed {swap['failed']}"
+        speed = f"{swap['throughput']} pairs/s, p95 {swap['p95_ms']} ms"
+        longest = f"longest across a swap {swap['longest_across_swap_ms']} ms"
+        lines.append(f"swap test: {counts}, {speed}, {longest} (overall max {swap['max_ms']} ms)")
+    return "\n".join(lines)

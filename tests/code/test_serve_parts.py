@@ -1,0 +1,157 @@
+"""Serving parts without a server: batch planning, log parts, input checks, slot state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from serving.batcher import MicroBatcher, QueueFull, plan_batches
+from serving.logwriter import LocalSink, LogWriter, drop_partial_line
+from serving.schemas import BadInput, check_label, check_text
+from serving.slots import SlotRecord, SlotState, check_smoke_outputs, wrap_verifier
+
+LABELS = ("SUPPORT", "NEI", "REFUTE")
+
+
+def test_plan_batches_covers_every_position_once_and_groups_by_length() -> None:
+    lengths = [300, 12, 290, 15, 500, 14, 310, 480]
+    batches = plan_batches(lengths, max_batch=3, max_pad_ratio=1.3)
+    flat = sorted(p for batch in batches for p in batch)
+    assert flat == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= 3
+        real = sum(lengths[p] for p in batch)
+        assert max(lengths[p] for p in batch) * len(batch) <= 1.3 * real
+    # short and long pairs never share a batch
+    assert not any({1, 4} <= set(batch) for batch in batches)
+
+
+def test_plan_batches_without_pad_limit_fills_batches() -> None:
+    assert [len(b) for b in plan_batches([5] * 10, max_batch=4, max_pad_ratio=100)] == [4, 4, 2]
+
+
+def _read_lines(root: Path) -> list[dict]:
+    rows = []
+    for path in sorted(root.rglob("*.jsonl")):
+        if path.name.startswith("."):
+            continue
+        rows.extend(json.loads(line) for line in path.read_text().splitlines())
+    return rows
+
+
+def test_log_writer_rotates_by_lines_and_publishes_at_close(tmp_path: Path) -> None:
+    writer = LogWriter(LocalSink(tmp_path), max_lines=2, max_seconds=60)
+    writer.start()
+    for i in range(5):
+        writer.write("queries", {"request_id": str(i), "datetime": "2026-01-02T03:04:05+00:00"})
+    writer.write("feedback", {"claim": "c", "datetime": "2026-01-03T00:00:00+00:00"})
+    writer.close()
+    parts = (tmp_path / "queries" / "date=2026-01-02").glob("*.jsonl")
+    assert sorted(len(p.read_text().splitlines()) for p in parts) == [1, 2, 2]
+    assert sorted(r["request_id"] for r in _read_lines(tmp_path / "queries")) == list("01234")
+    assert len(list((tmp_path / "feedback" / "date=2026-01-03").glob("*.jsonl"))) == 1
+    assert not list(tmp_path.rglob(".*")), "no hidden part may remain after close"
+
+
+def test_log_writer_keeps_open_part_hidden_until_it_rotates(tmp_path: Path) -> None:
+    writer = LogWriter(LocalSink(tmp_path), max_lines=100, max_seconds=0.3)
+    writer.start()
+    try:
+        writer.write("queries", {"request_id": "a", "datetime": "2026-01-02T00:00:00+00:00"})
+        folder = tmp_path / "queries" / "date=2026-01-02"
+        import time
+
+        time.sleep(0.1)
+        assert [p.name.startswith(".") for p in folder.iterdir()] == [True]
+        deadline = time.monotonic() + 5
+        while not list(folder.glob("[!.]*.jsonl")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r["request_id"] for r in _read_lines(tmp_path)] == ["a"]
+    finally:
+        writer.close()
+
+
+def test_drop_partial_line_keeps_complete_lines(tmp_path: Path) -> None:
+    path = tmp_path / ".part.jsonl.tmp"
+    path.write_bytes(b'{"a":1}\n{"b":')
+    drop_partial_line(path)
+    assert path.read_bytes() == b'{"a":1}\n'
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("", "empty"), ("  \n\t", "whitespace"), ("x" * 11, "at most 10")]
+)
+def test_check_text_names_the_field(value: str, message: str) -> None:
+    with pytest.raises(BadInput, match=message) as info:
+        check_text("claim", value, max_chars=10)
+    assert info.value.field == "claim"
+
+
+def test_check_label_accepts_any_case_and_rejects_unknown() -> None:
+    assert check_label("user_label", " support ", LABELS) == "SUPPORT"
+    with pytest.raises(BadInput, match="user_label: unknown label 'MAYBE'"):
+        check_label("user_label", "MAYBE", LABELS)
+
+
+def test_slot_state_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "slots.json"
+    state = SlotState(
+        live="green", slots={"green": SlotRecord("models:/m@champion", "models:/m/3", "3")}
+    )
+    state.write(path)
+    again = SlotState.read(path)
+    assert again.live == "green" and again.slots["green"].pinned_uri == "models:/m/3"
+    assert SlotState.read(tmp_path / "missing.json").live == "blue"
+
+
+def test_wrap_verifier_pins_alias_uris_to_their_version() -> None:
+    verifier = SimpleNamespace(model_version="7")
+    model = wrap_verifier(verifier, "models:/claim-verifier@champion")  # type: ignore[arg-type]
+    assert model.pinned_uri == "models:/claim-verifier/7" and model.model_version == "7"
+    folder = wrap_verifier(SimpleNamespace(model_version=None), "/x/run-12")  # type: ignore[arg-type]
+    assert folder.pinned_uri == "/x/run-12" and folder.model_version == "run-12"
+
+
+def test_smoke_outputs_reject_malformed_probabilities() -> None:
+    good = np.full((4, 3), 1 / 3, dtype=np.float32)
+    check_smoke_outputs(good, LABELS, LABELS)
+    from serving.slots import CandidateRejected
+
+    with pytest.raises(CandidateRejected, match="labels"):
+        check_smoke_outputs(good, ("A", "B", "C"), LABELS)
+    with pytest.raises(CandidateRejected, match="finite"):
+        check_smoke_outputs(np.full((4, 3), np.nan), LABELS, LABELS)
+    with pytest.raises(CandidateRejected, match="shape"):
+        check_smoke_outputs(good[:, :2], LABELS, LABELS)
+
+
+def test_batcher_refuses_when_queue_is_full_and_answers_queued_pairs() -> None:
+    class Echo:
+        labels = LABELS
+
+        def predict_encoded(self, batch):  # noqa: ANN001
+            return np.array([[len(ids), 0.0, 0.0] for ids in batch], dtype=np.float32)
+
+    model = SimpleNamespace(verifier=Echo())
+
+    async def scenario() -> tuple[list[float], bool]:
+        batcher = MicroBatcher(max_batch_size=4, max_wait_ms=1, queue_size=3)
+        batcher.start()
+        futures = batcher.submit_many(model, [[1], [1, 2], [1, 2, 3]])  # type: ignore[arg-type]
+        refused = False
+        try:
+            batcher.submit_many(model, [[9]])  # type: ignore[arg-type]
+        except QueueFull:
+            refused = True
+        results = await asyncio.gather(*futures)
+        await batcher.stop()
+        return [float(r[0]) for r in results], refused
+
+    lengths, refused = asyncio.run(scenario())
+    assert refused
+    assert lengths == [1.0, 2.0, 3.0]  # each future gets its own pair's row
