@@ -22,17 +22,28 @@ def serve(
         "Default: the persisted live slot, else models:/<registered_model>@champion.",
     ),
 ) -> None:
-    """Serve the claim verifier over HTTP (OpenAPI docs at /docs)."""
+    """Serve the claim verifier over HTTP (OpenAPI docs at /docs).
+
+    A --model-uri that cannot be loaded stops the command; without one, a missing
+    champion leaves the server up but not ready until a model is deployed.
+    """
     import logging
 
     import uvicorn
 
     from serving.app import create_app, default_loader, startup_uri
+    from tasks.errors import CiteopsError
 
     settings = settings_from(serve={"host": host, "port": port})
     load_uri, shown_uri = startup_uri(settings, model_uri)
     info(f"loading {shown_uri} ({settings.serve.precision})")
-    verifier = default_loader(settings)(load_uri)  # a bad URI stops here with one line
+    try:
+        verifier = default_loader(settings)(load_uri)
+    except CiteopsError as error:
+        if model_uri:  # a URI the user gave: stop with one line
+            raise
+        info(f"warning: no model loaded ({error}); /ready answers 503 until POST /admin/deploy")
+        verifier = None
     if settings.admin_token is None:
         info("admin routes are disabled: no admin token (set CITEOPS_ADMIN_TOKEN)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -408,3 +408,46 @@ def test_logs_go_to_s3_as_whole_parts(models, s3_bucket: str, tmp_path: Path) ->
         lines.extend(json.loads(line) for line in body.splitlines())
     assert sorted(line["request_id"] for line in lines) == sorted(ids)
     assert not list((settings.state_dir / "log-spool").rglob("*.tmp"))
+
+
+def test_citeops_serve_command_serves_and_flushes_logs_on_shutdown(
+    models, citeops_env: Path
+) -> None:  # noqa: ANN001
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port, wait_for_http
+
+    cli = [sys.executable, "-c", "import sys; from flows.cli import main; main(sys.argv[1:])"]
+    bad = subprocess.run(
+        [*cli, "serve", "--model-uri", "/no/such/model"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "error: /no/such/model: no such model folder" in bad.stderr
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [*cli, "serve", "--model-uri", str(models["a"]), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(base + "/ready", timeout=120)
+        assert httpx.get(base + "/ready").status_code == 200
+        assert httpx.get(base + "/openapi.json").json()["paths"].keys() >= {
+            "/predict",
+            "/feedback",
+            "/admin/deploy",
+        }
+        request_id = httpx.post(base + "/predict", json=PAIR).json()["request_id"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    lines = published_lines(citeops_env / "logs", "queries")
+    assert [line["request_id"] for line in lines] == [request_id]  # published at shutdown
