@@ -83,6 +83,10 @@ def bench_drift(
     evidently_python: str | None = typer.Option(
         None, "--evidently-python",
         help=f"python of a venv with evidently==0.7.23 (or ${EVIDENTLY_PYTHON_ENV})"),
+    scenario: str = typer.Option("same", "--scenario",
+                                 help="same: training dataset mix; mixed: uniform (a shift)"),
+    reference_datasets: str | None = typer.Option(
+        None, "--reference-datasets", help="comma-separated, default: the training datasets"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Time a drift run on ROWS generated queries; compare with Evidently when available."""
@@ -90,7 +94,9 @@ def bench_drift(
 
     settings = settings_from()
     python = evidently_python or os.environ.get(EVIDENTLY_PYTHON_ENV)
-    result = run_speed_bench(settings, rows, python, progress=info)
+    names = _datasets(reference_datasets)
+    result = run_speed_bench(settings, rows, python, progress=info, scenario=scenario,
+                             datasets=tuple(names) if names else None)
     if as_json:
         print_json(result)
         return
