@@ -70,6 +70,7 @@ class TrainSettings(_Section):
     num_workers: int = Field(0, ge=0)
     register_alias: str | None = "latest-trained"  # alias moved to every new version
     max_minutes: float | None = Field(None, gt=0)  # wall-clock cap on fitting (None: none)
+    threads: int | None = Field(None, ge=1)  # torch CPU threads (None: torch's default)
 
 
 class EvaluateSettings(_Section):
@@ -131,6 +132,7 @@ class IngestSettings(_Section):
     max_future_skew_seconds: float = Field(300.0, ge=0)
     conflict_rule: Literal["latest", "majority", "drop"] = "latest"
     chunk_lines: int = Field(50_000, ge=1)
+    parallel_parse: bool = True  # CLI: read + parse + validate in a child process
     max_line_bytes: int = Field(1_000_000, ge=1)  # longer lines are quarantined unread
     leakage_datasets: tuple[str, ...] = ("scifact", "citint")  # their test claims never train
     leakage_split: str = "test"

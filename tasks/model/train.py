@@ -129,6 +129,7 @@ def training_params(settings: Settings, precision: str) -> dict[str, Any]:
         "bucket_size_multiplier": cfg.bucket_size_multiplier,
         "early_stopping_patience": cfg.early_stopping_patience,
         "max_minutes": cfg.max_minutes,
+        "threads": cfg.threads,
         "seed": cfg.seed,
     }
 
@@ -233,6 +234,10 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
     _quiet_lightning()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = settings.train
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, verbose=False)
     train, dev = load_training_data(settings)
     model, tokenizer = load_base(settings.model, seed=cfg.seed)
