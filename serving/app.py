@@ -508,6 +508,13 @@ def _add_error_handlers(app: FastAPI) -> None:
             {"detail": f"candidate rejected, live slot unchanged: {error}"}, status_code=422
         )
 
+    @app.exception_handler(Exception)
+    async def internal(_: Request, error: Exception) -> Response:
+        log.exception("unhandled error", exc_info=error)
+        return JSONResponse(
+            {"detail": f"internal error: {type(error).__name__}: {error}"}, status_code=500
+        )
+
     @app.exception_handler(SlotError)
     async def slot_error(_: Request, error: SlotError) -> Response:
         return JSONResponse({"detail": str(error)}, status_code=409)

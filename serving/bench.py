@@ -57,6 +57,7 @@ class LoadResult:
     errors: dict[str, int] = field(default_factory=dict)
     labels: dict[int, str] = field(default_factory=dict)
     spans: list[tuple[float, float]] = field(default_factory=list)
+    next_index: int = 0
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies) * 1000.0
@@ -170,14 +171,16 @@ async def drive(
     seconds: float | None = None,
     requests: int | None = None,
     during: Callable[[Any], Any] | None = None,
+    first_index: int = 0,
 ) -> LoadResult:
     """Closed-loop load: ``clients`` tasks each send one request after the other, pair
-    indices taken in order from 0, until ``seconds`` pass or ``requests`` are sent.
-    ``during(client)`` runs alongside (the swap test) and is cancelled at the end."""
+    indices taken in order from ``first_index`` (wrapping around), until ``seconds`` pass
+    or ``requests`` are sent. ``during(client, start)`` runs alongside (the swap test) and
+    is cancelled at the end."""
     import httpx
 
     result = LoadResult(clients)
-    counter = iter(range(10**9))
+    counter = iter(range(first_index, 10**12))
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120) as http:
         start = time.perf_counter()
@@ -188,7 +191,7 @@ async def drive(
                 if deadline is not None and time.perf_counter() >= deadline:
                     return
                 index = next(counter)
-                if requests is not None and index >= requests:
+                if requests is not None and index - first_index >= requests:
                     return
                 claim, evidence = pairs[index % len(pairs)]
                 t0 = time.perf_counter()
@@ -204,8 +207,7 @@ async def drive(
                 result.spans.append((t0 - start, t1 - start))
                 if ok:
                     result.latencies.append(t1 - t0)
-                    if index < len(pairs):
-                        result.labels.setdefault(index, response.json()["label"])
+                    result.labels.setdefault(index % len(pairs), response.json()["label"])
                 else:
                     result.failed += 1
                     result.errors[reason] = result.errors.get(reason, 0) + 1
@@ -213,6 +215,7 @@ async def drive(
         side = asyncio.create_task(during(http, start)) if during else None
         await asyncio.gather(*(client() for _ in range(clients)))
         result.elapsed = time.perf_counter() - start
+        result.next_index = next(counter)
         if side is not None:
             side.cancel()
             try:
@@ -237,8 +240,12 @@ def run_levels(
     levels: dict[str, Any] = {}
     labels: dict[int, str] = {}
     warm_up(base_url, pairs, options.warmup_requests)
+    index = 0  # levels continue through the pairs, so agreement covers more of them
     for clients in options.clients:
-        result = asyncio.run(drive(base_url, pairs, clients, seconds=options.seconds))
+        result = asyncio.run(
+            drive(base_url, pairs, clients, seconds=options.seconds, first_index=index)
+        )
+        index = result.next_index
         levels[str(clients)] = result.summary()
         for index, label in result.labels.items():
             labels.setdefault(index, label)
