@@ -45,8 +45,16 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
+## up: start the local stack (Prefect UI :4200, MLflow UI :5000, serving :8000, a worker)
+up: setup
+	$(CITEOPS) up
+
+## down: stop what `make up` / `citeops up` started
+down: setup
+	$(CITEOPS) down
+
 ## clean: remove local state (.citeops) and caches, keep .venv
 clean:
 	rm -rf .citeops .pytest_cache .ruff_cache
 
-.PHONY: help setup data run test test-full lint format clean
+.PHONY: help setup data run test test-full lint format clean up down

@@ -16,6 +16,9 @@
 #   MLFLOW_SERVER_WORKERS         uvicorn workers (default 2)
 #   MLFLOW_DB_UPGRADE             1 (default): run `mlflow db upgrade` first; 0: skip
 #   MLFLOW_BIN                    the mlflow executable (default: `mlflow` on PATH)
+#   MLFLOW_SERVER_ENABLE_JOB_EXECUTION  false (default here): no background job runner
+#                                 (seven huey consumers for MLflow's GenAI jobs, which
+#                                 citeops does not use); true to turn it back on
 #
 # Clients talk only to the server: artifacts go through it (`--serve-artifacts`, the
 # default root `mlflow-artifacts:/`), so clients need no S3 credentials.
@@ -28,6 +31,7 @@ port="${MLFLOW_SERVER_PORT:-5000}"
 workers="${MLFLOW_SERVER_WORKERS:-2}"
 mlflow_bin="${MLFLOW_BIN:-mlflow}"
 export MLFLOW_BACKEND_STORE_URI MLFLOW_ARTIFACTS_DESTINATION
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 
 # The URI is never echoed: it may carry credentials.
 case "$MLFLOW_BACKEND_STORE_URI" in

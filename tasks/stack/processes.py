@@ -34,6 +34,7 @@ class ProcessRecord:
     url: str | None = None
     port: int | None = None
     started_at: str = ""
+    stop_signal: str = "SIGTERM"  # SIGINT for programs that shut down cleanly on Ctrl-C
 
 
 def record_path(state_dir: Path, name: str) -> Path:
@@ -84,9 +85,11 @@ def start_process(
     state_dir: Path,
     url: str | None = None,
     port: int | None = None,
+    stop_signal: str = "SIGTERM",
 ) -> ProcessRecord:
     """Start ``argv`` in the background in a new session, log to ``<state_dir>/<name>.log``
-    (appended, one header line per start) and write its PID file."""
+    (appended, one header line per start) and write its PID file. ``stop_signal`` is what
+    :func:`stop_process` sends first."""
     state_dir.mkdir(parents=True, exist_ok=True)
     log = log_path(state_dir, name)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -103,17 +106,28 @@ def start_process(
             start_new_session=True,
         )
     create_time = psutil.Process(proc.pid).create_time()
-    record = ProcessRecord(name, proc.pid, create_time, str(log), url, port, started_at)
+    record = ProcessRecord(
+        name, proc.pid, create_time, str(log), url, port, started_at, stop_signal
+    )
     write_record(state_dir, record)
     return record
 
 
 def stop_process(record: ProcessRecord, timeout: float) -> bool:
-    """Stop the recorded process and everything in its process group: SIGTERM, then
-    SIGKILL after ``timeout`` seconds. Returns False when it was not running."""
+    """Stop the recorded process and everything in its process group.
+
+    SIGTERM goes to the whole group; a SIGINT ``stop_signal`` goes to the leader alone
+    (it stops its own children, like Ctrl-C), followed by SIGTERM to the group after half
+    the ``timeout``. Whatever is left after ``timeout`` seconds gets SIGKILL. Returns
+    False when the process was not running."""
     if not is_alive(record):
         return False
     group = _own_group(record.pid)
+    if record.stop_signal == "SIGINT":
+        _signal(record.pid, False, signal.SIGINT)
+        if _wait_gone(record, group, timeout / 2):
+            return True
+        timeout /= 2
     _signal(record.pid, group, signal.SIGTERM)
     if _wait_gone(record, group, timeout):
         return True

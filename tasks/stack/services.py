@@ -39,6 +39,7 @@ class ServiceSpec:
     url: str | None = None  # what a user opens (UI or API root)
     health_url: str | None = None  # None: health is checked another way (worker)
     port_setting: str | None = None  # the variable that moves it to another port
+    stop_signal: str = "SIGTERM"
 
 
 def project_dir() -> Path:
@@ -164,9 +165,10 @@ def worker_spec(settings: Settings) -> ServiceSpec:
     env["PREFECT_WORKER_QUERY_SECONDS"] = str(settings.stack.worker_poll_seconds)
     argv = [bin_path("prefect"), "worker", "start", "--pool", settings.stack.work_pool]
     argv += ["--type", "process", "--name", worker_name(settings)]
-    return ServiceSpec(
-        WORKER, f"Prefect worker (pool {settings.stack.work_pool!r})", argv, env, project_dir()
-    )
+    title = f"Prefect worker (pool {settings.stack.work_pool!r})"
+    # SIGINT: the worker stops cleanly in about a second; on SIGTERM to its whole group
+    # it waits for its own signal forwarding and needs the SIGKILL fallback
+    return ServiceSpec(WORKER, title, argv, env, project_dir(), stop_signal="SIGINT")
 
 
 def build_spec(name: str, settings: Settings) -> ServiceSpec:

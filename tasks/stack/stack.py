@@ -109,7 +109,9 @@ def stack_up(
 
     def launch(name: str) -> ProcessRecord:
         spec = specs[name]
-        record = start_process(name, spec.argv, spec.env, spec.cwd, state_dir, spec.url, spec.port)
+        record = start_process(
+            name, spec.argv, spec.env, spec.cwd, state_dir, spec.url, spec.port, spec.stop_signal
+        )
         started.append(record)
         states[name] = ServiceState(name, "started", record.pid, record.url, record.log)
         note(f"{name}: started (pid {record.pid}), log {record.log}")
@@ -241,7 +243,11 @@ def stack_down(settings: Settings) -> list[ServiceState]:
         stopped = stop_process(record, settings.stack.stop_timeout_seconds)
         remove_record(settings.state_dir, name)
         state = "stopped" if stopped else "not running"
-        note = f"stopped in {time.monotonic() - started:.1f} s" if stopped else "stale PID file removed"
+        note = (
+            f"stopped in {time.monotonic() - started:.1f} s"
+            if stopped
+            else "stale PID file removed"
+        )
         states.append(ServiceState(name, state, record.pid, record.url, record.log, note))
     return list(reversed(states))
 

@@ -87,6 +87,27 @@ def test_stop_process_ends_the_whole_group(tmp_path: Path) -> None:
     assert stop_process(record, timeout=5) is False  # already stopped
 
 
+def test_sigint_stop_signal_goes_to_the_leader_first(tmp_path: Path) -> None:
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGINT, lambda *_: sys.exit(0))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    record = start_process(
+        "ctrl-c", [sys.executable, "-c", code], {}, tmp_path, tmp_path, stop_signal="SIGINT"
+    )
+    assert read_record(tmp_path, "ctrl-c").stop_signal == "SIGINT"
+    deadline = time.monotonic() + 20
+    while "ready" not in Path(record.log).read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert stop_process(record, timeout=20) is True
+    assert time.monotonic() - started < 5  # SIGINT worked; no SIGTERM/SIGKILL wait
+    assert _gone(record.pid)
+
+
 def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
     record = start_process(
         "sleeper", ["sleep", "30"], {"PATH": "/usr/bin:/bin"}, tmp_path, tmp_path
@@ -210,7 +231,7 @@ def test_prefect_yaml_entrypoints_exist_and_placeholders_are_filled() -> None:
 
 def _fake_mlflow(tmp_path: Path) -> Path:
     fake = tmp_path / "mlflow"
-    fake.write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
+    fake.write_text('#!/bin/sh\necho "$@ jobs=$MLFLOW_SERVER_ENABLE_JOB_EXECUTION" >> "$CALLS"\n')
     fake.chmod(0o755)
     return fake
 
@@ -229,9 +250,10 @@ def test_mlflow_start_script_upgrades_the_schema_then_serves(tmp_path: Path) -> 
     }
     subprocess.run(["bash", str(script)], env=env, check=True, capture_output=True)
     upgrade, serve = calls.read_text().splitlines()
-    assert upgrade == f"db upgrade sqlite:///{tmp_path}/mlflow.db"
+    assert upgrade == f"db upgrade sqlite:///{tmp_path}/mlflow.db jobs=false"
     assert serve.startswith("server --host 127.0.0.1 --port 5999")
     assert "--serve-artifacts" in serve and "mlflow-artifacts:/" in serve
+    assert serve.endswith("jobs=false")  # no MLflow job runner (seven extra processes)
     assert (tmp_path / "artifacts").is_dir()
 
     calls.unlink()

@@ -324,6 +324,79 @@ def test_both_uis_in_headless_chromium(
         assert shot.is_file() and shot.stat().st_size > 10_000
 
 
+def _wait_for_final_state(api: str, run_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = httpx.get(f"{api}/flow_runs/{run_id}").json()["state"]
+        if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return state
+        assert time.monotonic() < deadline, f"flow run still {state['type']}"
+        time.sleep(1)
+
+
+@pytest.mark.slow
+def test_training_deployment_on_the_gpu_pool(
+    production_stack: Stack, champion: dict[str, str], tmp_path: Path
+) -> None:
+    """The README's GPU-machine worker (`prefect worker start --pool gpu`) runs the
+    quarterly training deployment; a new version lands in the registry, files in S3."""
+    from mlflow import MlflowClient
+    from tasks.stack.services import project_dir
+
+    api = production_stack.prefect_api
+    env = dict(production_stack.env)
+    env.update(
+        {
+            "PREFECT_API_URL": api,
+            "PREFECT_HOME": str(tmp_path / "prefect-home"),
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "CITEOPS_TRAIN__ACCELERATOR": "cpu",
+            "CITEOPS_TRAIN__PRECISION": "32",
+            "CITEOPS_TRAIN__BATCH_SIZE": "8",
+            "CITEOPS_TRAIN__MAX_EVAL_EXAMPLES": "16",
+        }
+    )
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    log = (tmp_path / "gpu-worker.log").open("wb")
+    worker = subprocess.Popen(
+        [prefect, "worker", "start", "--pool", "gpu", "--type", "process", "--name", "gpu-box"],
+        env=env,
+        cwd=project_dir(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deployment = httpx.get(f"{api}/deployments/name/train/quarterly").json()
+        assert deployment["work_pool_name"] == "gpu"
+        params = {"max_examples": 16, "max_steps": 2, "max_length": 64, "epochs": 1}
+        body = {"state": {"type": "SCHEDULED"}, "parameters": params}
+        run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json=body)
+        assert run.status_code == 201, run.text
+        state = _wait_for_final_state(api, run.json()["id"], timeout=400)
+        assert state["type"] == "COMPLETED", (state, (tmp_path / "gpu-worker.log").read_text())
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(timeout=30)
+        log.close()
+    client = MlflowClient(tracking_uri=production_stack.mlflow_url)
+    versions = client.search_model_versions("name='claim-verifier'")
+    assert max(int(v.version) for v in versions) > int(champion["version"])
+    newest = max(versions, key=lambda v: int(v.version))
+    assert client.get_run(newest.run_id).data.metrics  # the training run logged metrics
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=production_stack.env["CITEOPS_S3__ENDPOINT_URL"])
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=production_stack.bucket, Prefix="artifacts/"
+        )
+        for o in page.get("Contents", [])
+    ]
+    assert sum(k.endswith("config.json") for k in keys) >= 2  # both models' files in S3
+
+
 def test_no_secret_in_mlflow_params(production_stack: Stack, champion: dict[str, str]) -> None:
     from mlflow import MlflowClient
 
@@ -353,6 +426,7 @@ def test_down_stops_exactly_what_up_started(production_stack: Stack) -> None:
         pids = [s["pid"] for s in status["services"] if s["state"] == "running"]
         assert len(pids) == 4
         result = citeops(production_stack.env, "down")
+        print(result.stdout)  # stop times per service
         assert result.returncode == 0, result.stderr
         assert all(_gone(pid) for pid in pids)
         assert bystander.poll() is None  # not ours: untouched
