@@ -132,7 +132,9 @@ class IngestSettings(_Section):
     max_future_skew_seconds: float = Field(300.0, ge=0)
     conflict_rule: Literal["latest", "majority", "drop"] = "latest"
     chunk_lines: int = Field(50_000, ge=1)
-    parallel_parse: bool = True  # CLI: read + parse + validate in a child process
+    # inputs at least this large are read, parsed and validated in a child process while
+    # the parent stores (two cores); smaller ones in-process (the child costs a GX import)
+    parallel_parse_min_bytes: int = Field(32_000_000, ge=0)
     max_line_bytes: int = Field(1_000_000, ge=1)  # longer lines are quarantined unread
     leakage_datasets: tuple[str, ...] = ("scifact", "citint")  # their test claims never train
     leakage_split: str = "test"
