@@ -21,13 +21,12 @@ def ingest_feedback(source: str | None = None) -> dict[str, Any]:
     results, run_id = [], None
     if plan.new:
         leaked_claims = steps.benchmark_test_claims_task(settings)
+        validator = steps.build_validator(settings)
         run_id = steps.start_ingest_run.with_options(retries=retries)(settings, plan.root)
         for obj in plan.new:
             read = steps.read_and_parse.with_options(retries=retries)(settings, obj)
-            prepared = steps.validate(settings, read)
-            stored = steps.store.with_options(retries=retries)(
-                settings, read, prepared, leaked_claims, run_id
-            )
+            prepared = steps.validate(validator, read, leaked_claims)
+            stored = steps.store.with_options(retries=retries)(settings, read, prepared, run_id)
             results.append(stored)
     report = steps.summarise.with_options(retries=retries)(settings, plan, results, run_id)
     steps.publish_report(report)

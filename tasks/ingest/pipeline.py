@@ -42,6 +42,7 @@ from tasks.ingest.sources import (
 from tasks.store.schema import ingest_objects, ingest_runs, open_store, utc_now
 from tasks.store.writer import (
     StoreCounts,
+    add_pair_keys,
     begin_object,
     finish_object,
     store_feedback,
@@ -158,7 +159,8 @@ class IngestReport:
         if self.changed:
             lines += ["", "Objects changed after ingestion (not re-read):", ""]
             lines += [f"- `{c.uri}`" for c in self.changed]
-        lines += ["", f"{self.seconds:.1f} s"]
+        if self.seconds:
+            lines += ["", f"{self.seconds:.1f} s"]
         return "\n".join(lines)
 
 
@@ -258,10 +260,16 @@ class ObjectReader:
 
 
 def prepare_chunk(
-    validator: BatchValidator, kind: str, parsed: ParsedChunk, now: datetime
+    validator: BatchValidator,
+    kind: str,
+    parsed: ParsedChunk,
+    now: datetime,
+    leaked_claims: frozenset[str],
 ) -> PreparedChunk:
-    """Validate a parsed chunk with the kind's GX suite."""
+    """Validate a parsed chunk with the kind's GX suite; key feedback rows by their pair."""
     checked = validator.validate(kind, parsed.rows, now)
+    if kind == "feedback":
+        add_pair_keys(checked.rows, leaked_claims)
     return PreparedChunk(
         lines=parsed.lines,
         rows=checked.rows,
@@ -277,7 +285,6 @@ def store_object(
     obj: LogObject,
     chunks: Iterable[PreparedChunk],
     identity: Callable[[], tuple[int, str]],
-    leaked_claims: frozenset[str],
     run_id: int | None,
     on_chunk: Callable[[int], None] | None = None,
 ) -> ObjectResult:
@@ -301,7 +308,7 @@ def store_object(
                 if obj.kind == "queries":
                     stored = store_queries(conn, object_id, chunk.rows, now)
                 else:
-                    stored = store_feedback(conn, object_id, chunk.rows, leaked_claims, now)
+                    stored = store_feedback(conn, object_id, chunk.rows, now)
                 stored.lines = chunk.lines
                 stored.quarantined = len(chunk.rejects)
                 counts.add(stored)
@@ -340,7 +347,7 @@ def finish_run(engine: Engine, run_id: int, report: IngestReport) -> None:
 
 
 @contextmanager
-def _bulk_gc() -> Iterator[None]:
+def bulk_gc() -> Iterator[None]:
     """Fewer cyclic-GC passes while chunks of tens of thousands of rows are alive: with
     the default thresholds the collector rescans them over and over (about a quarter of
     the CPU time of a large ingest). Memory stays bounded: rows hold no cycles."""
@@ -372,14 +379,11 @@ def ingest(
     started = time.monotonic()
     root = resolve_root(settings, source)
     report = IngestReport(source=root)
-    with open_store(settings) as engine, _bulk_gc():
+    with open_store(settings) as engine, bulk_gc():
         plan = plan_objects(settings, engine, root)
         report.changed = plan.changed
         if plan.new:
-            from tasks.ingest.validate import BatchValidator
-
             leaked_claims = benchmark_test_claims(settings)
-            validator = BatchValidator(settings)
             run_id = start_run(engine, root)
             lines_done = 0
 
@@ -389,14 +393,43 @@ def ingest(
                 if progress is not None:
                     progress(report.objects, len(plan.new), lines_done)
 
-            for obj in plan.new:
-                reader = ObjectReader(settings, obj)
-                now = utc_now()
-                chunks = (prepare_chunk(validator, obj.kind, c, now) for c in reader.chunks())
-                result = store_object(
-                    settings, engine, obj, chunks, reader.identity, leaked_claims, run_id, on_chunk
-                )
-                report.add(result)
+            planned_bytes = sum(obj.size for obj in plan.new)
+            if planned_bytes >= settings.ingest.parallel_parse_min_bytes:
+                from tasks.ingest.prefetch import Prefetcher
+
+                with Prefetcher(settings, plan.new, leaked_claims) as prefetcher:
+                    for obj in plan.new:
+                        result = store_object(
+                            settings,
+                            engine,
+                            obj,
+                            prefetcher.chunks(obj),
+                            lambda obj=obj: prefetcher.identity(obj),
+                            run_id,
+                            on_chunk,
+                        )
+                        report.add(result)
+            else:
+                from tasks.ingest.validate import BatchValidator
+
+                validator = BatchValidator(settings)
+                for obj in plan.new:
+                    reader = ObjectReader(settings, obj)
+                    now = utc_now()
+                    chunks = (
+                        prepare_chunk(validator, obj.kind, c, now, leaked_claims)
+                        for c in reader.chunks()
+                    )
+                    result = store_object(
+                        settings,
+                        engine,
+                        obj,
+                        chunks,
+                        reader.identity,
+                        run_id,
+                        on_chunk,
+                    )
+                    report.add(result)
             report.new_feedback_since_last_training = new_feedback_since_last_training(engine)
             report.seconds = time.monotonic() - started
             finish_run(engine, run_id, report)

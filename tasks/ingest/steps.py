@@ -34,6 +34,7 @@ from tasks.store.schema import open_store, utc_now
 if TYPE_CHECKING:
     from configs.settings import Settings
     from tasks.ingest.parse import ParsedChunk
+    from tasks.ingest.validate import BatchValidator
 
 RETRY_DELAYS = [2, 5, 15]
 
@@ -77,14 +78,23 @@ def read_and_parse(settings: Settings, obj: LogObject) -> ReadObject:
     return ReadObject(obj, chunks, size, etag)
 
 
-@task(name="validate", cache_policy=NO_CACHE)
-def validate(settings: Settings, read: ReadObject) -> list[PreparedChunk]:
-    """Run the object's Great Expectations suite over its parsed lines."""
+@task(name="build-validator", cache_policy=NO_CACHE)
+def build_validator(settings: Settings) -> BatchValidator:
+    """The Great Expectations context with the feedback and queries suites (once a run)."""
     from tasks.ingest.validate import BatchValidator
 
-    validator = BatchValidator(settings)
+    return BatchValidator(settings)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate(
+    validator: BatchValidator, read: ReadObject, leaked_claims: frozenset[str]
+) -> list[PreparedChunk]:
+    """Run the object's Great Expectations suite over its parsed lines; mark leaks."""
     now = utc_now()
-    return [prepare_chunk(validator, read.obj.kind, chunk, now) for chunk in read.chunks]
+    return [
+        prepare_chunk(validator, read.obj.kind, chunk, now, leaked_claims) for chunk in read.chunks
+    ]
 
 
 @task(name="store", retry_delay_seconds=RETRY_DELAYS, cache_policy=NO_CACHE)
@@ -92,7 +102,6 @@ def store(
     settings: Settings,
     read: ReadObject,
     prepared: list[PreparedChunk],
-    leaked_claims: frozenset[str],
     run_id: int,
 ) -> ObjectResult:
     """Store one object's rows, quarantine, validation results and manifest row at once."""
@@ -103,7 +112,6 @@ def store(
             read.obj,
             prepared,
             lambda: (read.size, read.etag),
-            leaked_claims,
             run_id,
         )
 

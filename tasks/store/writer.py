@@ -126,6 +126,18 @@ def datetime_param(conn: Connection) -> Callable[[datetime], Any]:
     return lambda value: value
 
 
+def add_pair_keys(rows: Sequence[dict[str, Any]], leaked_claims: frozenset[str]) -> None:
+    """Give each feedback row its ``pair_key`` and ``leaked`` flag (claim in a benchmark
+    test set), both from the normalised texts (:func:`normalise_claim`, inlined here: this
+    runs once per line)."""
+    blake2b = hashlib.blake2b
+    for row in rows:
+        norm_claim = " ".join(row["claim"].casefold().split())
+        text = norm_claim + "\x1f" + " ".join(row["evidence"].casefold().split())
+        row["pair_key"] = blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+        row["leaked"] = norm_claim in leaked_claims
+
+
 def begin_object(conn: Connection, uri: str, kind: str, run_id: int | None, now: datetime) -> int:
     """Insert the object's manifest row (counts filled in by :func:`finish_object`)."""
     result = conn.execute(
@@ -230,21 +242,14 @@ def store_feedback(
     conn: Connection,
     object_id: int,
     rows: Sequence[dict[str, Any]],
-    leaked_claims: frozenset[str],
     now: datetime,
 ) -> StoreCounts:
-    """Store validated feedback rows (in line order); returns their counts (no lines or
-    quarantined: the caller adds those)."""
+    """Store validated feedback rows (in line order, with :func:`add_pair_keys` applied);
+    returns their counts (no lines or quarantined: the caller adds those)."""
     counts = StoreCounts()
     if not rows:
         return counts
-    blake2b = hashlib.blake2b
-    keyed = []
-    for row in rows:
-        norm_claim = " ".join(row["claim"].casefold().split())  # normalise_claim, inlined
-        text = norm_claim + "\x1f" + " ".join(row["evidence"].casefold().split())
-        key = blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
-        keyed.append((key, norm_claim in leaked_claims, row))
+    keyed = [(row["pair_key"], row["leaked"], row) for row in rows]
     known = _known_labels(conn, {k for k, _, _ in keyed})
     dt = datetime_param(conn)
     at = dt(now)

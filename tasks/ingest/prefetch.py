@@ -1,0 +1,148 @@
+"""Reading, parsing and validating log objects in a child process while the parent
+stores the previous chunks: the two halves of an ingest overlap on two cores.
+
+The child is a plain ``python`` subprocess talking pickles over a pipe (no
+``multiprocessing``: nothing re-imports the caller's main module, nothing is forked with
+open database handles). The parent keeps the database transaction (one per object), so
+crash safety is what it is in one process. The pipe's buffer bounds the memory: the child
+blocks while the parent is busy. The child ends when the parent goes away (its next
+write fails, even after a ``kill -9`` of the parent); the parent raises if the child dies.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+from tasks.errors import CiteopsError
+
+if TYPE_CHECKING:
+    from configs.settings import Settings
+    from tasks.ingest.pipeline import PreparedChunk
+    from tasks.ingest.sources import LogObject
+
+DROP_FROM_ROWS = ("raw", "ts", "prob_sum")  # only the validation needed them
+CHILD = "from tasks.ingest.prefetch import child_main; child_main()"
+
+
+class PrefetchError(CiteopsError):
+    """The reading process failed or died; the message says why."""
+
+
+def produce(
+    settings: Settings,
+    objects: Sequence[LogObject],
+    leaked_claims: frozenset[str],
+    out: IO[bytes],
+) -> None:
+    """Write ``("chunk", uri, PreparedChunk)`` for every chunk of every object, then
+    ``("end", uri, (size, etag))`` per object; ``("error", None, error)`` on failure."""
+    from tasks.ingest.pipeline import ObjectReader, bulk_gc, prepare_chunk
+    from tasks.ingest.validate import BatchValidator
+    from tasks.store.schema import utc_now
+
+    def send(message: tuple[str, str | None, Any]) -> None:
+        pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+    try:
+        with bulk_gc():
+            validator = BatchValidator(settings)
+            for obj in objects:
+                reader = ObjectReader(settings, obj)
+                now = utc_now()
+                for parsed in reader.chunks():
+                    chunk = prepare_chunk(validator, obj.kind, parsed, now, leaked_claims)
+                    for row in chunk.rows:
+                        for key in DROP_FROM_ROWS:
+                            row.pop(key, None)
+                    send(("chunk", obj.uri, chunk))
+                send(("end", obj.uri, reader.identity()))
+    except (BrokenPipeError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # noqa: BLE001 - sent to the parent, which raises it
+        payload: Any = error if isinstance(error, CiteopsError) else repr(error)
+        try:
+            send(("error", None, payload))
+        except pickle.PicklingError:
+            send(("error", None, repr(error)))
+
+
+def child_main() -> None:
+    """Entry point of the child: settings and objects come pickled on stdin."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # stray prints go to stderr, never into the pipe
+    settings, objects, leaked_claims = pickle.load(sys.stdin.buffer)
+    try:
+        produce(settings, objects, leaked_claims, out)
+        out.close()
+    except BrokenPipeError:  # the parent is gone
+        os._exit(0)
+
+
+class Prefetcher:
+    """The child over ``objects``; the parent takes each object's prepared chunks in order
+    with :meth:`chunks`, then its bytes' identity with :meth:`identity`."""
+
+    def __init__(
+        self, settings: Settings, objects: Sequence[LogObject], leaked_claims: frozenset[str]
+    ) -> None:
+        self._settings = settings
+        self._objects = list(objects)
+        self._leaked_claims = leaked_claims
+        self._identity: dict[str, tuple[int, str]] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Prefetcher:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert self._proc.stdin is not None
+        pickle.dump((self._settings, self._objects, self._leaked_claims), self._proc.stdin)
+        self._proc.stdin.close()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait(timeout=30)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    @staticmethod
+    def children_peak_rss_kb() -> int:
+        """The largest peak resident memory of the ended children, in KiB."""
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+    def _get(self) -> tuple[str, str | None, Any]:
+        assert self._proc is not None and self._proc.stdout is not None
+        try:
+            return pickle.load(self._proc.stdout)
+        except EOFError:
+            code = self._proc.wait(timeout=30)
+            raise PrefetchError(f"the ingest reader process ended early (exit {code})") from None
+
+    def chunks(self, obj: LogObject) -> Iterator[PreparedChunk]:
+        """The prepared chunks of ``obj`` (objects are taken in the order given)."""
+        while True:
+            kind, uri, payload = self._get()
+            if kind == "error":
+                if isinstance(payload, CiteopsError):
+                    raise payload
+                raise PrefetchError(f"the ingest reader failed: {payload}")
+            if uri != obj.uri:
+                raise PrefetchError(f"the ingest reader sent {uri}, expected {obj.uri}")
+            if kind == "end":
+                self._identity[uri] = payload
+                return
+            yield payload
+
+    def identity(self, obj: LogObject) -> tuple[int, str]:
+        return self._identity[obj.uri]

@@ -1,0 +1,91 @@
+"""A real `kill -9` of `citeops ingest` mid-run, then a rerun: the store equals one clean run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from sqlalchemy import func, select
+
+from configs.settings import load_settings
+from tests.ingest_support import store_snapshot
+
+pytestmark = pytest.mark.integration
+
+OBJECTS, PART_LINES = 6, 2000
+
+
+def committed(settings) -> tuple[int, int, int]:  # noqa: ANN001
+    """(objects in the manifest, rows they say were stored, feedback rows present)."""
+    from tasks.store.schema import feedback, ingest_objects, open_store
+
+    with open_store(settings) as engine, engine.connect() as conn:
+        objects, stored = conn.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(ingest_objects.c.accepted + ingest_objects.c.conflicts), 0),
+            )
+        ).one()
+        rows = conn.execute(select(func.count()).select_from(feedback)).scalar()
+    return int(objects), int(stored), int(rows)
+
+
+def test_killed_ingest_then_rerun_equals_one_clean_run(
+    citeops_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.ingest.bench import generate
+    from tasks.ingest.pipeline import ingest
+
+    root = tmp_path / "logs"
+    generate(load_settings(ingest={"bench_part_lines": PART_LINES}), root, OBJECTS * PART_LINES)
+    monkeypatch.setenv("CITEOPS_LOG_ROOT", str(root))
+    monkeypatch.setenv("CITEOPS_INGEST__CHUNK_LINES", "500")
+    monkeypatch.setenv("CITEOPS_INGEST__PROGRESS_EVERY_LINES", "500")
+    monkeypatch.setenv("CITEOPS_INGEST__PARALLEL_PARSE_MIN_BYTES", "0")  # with the reader child
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from flows.cli import main; main()", "ingest", "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    kill_at = int(PART_LINES * 2.25)  # a quarter into the third object
+    deadline = time.monotonic() + 240
+    try:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            if line.startswith("ingest: ") and int(line.split()[1].replace(",", "")) >= kill_at:
+                children = psutil.Process(proc.pid).children()
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            assert time.monotonic() < deadline, "ingest never reached the kill point"
+        else:
+            pytest.fail(f"ingest ended before it could be killed (exit {proc.wait()})")
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert len(children) == 1, "the reader child should be running"
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == [], "the reader child must end when its parent is killed"
+
+    settings = load_settings()
+    objects, stored, rows = committed(settings)
+    assert 0 < objects < OBJECTS, "the kill should leave a partial run"
+    assert rows == stored, "only whole objects are visible after the kill"
+
+    rerun = ingest(settings).to_dict()
+    assert rerun["objects"] == OBJECTS - objects
+    after_kill = store_snapshot(settings)
+
+    monkeypatch.setenv("CITEOPS_STORE_URL", f"sqlite:///{tmp_path / 'clean.db'}")
+    clean_settings = load_settings()
+    clean = ingest(clean_settings).to_dict()
+    assert clean["lines"] == OBJECTS * PART_LINES
+    assert after_kill == store_snapshot(clean_settings)
+    assert sum(o[4] for o in after_kill["objects"]) == clean["lines"]

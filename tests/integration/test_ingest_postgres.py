@@ -1,0 +1,96 @@
+"""The production profile: curated store on the local PostgreSQL server, logs on S3 (moto)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from configs.settings import load_settings
+from tests.ingest_support import feedback_line, query_line, store_snapshot
+
+pytestmark = pytest.mark.integration
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh database with a unique name; dropped afterwards. Yields its SQLAlchemy URL."""
+    psycopg = pytest.importorskip("psycopg")
+    name = f"citeops_ingest_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for this test: {error}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_production_profile_on_postgresql_equals_sqlite(
+    pg_database: str, s3_bucket: str, moto_s3: str, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from tasks.ingest.pipeline import ingest
+    from tasks.store.queries import (
+        accepted_feedback_since,
+        feedback_stats,
+        load_queries,
+        mark_training,
+        training_feedback,
+    )
+
+    client = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    feedback = [
+        feedback_line(),
+        feedback_line(),
+        feedback_line(user_label="REFUTE", datetime="2026-01-06T00:00:00Z"),
+        feedback_line(claim="Other", user_label="NEI"),
+        feedback_line(claim="x" * 6000),
+        "[]",
+    ]
+    body = "\n".join(json.dumps(x) if isinstance(x, dict) else x for x in feedback)
+    client.put_object(Bucket=s3_bucket, Key="prod/feedback/date=2026-01-05/a.jsonl", Body=body)
+    queries = "\n".join(json.dumps(query_line(i)) for i in range(3))
+    client.put_object(Bucket=s3_bucket, Key="prod/queries/date=2026-01-05/q.jsonl", Body=queries)
+
+    monkeypatch.setenv("CITEOPS_PROFILE", "production")
+    monkeypatch.setenv("CITEOPS_STORE_URL", pg_database)
+    monkeypatch.setenv("CITEOPS_LOG_ROOT", f"s3://{s3_bucket}/prod")
+    settings = load_settings()
+    assert settings.profile == "production" and settings.store_url == pg_database
+
+    report = ingest(settings).to_dict()
+    assert report == {
+        "objects": 2,
+        "lines": 9,
+        "accepted": 5,
+        "duplicates": 1,
+        "conflicts": 1,
+        "quarantined": 2,
+        "leaked": 0,
+        "reasons": {"not_an_object": 1, "text_too_long": 1},
+        "new_feedback_since_last_training": 1,
+    }
+    assert ingest(settings).to_dict()["objects"] == 0
+    assert [q["request_id"] for q in load_queries(settings)] == [
+        "req-000000", "req-000001", "req-000002",
+    ]  # fmt: skip
+    assert {e.label_name for e in training_feedback(settings)} == {"REFUTE", "NEI"}
+    assert feedback_stats(settings)["feedback"]["conflict_pairs"] == 1
+    from datetime import UTC, datetime
+
+    mark_training(settings, datetime.now(UTC))
+    assert accepted_feedback_since(settings, datetime(2000, 1, 1)) == 1
+    postgres_state = store_snapshot(settings)
+
+    monkeypatch.setenv("CITEOPS_STORE_URL", f"sqlite:///{tmp_path / 'same.db'}")
+    sqlite_settings = load_settings()
+    assert ingest(sqlite_settings).to_dict() | {"new_feedback_since_last_training": 1} == report
+    assert store_snapshot(sqlite_settings) == postgres_state
