@@ -39,7 +39,7 @@ from tasks.ingest.sources import (
     open_object,
     resolve_root,
 )
-from tasks.store.schema import ingest_objects, ingest_runs, open_store, utc_now
+from tasks.store.schema import StoreError, ingest_objects, ingest_runs, open_store, utc_now
 from tasks.store.writer import (
     StoreCounts,
     add_pair_keys,
@@ -325,7 +325,10 @@ def store_object(
                 select(ingest_objects.c.id).where(ingest_objects.c.uri == obj.uri)
             ).first()
         if taken is None:
-            raise
+            raise StoreError(
+                f"{obj.uri}: another ingest stored the same feedback at the same time; nothing "
+                "of this object was written, rerun `citeops ingest` (run one ingest at a time)"
+            ) from None
         return ObjectResult(obj.uri, obj.kind, StoreCounts(), Counter(), skipped=True)
     return ObjectResult(obj.uri, obj.kind, counts, reasons)
 

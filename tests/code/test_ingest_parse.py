@@ -22,7 +22,7 @@ def dumps(record: object) -> bytes:
 
 
 PARSE_CASES = {
-    "bad_utf8": b'{"claim": "caf\xe9", "evidence": "e", "user_label": "NEI", "datetime": "2026-01-01"}',
+    "bad_utf8": b'{"claim": "caf\xe9", "evidence": "e", "user_label": "NEI"}',
     "bad_json": b'{"claim": "a", "evidence": ',
     "not_an_object": b'["claim", "evidence"]',
     "empty_line": b"   \t ",

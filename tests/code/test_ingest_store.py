@@ -1,0 +1,61 @@
+"""The curated store's schema: created and upgraded by the tool, refused when newer."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, select
+
+from configs.settings import load_settings
+
+
+def test_schema_is_created_once_and_versioned() -> None:
+    from tasks.store.schema import SCHEMA_VERSION, open_store, schema_version
+
+    settings = load_settings()
+    for _ in range(2):  # the second open finds the schema in place
+        with open_store(settings) as engine, engine.connect() as conn:
+            versions = conn.execute(select(schema_version.c.version)).scalars().all()
+            tables = set(inspect(conn).get_table_names())
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
+    assert {
+        "feedback", "queries", "quarantine", "ingest_objects", "validation_results",
+        "ingest_runs", "training_marks",
+    } <= tables  # fmt: skip
+    assert str(settings.home) in settings.store_url
+
+
+def test_a_newer_schema_is_refused() -> None:
+    from tasks.store.schema import SCHEMA_VERSION, StoreError, open_store, schema_version, utc_now
+
+    settings = load_settings()
+    with open_store(settings) as engine, engine.begin() as conn:
+        conn.execute(
+            schema_version.insert().values(version=SCHEMA_VERSION + 1, applied_at=utc_now())
+        )
+    with pytest.raises(StoreError, match="newer than this citeops"), open_store(settings):
+        pass
+
+
+def test_unreachable_store_is_a_clear_error() -> None:
+    from tasks.store.schema import StoreError, open_store
+
+    settings = load_settings(store_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with pytest.raises(StoreError, match="cannot open the curated store"), open_store(settings):
+        pass
+
+
+def test_empty_store_reads() -> None:
+    from tasks.store.queries import (
+        accepted_feedback_since,
+        feedback_stats,
+        last_training_time,
+        load_queries,
+        training_feedback,
+    )
+
+    settings = load_settings()
+    assert load_queries(settings) == []
+    assert accepted_feedback_since(settings, None) == 0
+    assert training_feedback(settings) == []
+    assert last_training_time(settings) is None
+    assert feedback_stats(settings)["feedback"]["rows"] == 0
