@@ -123,6 +123,29 @@ def calibration_round(
                         drift_settings)
 
 
+def _calibration_data(settings: Settings) -> tuple[list[list[Example]], list[Example], Predictor]:
+    data = settings.data_dir
+    pool = _groups(read_splits(data, ["scifact"], "train") + read_splits(data, ["scifact"], "dev"))
+    other = read_splits(data, ["citint"], "dev") + read_splits(data, ["citint"], "test")
+    predict = fit_standin(read_splits(data, ["scifact"], "test"), settings.drift.seed)
+    return pool, other, predict
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init() -> None:
+    from configs.settings import load_settings
+
+    settings = load_settings()
+    _WORKER.update(settings=settings, data=_calibration_data(settings))
+
+
+def _worker_round(share: float, current_rows: int, seed: int) -> DriftReport:
+    pool, other, predict = _WORKER["data"]
+    return calibration_round(_WORKER["settings"], pool, other, predict, share, current_rows, seed)
+
+
 def _rates(reports: Sequence[DriftReport]) -> dict[str, Any]:
     checks: dict[str, list[bool]] = defaultdict(list)
     for report in reports:
@@ -143,27 +166,36 @@ def run_calibration(
     current_rows: int = 300,
     shares: Sequence[float] = SHARES,
     progress: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """False-alarm rate over ``rounds`` same-data splits and detection rate per share of
-    Citation-Integrity over ``mix_rounds`` each."""
+    Citation-Integrity over ``mix_rounds`` each (rounds spread over ``workers`` processes)."""
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
-    data = settings.data_dir
-    pool = _groups(read_splits(data, ["scifact"], "train") + read_splits(data, ["scifact"], "dev"))
-    other = read_splits(data, ["citint"], "dev") + read_splits(data, ["citint"], "test")
-    predict = fit_standin(read_splits(data, ["scifact"], "test"), settings.drift.seed)
-    null = []
-    for i in range(rounds):
-        null.append(calibration_round(settings, pool, other, predict, 0.0, current_rows, 1000 + i))
-        say(f"null round {i + 1}/{rounds}: {null[-1].status}")
-    power: dict[str, Any] = {}
-    for share in shares:
-        reports = [
-            calibration_round(settings, pool, other, predict, share, current_rows, 2000 + i)
-            for i in range(mix_rounds)
-        ]
-        power[f"{share:.2f}"] = _rates(reports)
-        say(f"share {share:.0%}: detection rate {power[f'{share:.2f}']['drift_rate']}")
+    pool, other, predict = _calibration_data(settings)
+    jobs = [(0.0, 1000 + i) for i in range(rounds)]
+    jobs += [(share, 2000 + i) for share in shares for i in range(mix_rounds)]
+    outcomes: dict[float, list[DriftReport]] = defaultdict(list)
+
+    def record(share: float, seed: int, report: DriftReport) -> None:
+        outcomes[share].append(report)
+        kind = "null" if share == 0 else f"share {share:.0%}"
+        say(f"{kind} seed {seed}: {report.status} {report.drifted_checks}")
+
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, initializer=_worker_init) as executor:
+            futures = [(share, seed, executor.submit(_worker_round, share, current_rows, seed))
+                       for share, seed in jobs]
+            for share, seed, future in futures:
+                record(share, seed, future.result())
+    else:
+        for share, seed in jobs:
+            record(share, seed, calibration_round(settings, pool, other, predict, share,
+                                                  current_rows, seed))
+    null = outcomes[0.0]
+    power = {f"{share:.2f}": _rates(outcomes[share]) for share in shares}
     detected = [float(s) for s, r in power.items() if r["drift_rate"] >= DETECTED_RATE]
     return {
         "current_rows": current_rows,
