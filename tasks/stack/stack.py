@@ -8,7 +8,8 @@ exactly the processes recorded there, nothing else.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ from tasks.stack.services import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from configs.settings import Settings
 
 Note = Callable[[str], None]
@@ -85,8 +88,33 @@ def stack_up(
             are stopped again, and the message names the log to read.
         StackError: a database or bucket the production servers need is missing.
     """
-    state_dir = settings.state_dir
+    with stack_lock(settings.state_dir):
+        return _stack_up(settings, only, note)
+
+
+@contextmanager
+def stack_lock(state_dir: Path) -> Iterator[None]:
+    """One `up` or `down` at a time per state folder.
+
+    Raises:
+        StackError: another `citeops up` / `down` holds the lock.
+    """
+    import fcntl
+
     state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / "stack.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StackError(
+                f"another `citeops up` or `citeops down` is running on {state_dir}; "
+                "wait for it to finish"
+            ) from None
+        yield
+
+
+def _stack_up(settings: Settings, only: Iterable[str] | None, note: Note) -> list[ServiceState]:
+    state_dir = settings.state_dir
     names = select_services(settings, only)
     states: dict[str, ServiceState] = {}
     if SERVING in names and not serving_available():
@@ -233,6 +261,11 @@ def _stop_all(settings: Settings, records: list[ProcessRecord]) -> None:
 
 def stack_down(settings: Settings) -> list[ServiceState]:
     """Stop every process `citeops up` recorded (reverse start order); nothing else."""
+    with stack_lock(settings.state_dir):
+        return _stack_down(settings)
+
+
+def _stack_down(settings: Settings) -> list[ServiceState]:
     states = []
     for name in reversed(SERVICES):
         record = read_record(settings.state_dir, name)

@@ -295,3 +295,13 @@ def test_processes_module_has_no_import_time_work() -> None:
     ).stderr
     assert "mlflow" not in out and "prefect" not in out
     assert processes.START_TIME_TOLERANCE_S > 0
+
+
+def test_one_up_or_down_at_a_time() -> None:
+    from tasks.stack.stack import stack_lock
+
+    settings = load_settings()
+    with stack_lock(settings.state_dir):
+        with pytest.raises(StackError, match="another `citeops up` or `citeops down` is running"):
+            stack_down(settings)
+    assert {s.state for s in stack_down(settings)} == {"not running"}  # released

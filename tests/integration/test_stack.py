@@ -260,6 +260,16 @@ def test_serving_starts_on_the_champion_and_second_up_is_harmless(
     assert httpx.get(production_stack.serve_url + "/health").status_code == 200
 
 
+def _wait_for_final_state(api: str, run_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = httpx.get(f"{api}/flow_runs/{run_id}").json()["state"]
+        if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return state
+        assert time.monotonic() < deadline, f"flow run still {state['type']}"
+        time.sleep(1)
+
+
 def test_deployment_run_through_the_rest_api_like_the_ui(production_stack: Stack) -> None:
     api = production_stack.prefect_api
     deployment = httpx.get(f"{api}/deployments/name/stack-check/stack-check").json()
@@ -271,13 +281,7 @@ def test_deployment_run_through_the_rest_api_like_the_ui(production_stack: Stack
     run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json=body)
     assert run.status_code == 201, run.text
     run_id = run.json()["id"]
-    deadline = time.monotonic() + 150
-    while True:
-        state = httpx.get(f"{api}/flow_runs/{run_id}").json()["state"]
-        if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-            break
-        assert time.monotonic() < deadline, f"flow run still {state['type']}"
-        time.sleep(1)
+    state = _wait_for_final_state(api, run_id, timeout=150)
     assert state["type"] == "COMPLETED", state
     found = httpx.post(
         f"{api}/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}
@@ -324,16 +328,6 @@ def test_both_uis_in_headless_chromium(
         assert shot.is_file() and shot.stat().st_size > 10_000
 
 
-def _wait_for_final_state(api: str, run_id: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = httpx.get(f"{api}/flow_runs/{run_id}").json()["state"]
-        if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-            return state
-        assert time.monotonic() < deadline, f"flow run still {state['type']}"
-        time.sleep(1)
-
-
 @pytest.mark.slow
 def test_training_deployment_on_the_gpu_pool(
     production_stack: Stack, champion: dict[str, str], tmp_path: Path
@@ -341,6 +335,7 @@ def test_training_deployment_on_the_gpu_pool(
     """The README's GPU-machine worker (`prefect worker start --pool gpu`) runs the
     quarterly training deployment; a new version lands in the registry, files in S3."""
     from mlflow import MlflowClient
+    from tasks.stack.processes import start_process, stop_process
     from tasks.stack.services import project_dir
 
     api = production_stack.prefect_api
@@ -357,15 +352,8 @@ def test_training_deployment_on_the_gpu_pool(
         }
     )
     prefect = str(Path(sys.executable).with_name("prefect"))
-    log = (tmp_path / "gpu-worker.log").open("wb")
-    worker = subprocess.Popen(
-        [prefect, "worker", "start", "--pool", "gpu", "--type", "process", "--name", "gpu-box"],
-        env=env,
-        cwd=project_dir(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    argv = [prefect, "worker", "start", "--pool", "gpu", "--type", "process", "--name", "gpu-box"]
+    worker = start_process("gpu-worker", argv, env, project_dir(), tmp_path, stop_signal="SIGINT")
     try:
         deployment = httpx.get(f"{api}/deployments/name/train/quarterly").json()
         assert deployment["work_pool_name"] == "gpu"
@@ -374,11 +362,9 @@ def test_training_deployment_on_the_gpu_pool(
         run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json=body)
         assert run.status_code == 201, run.text
         state = _wait_for_final_state(api, run.json()["id"], timeout=400)
-        assert state["type"] == "COMPLETED", (state, (tmp_path / "gpu-worker.log").read_text())
+        assert state["type"] == "COMPLETED", (state, Path(worker.log).read_text()[-3000:])
     finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(timeout=30)
-        log.close()
+        stop_process(worker, timeout=20)
     client = MlflowClient(tracking_uri=production_stack.mlflow_url)
     versions = client.search_model_versions("name='claim-verifier'")
     assert max(int(v.version) for v in versions) > int(champion["version"])
