@@ -214,11 +214,14 @@ def worker_main() -> None:
     started = time.perf_counter()
     report = ingest(settings)
     seconds = time.perf_counter() - started
-    own_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    reader_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the reader child
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reader = resource.getrusage(resource.RUSAGE_CHILDREN)  # the reader child
+    own_kb, reader_kb = own.ru_maxrss, reader.ru_maxrss
     result = {
         "report": report.to_dict(),
         "seconds": seconds,
+        "store_process_cpu_seconds": own.ru_utime + own.ru_stime,
+        "reader_process_cpu_seconds": reader.ru_utime + reader.ru_stime,
         "peak_rss_mb": (own_kb + reader_kb) / 1024,
         "store_process_peak_rss_mb": own_kb / 1024,
         "reader_process_peak_rss_mb": reader_kb / 1024,
@@ -274,6 +277,11 @@ def run_bench(
         "lines_per_second": round(report["lines"] / out["seconds"]),
         "peak_rss_mb": round(out["peak_rss_mb"], 1),  # store + reader processes, summed
         "store_process_peak_rss_mb": round(out["store_process_peak_rss_mb"], 1),
+        # CPU time of each process: on an idle 2-core machine the wall time approaches the
+        # larger of the two (they overlap); under contention `seconds` is much longer
+        "store_process_cpu_seconds": round(out["store_process_cpu_seconds"], 1),
+        "reader_process_cpu_seconds": round(out["reader_process_cpu_seconds"], 1),
+        "load_average_1min": round(os.getloadavg()[0], 1),
         "reader_process_peak_rss_mb": round(out["reader_process_peak_rss_mb"], 1),
         "process_seconds": round(wall, 2),
         "input_mb": round(size / 1e6, 1),

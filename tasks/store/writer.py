@@ -131,9 +131,14 @@ def add_pair_keys(rows: Sequence[dict[str, Any]], leaked_claims: frozenset[str])
     test set), both from the normalised texts (:func:`normalise_claim`, inlined here: this
     runs once per line)."""
     blake2b = hashlib.blake2b
+    evidence_forms: dict[str, str] = {}  # the same evidence recurs (one paper, many claims)
     for row in rows:
         norm_claim = " ".join(row["claim"].casefold().split())
-        text = norm_claim + "\x1f" + " ".join(row["evidence"].casefold().split())
+        evidence = row["evidence"]
+        norm_evidence = evidence_forms.get(evidence)
+        if norm_evidence is None:
+            norm_evidence = evidence_forms[evidence] = " ".join(evidence.casefold().split())
+        text = norm_claim + "\x1f" + norm_evidence
         row["pair_key"] = blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
         row["leaked"] = norm_claim in leaked_claims
 
@@ -229,6 +234,16 @@ def _known_labels(conn: Connection, keys: Iterable[str]) -> dict[str, set[str]]:
     """``pair_key -> labels already stored`` for the given pair keys."""
     known: dict[str, set[str]] = {}
     keys = list(keys)
+    if conn.dialect.name == "sqlite":  # plain placeholders: rendering expanding binds costs
+        for start in range(0, len(keys), LOOKUP_BATCH):
+            batch = keys[start : start + LOOKUP_BATCH]
+            sql = (
+                "SELECT pair_key, user_label FROM feedback "
+                f"WHERE pair_key IN ({', '.join('?' * len(batch))})"
+            )
+            for key, label in conn.exec_driver_sql(sql, tuple(batch)):
+                known.setdefault(key, set()).add(label)
+        return known
     stmt = select(feedback.c.pair_key, feedback.c.user_label).where(
         feedback.c.pair_key.in_(bindparam("keys", expanding=True))
     )
