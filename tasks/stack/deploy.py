@@ -15,7 +15,7 @@ import httpx
 from tasks.stack.errors import StackError
 from tasks.stack.processes import log_path, tail
 from tasks.stack.resources import redact_url
-from tasks.stack.services import base_env, project_dir
+from tasks.stack.services import base_env, bin_path, project_dir
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,19 +47,25 @@ def ensure_work_pools(settings: Settings) -> list[str]:
 
     api = str(settings.stack.prefect_api_url).rstrip("/")
     created = []
-    for pool in work_pools(settings):
-        if httpx.get(f"{api}/work_pools/{pool}", timeout=10).status_code == 200:
-            continue
-        payload = {
-            "name": pool,
-            "type": "process",
-            "description": "citeops: flow runs as local processes",
-            "base_job_template": ProcessWorker.get_default_base_job_template(),
-        }
-        response = httpx.post(f"{api}/work_pools/", json=payload, timeout=10)
-        if response.status_code not in (200, 201, 409):
-            raise StackError(f"work pool {pool!r} cannot be created: {response.text[:200]}")
-        created.append(pool)
+    try:
+        for pool in work_pools(settings):
+            if httpx.get(f"{api}/work_pools/{pool}", timeout=10).status_code == 200:
+                continue
+            payload = {
+                "name": pool,
+                "type": "process",
+                "description": "citeops: flow runs as local processes",
+                "base_job_template": ProcessWorker.get_default_base_job_template(),
+            }
+            response = httpx.post(f"{api}/work_pools/", json=payload, timeout=10)
+            if response.status_code not in (200, 201, 409):
+                raise StackError(f"work pool {pool!r} cannot be created: {response.text[:200]}")
+            created.append(pool)
+    except httpx.HTTPError as error:
+        raise StackError(
+            f"the Prefect API at {api} does not answer ({type(error).__name__}); "
+            "start it with `citeops up --only prefect-server` or fix stack.prefect_api_url"
+        ) from None
     return created
 
 
@@ -74,7 +80,7 @@ def deploy_flows(settings: Settings, timeout: float = 300.0) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
     ensure_work_pools(settings)
     log = log_path(state_dir, DEPLOY_LOG)
-    argv = [_prefect(), "deploy", "--all", "--no-prompt", "--prefect-file", "prefect.yaml"]
+    argv = [bin_path("prefect"), "deploy", "--all", "--no-prompt", "--prefect-file", "prefect.yaml"]
     started = time.monotonic()
     with log.open("ab") as out:
         try:
@@ -95,9 +101,3 @@ def deploy_flows(settings: Settings, timeout: float = 300.0) -> Path:
     with log.open("a") as out:
         out.write(f"deployed in {time.monotonic() - started:.1f} s\n")
     return log
-
-
-def _prefect() -> str:
-    from tasks.stack.services import bin_path
-
-    return bin_path("prefect")

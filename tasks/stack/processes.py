@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 
 START_TIME_TOLERANCE_S = 0.05
+SIGINT_GRACE_S = 5.0  # how long a SIGINT stop_signal is given before SIGTERM to the group
 
 
 @dataclass(frozen=True)
@@ -117,17 +118,18 @@ def stop_process(record: ProcessRecord, timeout: float) -> bool:
     """Stop the recorded process and everything in its process group.
 
     SIGTERM goes to the whole group; a SIGINT ``stop_signal`` goes to the leader alone
-    (it stops its own children, like Ctrl-C), followed by SIGTERM to the group after half
-    the ``timeout``. Whatever is left after ``timeout`` seconds gets SIGKILL. Returns
-    False when the process was not running."""
+    (it stops its own children, like Ctrl-C), followed by SIGTERM to the group after
+    ``SIGINT_GRACE_S`` (at most half the ``timeout``). Whatever is left after ``timeout``
+    seconds gets SIGKILL. Returns False when the process was not running."""
     if not is_alive(record):
         return False
     group = _own_group(record.pid)
     if record.stop_signal == "SIGINT":
         _signal(record.pid, False, signal.SIGINT)
-        if _wait_gone(record, group, timeout / 2):
+        grace = min(timeout / 2, SIGINT_GRACE_S)
+        if _wait_gone(record, group, grace):
             return True
-        timeout /= 2
+        timeout -= grace
     _signal(record.pid, group, signal.SIGTERM)
     if _wait_gone(record, group, timeout):
         return True

@@ -76,7 +76,6 @@ def base_env(settings: Settings) -> dict[str, str]:
     env["PREFECT_HOME"] = str(prefect_home(settings))
     env["PREFECT_API_URL"] = str(settings.stack.prefect_api_url)
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    env.setdefault("HF_HUB_OFFLINE", "1")
     return env
 
 

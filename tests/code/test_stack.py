@@ -305,3 +305,12 @@ def test_one_up_or_down_at_a_time() -> None:
         with pytest.raises(StackError, match="another `citeops up` or `citeops down` is running"):
             stack_down(settings)
     assert {s.state for s in stack_down(settings)} == {"not running"}  # released
+
+
+def test_deploy_without_a_prefect_server_says_what_to_do() -> None:
+    from tasks.stack.deploy import deploy_flows
+    from tests.conftest import free_port
+
+    settings = load_settings(stack={"prefect_port": free_port()})
+    with pytest.raises(StackError, match="does not answer.*citeops up --only prefect-server"):
+        deploy_flows(settings)

@@ -447,3 +447,38 @@ def test_up_names_a_missing_bucket(production_stack: Stack) -> None:
     result = citeops(env, "up", "--only", "mlflow-server")
     assert result.returncode == 2
     assert "no-such-bucket-citeops" in result.stderr and "does not exist" in result.stderr
+
+
+@pytest.mark.slow
+def test_local_profile_stack_runs_a_deployment(tmp_path: Path, data_dir: Path) -> None:
+    """The embedded default (`make up`): SQLite stores and local folders, no set-up."""
+    ports = {name: free_port() for name in ("prefect", "mlflow", "serve")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CITEOPS_", "PREFECT_"))}
+    env.update(
+        {
+            "CITEOPS_PROFILE": "local",
+            "CITEOPS_HOME": str(tmp_path / "home"),
+            "CITEOPS_DATA_DIR": str(data_dir),
+            "CITEOPS_STACK__PREFECT_PORT": str(ports["prefect"]),
+            "CITEOPS_MLFLOW__SERVER_PORT": str(ports["mlflow"]),
+            "CITEOPS_SERVE__PORT": str(ports["serve"]),
+            "CITEOPS_STACK__WORKER_POLL_SECONDS": "1",
+        }
+    )
+    api = f"http://127.0.0.1:{ports['prefect']}/api"
+    try:
+        up = citeops(env, "up", "--no-serve")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert (tmp_path / "home" / "prefect" / "prefect.db").is_file()
+        deployment = httpx.get(f"{api}/deployments/name/stack-check/stack-check").json()
+        run = httpx.post(
+            f"{api}/deployments/{deployment['id']}/create_flow_run",
+            json={"state": {"type": "SCHEDULED"}, "parameters": {}},
+        )
+        state = _wait_for_final_state(api, run.json()["id"], timeout=150)
+        assert state["type"] == "COMPLETED", state
+        assert list((tmp_path / "home" / "logs" / "stack-check").glob("*.json"))
+        assert list((tmp_path / "home").glob("mlartifacts-stack-check/*/artifacts/stack-check"))
+    finally:
+        down = citeops(env, "down")
+    assert down.returncode == 0 and down.stdout.count("stopped in") == 3, down.stdout
