@@ -1,15 +1,16 @@
-"""The drift report: a self-contained HTML page (plots inlined as PNG data URIs), a JSON
-summary, and a short markdown version for a Prefect artifact."""
+"""The drift report: a self-contained HTML page (charts drawn as inline SVG: no scripts, no
+external files, no plotting library), a JSON summary, and a short markdown version for a
+Prefect artifact."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tasks.drift.checks import CheckResult
 from tasks.drift.detect import DriftReport
@@ -99,8 +100,7 @@ Rule: <code>{e(report.rule)}</code>.</p>
 
 def _check_section(check: CheckResult) -> str:
     e = html.escape
-    plot = _plot(check)
-    image = f'<img alt="{e(check.name)}" src="data:image/png;base64,{plot}">' if plot else ""
+    image = f'<div class="plot">{_plot(check) or ""}</div>'
     extra = ""
     for key, title in (("top_terms_current", "Terms most typical of the current window"),
                        ("top_terms_reference", "Terms most typical of the reference"),
@@ -117,93 +117,172 @@ def _check_section(check: CheckResult) -> str:
             f"<table>{fact_rows}</table></section>")
 
 
-# ---- plots ------------------------------------------------------------------------------
+# ---- plots: inline SVG drawn here (no plotting library, milliseconds per chart) ----------
+
+W, H = 560, 230
+LEFT, RIGHT, TOP, BOTTOM = 60, 20, 30, 40
+
+
+class _Chart:
+    """A minimal SVG canvas with data coordinates mapped into the plot area."""
+
+    def __init__(self, title: str, x_range: tuple[float, float], y_range: tuple[float, float],
+                 width: int = W) -> None:
+        self.width = width
+        self.x0, self.x1 = x_range
+        self.y0, self.y1 = y_range
+        if self.x1 <= self.x0:
+            self.x1 = self.x0 + 1
+        if self.y1 <= self.y0:
+            self.y1 = self.y0 + 1
+        self.parts: list[str] = [
+            f'<text x="{width / 2:.0f}" y="18" text-anchor="middle" font-size="13">'
+            f"{html.escape(title)}</text>",
+            f'<line x1="{LEFT}" y1="{H - BOTTOM}" x2="{width - RIGHT}" y2="{H - BOTTOM}" '
+            'stroke="#444"/>',
+            f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{H - BOTTOM}" stroke="#444"/>',
+        ]
+        for value in (self.y0, (self.y0 + self.y1) / 2, self.y1):
+            self.text(LEFT - 6, self.py(value) + 4, _tick(value), anchor="end")
+        for value in (self.x0, (self.x0 + self.x1) / 2, self.x1):
+            self.text(self.px(value), H - BOTTOM + 15, _tick(value))
+
+    def px(self, x: float) -> float:
+        return LEFT + (x - self.x0) / (self.x1 - self.x0) * (self.width - LEFT - RIGHT)
+
+    def py(self, y: float) -> float:
+        return H - BOTTOM - (y - self.y0) / (self.y1 - self.y0) * (H - TOP - BOTTOM)
+
+    def text(self, x: float, y: float, label: str, anchor: str = "middle", size: int = 11) -> None:
+        self.parts.append(f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" '
+                          f'font-size="{size}">{html.escape(label)}</text>')
+
+    def steps(self, edges: list[float], heights: list[float], colour: str) -> None:
+        points = [f"{self.px(edges[0]):.1f},{self.py(self.y0):.1f}"]
+        for left, right, h in zip(edges[:-1], edges[1:], heights, strict=True):
+            points += [f"{self.px(left):.1f},{self.py(h):.1f}", f"{self.px(right):.1f},{self.py(h):.1f}"]
+        points.append(f"{self.px(edges[-1]):.1f},{self.py(self.y0):.1f}")
+        self.parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+                          f'points="{" ".join(points)}"/>')
+
+    def bar(self, x_left: float, x_right: float, y: float, colour: str) -> None:
+        top, base = sorted((self.py(y), self.py(max(self.y0, 0))))
+        self.parts.append(f'<rect x="{self.px(x_left):.1f}" y="{top:.1f}" '
+                          f'width="{self.px(x_right) - self.px(x_left):.1f}" '
+                          f'height="{base - top:.1f}" fill="{colour}"/>')
+
+    def vline(self, x: float, colour: str, label: str, dashed: bool = False) -> None:
+        dash = ' stroke-dasharray="5,4"' if dashed else ""
+        self.parts.append(f'<line x1="{self.px(x):.1f}" y1="{TOP}" x2="{self.px(x):.1f}" '
+                          f'y2="{H - BOTTOM}" stroke="{colour}" stroke-width="2"{dash}/>')
+        right_edge = self.px(x) > self.width - RIGHT - 90
+        self.text(self.px(x) + (-4 if right_edge else 4), TOP + 12, label,
+                  anchor="end" if right_edge else "start")
+
+    def hline(self, y: float, colour: str, label: str) -> None:
+        self.parts.append(f'<line x1="{LEFT}" y1="{self.py(y):.1f}" x2="{self.width - RIGHT}" '
+                          f'y2="{self.py(y):.1f}" stroke="{colour}" stroke-dasharray="5,4"/>')
+        self.text(self.width - RIGHT, self.py(y) - 4, label, anchor="end")
+
+    def legend(self, items: list[tuple[str, str]]) -> None:
+        for i, (label, colour) in enumerate(items):
+            x = self.width - RIGHT - 110
+            y = TOP + 14 + 16 * i
+            self.parts.append(f'<rect x="{x}" y="{y - 9}" width="12" height="10" fill="{colour}"/>')
+            self.text(x + 16, y, label, anchor="start")
+
+    def svg(self) -> str:
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width}" height="{H}" '
+                f'viewBox="0 0 {self.width} {H}" font-family="sans-serif">'
+                + "".join(self.parts) + "</svg>")
+
+
+def _tick(value: float) -> str:
+    return f"{value:.3g}"
 
 
 def _plot(check: CheckResult) -> str | None:
-    """A PNG (base64) for the check, or ``None`` when there is nothing to draw."""
+    """An inline SVG chart for the check, or ``None`` when there is nothing to draw."""
     if check.statistic is None:
         return None
-    drawers: dict[str, Callable[[Any, CheckResult], None]] = {
+    drawers: dict[str, Callable[[CheckResult], str]] = {
         "text": _draw_text, "length": _draw_histogram, "confidence": _draw_histogram,
         "oov": _draw_oov, "label_mix": _draw_label_mix,
     }
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # the report still has every number
-        return None
-    wide = check.kind == "text"
-    fig, axes = plt.subplots(1, 2 if wide else 1, figsize=(10 if wide else 6, 3.2))
-    try:
-        drawers[check.kind](axes, check)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80)
-    finally:
-        plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return drawers[check.kind](check)
 
 
-def _draw_histogram(ax: Any, check: CheckResult) -> None:
+def _draw_histogram(check: CheckResult) -> str:
     hist = check.details["histogram"]
     edges = hist["edges"]
-    ax.stairs(hist["reference"], edges, label="reference", color=REFERENCE_COLOUR, linewidth=2)
-    ax.stairs(hist["current"], edges, label="current", color=CURRENT_COLOUR, linewidth=2)
-    ax.set_xlabel("tokens" if check.kind == "length" else "max probability")
-    ax.set_ylabel("share of rows")
-    ax.set_title(check.name)
-    ax.legend()
+    top = max(hist["reference"] + hist["current"] + [1e-9]) * 1.1
+    chart = _Chart(f"{check.name}: share of rows by "
+                   f"{'tokens' if check.kind == 'length' else 'max probability'}",
+                   (edges[0], edges[-1]), (0, top))
+    chart.steps(edges, hist["reference"], REFERENCE_COLOUR)
+    chart.steps(edges, hist["current"], CURRENT_COLOUR)
+    chart.legend([("reference", REFERENCE_COLOUR), ("current", CURRENT_COLOUR)])
+    return chart.svg()
 
 
-def _draw_text(axes: Any, check: CheckResult) -> None:
-    left, right = axes
-    null = check.details.get("null_aucs")
+def _draw_text(check: CheckResult) -> str:
+    null = check.details.get("null_aucs") or []
+    low = min([0.4, check.statistic - 0.02, *null])
+    chart = _Chart(f"{check.name}: domain classifier ROC AUC", (low, 1.0), (0, 1))
     if null:
-        left.hist(null, bins=15, color="#bbb", label="permutation null")
-    left.axvline(check.threshold, color="k", linestyle="--", label=f"threshold {check.threshold:.3f}")
-    left.axvline(check.statistic, color=CURRENT_COLOUR, linewidth=3,
-                 label=f"ROC AUC {check.statistic:.3f}")
-    left.set_xlim(min(0.4, check.statistic - 0.02), 1.0)
-    left.set_title(f"{check.name}: domain classifier")
-    left.legend(fontsize=8)
+        counts, edges = np.histogram(null, bins=15)
+        peak = max(int(counts.max()), 1)
+        for left, right, count in zip(edges[:-1], edges[1:], counts, strict=True):
+            chart.bar(float(left), float(right), 0.8 * count / peak, "#bbbbbb")
+        chart.text(chart.px(float(np.median(null))), chart.py(0.85), "permutation null")
+    chart.vline(float(check.threshold or 0), "#000000", f"threshold {check.threshold:.3f}",
+                dashed=True)
+    chart.vline(float(check.statistic), CURRENT_COLOUR, f"AUC {check.statistic:.3f}")
     terms = check.details.get("top_terms_current", [])[:8] + check.details.get(
         "top_terms_reference", [])[:8]
-    if terms:
-        names = [t for t, _ in terms]
-        weights = [w for _, w in terms]
-        colours = [CURRENT_COLOUR if w > 0 else REFERENCE_COLOUR for w in weights]
-        right.barh(range(len(terms)), weights, color=colours)
-        right.set_yticks(range(len(terms)), names, fontsize=8)
-        right.invert_yaxis()
-        right.set_title("top terms (orange: current, blue: reference)")
-    else:
-        right.axis("off")
+    return chart.svg() + (_draw_terms(check.name, terms) if terms else "")
 
 
-def _draw_oov(ax: Any, check: CheckResult) -> None:
-    rates = [check.details["reference_oov_rate"], check.details["current_oov_rate"]]
-    ax.bar(["reference (held out)", "current"], rates, color=[REFERENCE_COLOUR, CURRENT_COLOUR])
-    ax.axhline(rates[0] + (check.threshold or 0), color="k", linestyle="--",
-               label="reference + threshold")
-    ax.set_ylabel("out-of-vocabulary rate")
-    ax.set_title(check.name)
-    ax.legend()
+def _draw_terms(name: str, terms: list[list[Any]]) -> str:
+    """Horizontal bars of term weights: orange toward the current window, blue the reference."""
+    limit = max(abs(float(w)) for _, w in terms) or 1.0
+    height = 30 + 16 * len(terms)
+    mid = 330
+    parts = [f'<text x="{mid}" y="16" text-anchor="middle" font-size="13">{html.escape(name)}: '
+             "top terms (orange: current, blue: reference)</text>"]
+    for i, (term, weight) in enumerate(terms):
+        y = 26 + 16 * i
+        size = abs(float(weight)) / limit * 200
+        x = mid if weight > 0 else mid - size
+        colour = CURRENT_COLOUR if weight > 0 else REFERENCE_COLOUR
+        parts.append(f'<rect x="{x:.1f}" y="{y}" width="{size:.1f}" height="12" fill="{colour}"/>')
+        anchor, tx = ("end", mid - 6) if weight > 0 else ("start", mid + 6)
+        parts.append(f'<text x="{tx}" y="{y + 10}" text-anchor="{anchor}" font-size="11">'
+                     f"{html.escape(str(term))}</text>")
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * mid}" height="{height}" '
+            f'font-family="sans-serif">' + "".join(parts) + "</svg>")
 
 
-def _draw_label_mix(ax: Any, check: CheckResult) -> None:
+def _draw_oov(check: CheckResult) -> str:
+    ref, cur = check.details["reference_oov_rate"], check.details["current_oov_rate"]
+    limit = ref + float(check.threshold or 0)
+    chart = _Chart(f"{check.name}: out-of-vocabulary rate", (0, 2), (0, max(ref, cur, limit) * 1.2))
+    chart.bar(0.2, 0.8, ref, REFERENCE_COLOUR)
+    chart.bar(1.2, 1.8, cur, CURRENT_COLOUR)
+    chart.hline(limit, "#000000", "held-out reference + threshold")
+    chart.legend([("reference (held out)", REFERENCE_COLOUR), ("current", CURRENT_COLOUR)])
+    return chart.svg()
+
+
+def _draw_label_mix(check: CheckResult) -> str:
     labels = check.details["labels"]
-    x = range(len(labels))
-    ax.bar([i - 0.2 for i in x], check.details["reference"], width=0.4, label="reference",
-           color=REFERENCE_COLOUR)
-    ax.bar([i + 0.2 for i in x], check.details["current"], width=0.4, label="current",
-           color=CURRENT_COLOUR)
-    ax.set_xticks(list(x), labels)
-    ax.set_ylabel("share")
-    ax.set_title(check.name)
-    ax.legend()
+    chart = _Chart(f"{check.name}: share per label", (0, len(labels)), (0, 1))
+    for i, label in enumerate(labels):
+        chart.bar(i + 0.1, i + 0.5, check.details["reference"][i], REFERENCE_COLOUR)
+        chart.bar(i + 0.5, i + 0.9, check.details["current"][i], CURRENT_COLOUR)
+        chart.text(chart.px(i + 0.5), H - 8, label)
+    chart.legend([("reference", REFERENCE_COLOUR), ("current", CURRENT_COLOUR)])
+    return chart.svg()
 
 
 def render_markdown(report: DriftReport) -> str:
