@@ -19,6 +19,7 @@ def test_million_lines_are_accounted_in_bounded_memory() -> None:
         report["accepted"] + report["duplicates"] + report["conflicts"] + report["quarantined"]
         == 1_000_000
     )
-    # streaming: each process stays far below the 700 MB of input it reads
-    assert result["store_process_peak_rss_mb"] < 1500
-    assert result["reader_process_peak_rss_mb"] < 1500
+    # streamed in chunks: neither process holds the 700 MB input (measured: about 480 MB
+    # for the store, 670 MB for the reader with GX and pandas)
+    assert result["store_process_peak_rss_mb"] < 1000
+    assert result["reader_process_peak_rss_mb"] < 1000
