@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -73,9 +74,9 @@ ingest_objects = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("uri", String(1024), nullable=False, unique=True),
     Column("kind", String(16), nullable=False),  # feedback | queries
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
     Column("etag", String(128), nullable=False),  # S3 ETag or sha256 of the bytes
-    Column("mtime_ns", Integer),  # local files only: skip re-hashing unchanged files
+    Column("mtime_ns", BigInteger),  # local files only: skip re-hashing unchanged files
     Column("lines", Integer, nullable=False),
     Column("accepted", Integer, nullable=False),
     Column("duplicates", Integer, nullable=False),
@@ -86,7 +87,7 @@ ingest_objects = Table(
     Column("ingested_at", DateTime, nullable=False),
     # set when the object was seen again with other bytes (reported, never re-read)
     Column("changed_etag", String(128)),
-    Column("changed_size", Integer),
+    Column("changed_size", BigInteger),
     Column("changed_seen_at", DateTime),
 )
 

@@ -90,6 +90,12 @@ def test_production_profile_on_postgresql_equals_sqlite(
     assert accepted_feedback_since(settings, datetime(2000, 1, 1)) == 1
     postgres_state = store_snapshot(settings)
 
+    local = tmp_path / "ai4citations.jsonl"  # a local file: its mtime_ns needs 64 bits
+    local.write_text(json.dumps(feedback_line(claim="From a local file")) + "\n")
+    assert ingest(settings, source=str(local)).to_dict()["accepted"] == 1
+    assert ingest(settings, source=str(local)).to_dict()["objects"] == 0
+    local.unlink()
+
     monkeypatch.setenv("CITEOPS_STORE_URL", f"sqlite:///{tmp_path / 'same.db'}")
     sqlite_settings = load_settings()
     assert ingest(sqlite_settings).to_dict() | {"new_feedback_since_last_training": 1} == report
