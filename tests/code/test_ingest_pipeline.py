@@ -260,3 +260,24 @@ def test_validation_results_are_stored(log_root: Path) -> None:
     assert (row.suite, row.rows, row.unexpected_rows, row.success) == ("feedback", 2, 1, False)
     results = json.loads(row.results)
     assert any(r["reason"] == "unknown_label" and r["unexpected_count"] == 1 for r in results)
+
+
+def test_parts_written_by_the_serving_log_writer_are_ingested(citeops_env: Path) -> None:
+    from serving.logwriter import build_log_writer, now_iso
+
+    settings = load_settings(serve={"log_part_max_lines": 2})
+    writer = build_log_writer(settings)
+    writer.start()
+    for i in range(3):
+        writer.write("queries", query_line(i, datetime=now_iso(), request_id=f"r{i}"))
+    record = feedback_line(datetime=now_iso(), request_id="r1", model_version=3, slot="green")
+    writer.write("feedback", record | {"prediction": "NEI", "feedback_id": "f1"})
+    writer.close()
+
+    report = ingest(settings).to_dict()
+    assert report["objects"] == 3  # queries rotate after 2 lines
+    assert (report["lines"], report["accepted"], report["quarantined"]) == (4, 4, 0)
+    from tasks.store.queries import load_queries, training_feedback
+
+    assert sorted(q["request_id"] for q in load_queries(settings)) == ["r0", "r1", "r2"]
+    assert [e.label_name for e in training_feedback(settings)] == ["SUPPORT"]
