@@ -87,7 +87,7 @@ def evaluate_command(
 
 def bench_train_command(
     base_model: str | None = typer.Option(None, help="minilm | tiny | HF id or local folder."),
-    steps: int = typer.Option(6, min=1, help="Optimiser steps on each side."),
+    steps: int = typer.Option(4, min=1, help="Optimiser steps on each side."),
     batch_size: int = typer.Option(16, min=1, help="Pairs per step."),
     max_length: int = typer.Option(512, min=16, help="Token limit (the baseline pads to it)."),
     eval_examples: int = typer.Option(64, min=1, help="Dev pairs scored for macro F1."),

@@ -191,7 +191,7 @@ def side_figures(
 
 def bench_train(
     settings: Settings,
-    steps: int = 6,
+    steps: int = 4,
     batch_size: int = 16,
     max_length: int = 512,
     eval_examples: int = 64,
