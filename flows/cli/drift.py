@@ -109,13 +109,16 @@ def bench_drift_calibration(
     mix_rounds: int = typer.Option(10, "--mix-rounds", min=1, help="rounds per mix share"),
     current_rows: int = typer.Option(300, "--current-rows", min=30),
     workers: int = typer.Option(1, "--workers", min=1, help="processes running rounds"),
+    pool: str = typer.Option("scifact", "--pool",
+                             help="datasets re-split for the false-alarm rounds (with citint: "
+                             "no power rounds)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """False-alarm rate (SciFact vs SciFact) and power (Citation-Integrity mixed in)."""
     from tasks.drift.calibration import run_calibration
 
     result = run_calibration(settings_from(), rounds, mix_rounds, current_rows, progress=info,
-                             workers=workers)
+                             workers=workers, pool_datasets=tuple(_datasets(pool) or ["scifact"]))
     if as_json:
         print_json(result)
         return

@@ -126,9 +126,12 @@ def calibration_round(
                         drift_settings)
 
 
-def _calibration_data(settings: Settings) -> tuple[list[list[Example]], list[Example], Predictor]:
+def _calibration_data(
+    settings: Settings, pool_datasets: Sequence[str] = ("scifact",)
+) -> tuple[list[list[Example]], list[Example], Predictor]:
     data = settings.data_dir
-    pool = _groups([ex for split in SPLITS for ex in read_split(data, "scifact", split)])
+    pool = _groups([ex for name in pool_datasets for split in SPLITS
+                    for ex in read_split(data, name, split)])
     other = read_split(data, "citint", "dev") + read_split(data, "citint", "test")
     predict = fit_standin(read_split(data, "citint", "train"), settings.drift.seed)
     return pool, other, predict
@@ -137,11 +140,11 @@ def _calibration_data(settings: Settings) -> tuple[list[list[Example]], list[Exa
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init() -> None:
+def _worker_init(pool_datasets: Sequence[str]) -> None:
     from configs.settings import load_settings
 
     settings = load_settings()
-    _WORKER.update(settings=settings, data=_calibration_data(settings))
+    _WORKER.update(settings=settings, data=_calibration_data(settings, pool_datasets))
 
 
 def _worker_round(share: float, current_rows: int, seed: int) -> DriftReport:
@@ -150,6 +153,8 @@ def _worker_round(share: float, current_rows: int, seed: int) -> DriftReport:
 
 
 def _rates(reports: Sequence[DriftReport]) -> dict[str, Any]:
+    if not reports:
+        return {"rounds": 0, "drift_rate": None, "check_drift_rates": {}}
     checks: dict[str, list[bool]] = defaultdict(list)
     for report in reports:
         for check in report.checks:
@@ -170,12 +175,15 @@ def run_calibration(
     shares: Sequence[float] = SHARES,
     progress: Callable[[str], None] | None = None,
     workers: int = 1,
+    pool_datasets: Sequence[str] = ("scifact",),
 ) -> dict[str, Any]:
     """False-alarm rate over ``rounds`` same-data splits and detection rate per share of
     Citation-Integrity over ``mix_rounds`` each (rounds spread over ``workers`` processes)."""
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
-    pool, other, predict = _calibration_data(settings)
+    pool, other, predict = _calibration_data(settings, pool_datasets)
+    if "citint" in pool_datasets:  # Citation-Integrity cannot be both the pool and the shift
+        shares = ()
     jobs = [(0.0, 1000 + i) for i in range(rounds)]
     jobs += [(share, 2000 + i) for share in shares for i in range(mix_rounds)]
     outcomes: dict[float, list[DriftReport]] = defaultdict(list)
@@ -188,7 +196,8 @@ def run_calibration(
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers, initializer=_worker_init) as executor:
+        with ProcessPoolExecutor(workers, initializer=_worker_init,
+                                 initargs=(tuple(pool_datasets),)) as executor:
             futures = [(share, seed, executor.submit(_worker_round, share, current_rows, seed))
                        for share, seed in jobs]
             for share, seed, future in futures:
@@ -198,9 +207,10 @@ def run_calibration(
             record(share, seed, calibration_round(settings, pool, other, predict, share,
                                                   current_rows, seed))
     null = outcomes[0.0]
-    power = {f"{share:.2f}": _rates(outcomes[share]) for share in shares}
+    power = {f"{share:.2f}": _rates(outcomes[share]) for share in shares if outcomes[share]}
     detected = [float(s) for s, r in power.items() if r["drift_rate"] >= DETECTED_RATE]
     return {
+        "pool": list(pool_datasets),
         "current_rows": current_rows,
         "reference_sample_size": settings.drift.reference_sample_size,
         "permutation_rounds": settings.drift.permutation_rounds,
@@ -216,7 +226,7 @@ def run_calibration(
 def format_calibration(result: dict[str, Any]) -> str:
     lines = [
         f"current window {result['current_rows']} rows, rule {result['rule']}",
-        f"false-alarm rate: {result['false_alarm']['drift_rate']:.1%} over "
+        f"false-alarm rate: {result['false_alarm']['drift_rate'] or 0:.1%} over "
         f"{result['false_alarm']['rounds']} splits",
         "  per check: " + ", ".join(f"{k} {v:.1%}" for k, v in
                                      result["false_alarm"]["check_drift_rates"].items()),
