@@ -1,10 +1,11 @@
 """`citeops bench serve`: our server against an AI4citations-style baseline, over HTTP.
 
-Both servers run as separate processes, one after the other, on the same model folder
-and the same test-set pairs; N concurrent closed-loop clients (asyncio + httpx) drive
-each for a fixed time per concurrency level. Agreement compares the labels our server
-gave with the baseline's (fp32, per request) on the pairs both scored. The swap test
-then drives our server with a deploy or rollback every ``swap_every`` seconds.
+Both servers run as separate processes on the same model folder and the same test-set
+pairs; N concurrent closed-loop clients (asyncio + httpx) drive one server at a time for
+a fixed time per concurrency level, alternating between the two at each level.
+Agreement compares the labels our server gave with the baseline's (fp32, per request)
+on the pairs both scored. The swap test then drives our server with a deploy or rollback
+every ``swap_every`` seconds.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class BenchOptions:
     swap_clients: int = 16
     swap_every: float = 1.0
     warmup_requests: int = 16
+    slice_seconds: float = 3.0
 
 
 @dataclass
@@ -58,6 +60,16 @@ class LoadResult:
     labels: dict[int, str] = field(default_factory=dict)
     spans: list[tuple[float, float]] = field(default_factory=list)
     next_index: int = 0
+
+    def absorb(self, other: LoadResult) -> None:
+        """Add another run's outcomes (time, latencies, failures, first labels seen)."""
+        self.elapsed += other.elapsed
+        self.latencies.extend(other.latencies)
+        self.failed += other.failed
+        for reason, count in other.errors.items():
+            self.errors[reason] = self.errors.get(reason, 0) + count
+        for index, label in other.labels.items():
+            self.labels.setdefault(index, label)
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies) * 1000.0
@@ -231,29 +243,39 @@ def warm_up(base_url: str, pairs: Sequence[tuple[str, str]], n: int) -> None:
 
 
 def run_levels(
-    base_url: str,
+    servers: dict[str, str],
     pairs: Sequence[tuple[str, str]],
     options: BenchOptions,
     progress: Progress,
-    name: str,
-) -> tuple[dict[str, Any], dict[int, str]]:
-    levels: dict[str, Any] = {}
-    labels: dict[int, str] = {}
-    warm_up(base_url, pairs, options.warmup_requests)
-    index = 0  # levels continue through the pairs, so agreement covers more of them
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, str]]]:
+    """Each concurrency level on each server in turn, in slices of about
+    ``slice_seconds`` that alternate between the servers (baseline, ours, baseline, ...),
+    so that load from elsewhere on a shared machine falls on both sides alike."""
+    levels: dict[str, dict[str, Any]] = {name: {} for name in servers}
+    labels: dict[str, dict[int, str]] = {name: {} for name in servers}
+    next_index = dict.fromkeys(servers, 0)  # levels continue through the pairs
+    for url in servers.values():
+        warm_up(url, pairs, options.warmup_requests)
+    slices = max(1, round(options.seconds / options.slice_seconds))
     for clients in options.clients:
-        result = asyncio.run(
-            drive(base_url, pairs, clients, seconds=options.seconds, first_index=index)
-        )
-        index = result.next_index
-        levels[str(clients)] = result.summary()
-        for index, label in result.labels.items():
-            labels.setdefault(index, label)
-        row = levels[str(clients)]
-        progress(
-            f"{name:8s} clients={clients:2d}  {row['throughput']:6.1f} pairs/s  "
-            f"p50={row['p50_ms']} ms  p95={row['p95_ms']} ms  failed={row['failed']}"
-        )
+        totals = {name: LoadResult(clients) for name in servers}
+        for _ in range(slices):
+            for name, url in servers.items():
+                part = asyncio.run(
+                    drive(
+                        url, pairs, clients, options.seconds / slices, None, None, next_index[name]
+                    )
+                )
+                next_index[name] = part.next_index
+                totals[name].absorb(part)
+        for name, total in totals.items():
+            levels[name][str(clients)] = row = total.summary()
+            for index, label in total.labels.items():
+                labels[name].setdefault(index, label)
+            progress(
+                f"{name:8s} clients={clients:2d}  {row['throughput']:6.1f} pairs/s  "
+                f"p50={row['p50_ms']} ms  p95={row['p95_ms']} ms  failed={row['failed']}"
+            )
     return levels, labels
 
 
@@ -339,43 +361,36 @@ def run_serve_bench(
         "cpu_count": os.cpu_count(),
     }
 
-    port = _free_port()
-    progress("baseline: transformers pipeline, fp32, one request at a time")
-    base = start_server(
-        [sys.executable, "-m", "serving.baseline", "--model", str(folder), "--port", str(port)],
-        env,
-        port,
-        workdir,
-        "/health",
-    )
+    servers: list[ServerProcess] = []
     try:
-        report["baseline"], base_labels = run_levels(
-            base.base_url, pairs, options, progress, "baseline"
+        port = _free_port()
+        progress("starting the baseline: transformers pipeline, fp32, one request at a time")
+        baseline_cmd = [sys.executable, "-m", "serving.baseline", "--model", str(folder)]
+        servers.append(
+            start_server([*baseline_cmd, "--port", str(port)], env, port, workdir, "/health")
         )
-    finally:
-        base.stop()
-
-    port = _free_port()
-    progress(f"citeops serve: micro-batching, {settings.serve.precision}")
-    entry = "import sys; from flows.cli import main; main(sys.argv[1:])"
-    ours = start_server(
-        [sys.executable, "-c", entry, "serve", "--model-uri", str(folder), "--port", str(port)],
-        env,
-        port,
-        workdir,
-        "/ready",
-    )
-    try:
-        report["serve"], our_labels = run_levels(ours.base_url, pairs, options, progress, "citeops")
+        port = _free_port()
+        progress(f"starting citeops serve: micro-batching, {settings.serve.precision}")
+        entry = "import sys; from flows.cli import main; main(sys.argv[1:])"
+        serve_cmd = [sys.executable, "-c", entry, "serve", "--model-uri", str(folder)]
+        servers.append(
+            start_server([*serve_cmd, "--port", str(port)], env, port, workdir, "/ready")
+        )
+        urls = {"baseline": servers[0].base_url, "serve": servers[1].base_url}
+        levels, labels = run_levels(urls, pairs, options, progress)
+        report["baseline"], report["serve"] = levels["baseline"], levels["serve"]
         if options.swap_requests:
+            servers.pop(0).stop()
             progress(
                 f"swap test: {options.swap_requests} requests, {options.swap_clients} clients, "
                 f"deploy/rollback every {options.swap_every} s"
             )
-            report["swap"] = swap_test(ours.base_url, pairs, folder, token, options)
+            report["swap"] = swap_test(urls["serve"], pairs, folder, token, options)
     finally:
-        ours.stop()
+        for server in servers:
+            server.stop()
 
+    base_labels, our_labels = labels["baseline"], labels["serve"]
     common = sorted(set(base_labels) & set(our_labels))
     agree = sum(base_labels[i] == our_labels[i] for i in common)
     report["agreement_pairs"] = len(common)

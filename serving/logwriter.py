@@ -144,6 +144,7 @@ class LogWriterStats:
     parts: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STREAMS})
     dropped: int = 0
     publish_errors: int = 0
+    write_errors: int = 0
 
 
 class LogWriter:
@@ -201,11 +202,15 @@ class LogWriter:
                 item = ()  # type: ignore[assignment]
             if item is None:
                 break
-            if item:
-                stream, record = item
-                self._append(stream, record)
-                self._drain()
-            self._rotate_aged()
+            try:
+                if item:
+                    stream, record = item
+                    self._append(stream, record)
+                    self._drain()
+                self._rotate_aged()
+            except Exception:  # noqa: BLE001 - a disk or network error must not stop logging
+                self.stats.write_errors += 1
+                log.exception("log writer error; continuing")
         for stream in list(self._open):
             self._publish(stream)
         self._retry_pending()

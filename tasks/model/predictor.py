@@ -123,9 +123,10 @@ class ClaimVerifier:
             evidence, claim, truncation="longest_first", max_length=self.max_length
         )["input_ids"]
 
-    def predict_encoded(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
+    def predict_encoded(self, batch: Sequence[Sequence[int]], pad_multiple: int = 16) -> np.ndarray:
         """Class probabilities for pre-tokenised pairs (from :meth:`encode_pair`), shape
-        (N, len(labels)), in input order, as one forward pass padded to the longest.
+        (N, len(labels)), in input order, as one forward pass padded to the longest
+        (rounded up to ``pad_multiple``, so that few distinct shapes reach the kernels).
 
         Token type ids are rebuilt from the first separator token, as the tokenizer would.
         """
@@ -133,7 +134,8 @@ class ClaimVerifier:
 
         if not batch:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        width = max(len(ids) for ids in batch)
+        longest = max(len(ids) for ids in batch)
+        width = max(longest, min(-(-longest // pad_multiple) * pad_multiple, self.max_length))
         pad_id = self.tokenizer.pad_token_id or 0
         sep_id = self.tokenizer.sep_token_id
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)

@@ -94,7 +94,8 @@ def test_predict_feedback_round_trip_and_logs_readable_while_running(server) -> 
     assert batch.status_code == 200
     predictions = batch.json()["predictions"]
     assert len(predictions) == 3 and len({p["request_id"] for p in predictions}) == 3
-    assert predictions[0]["probabilities"] == answer["probabilities"]  # batching keeps outputs
+    for label, p in answer["probabilities"].items():  # batching and padding keep outputs
+        assert predictions[0]["probabilities"][label] == pytest.approx(p, abs=1e-5)
 
     feedback = httpx.post(
         base + "/feedback",
