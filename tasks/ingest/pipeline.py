@@ -386,7 +386,6 @@ def ingest(
         plan = plan_objects(settings, engine, root)
         report.changed = plan.changed
         if plan.new:
-            leaked_claims = benchmark_test_claims(settings)
             run_id = start_run(engine, root)
             lines_done = 0
 
@@ -400,7 +399,8 @@ def ingest(
             if planned_bytes >= settings.ingest.parallel_parse_min_bytes:
                 from tasks.ingest.prefetch import Prefetcher
 
-                with Prefetcher(settings, plan.new, leaked_claims) as prefetcher:
+                with Prefetcher(settings, plan.new) as prefetcher:
+                    prefetcher.feed(benchmark_test_claims(settings))
                     for obj in plan.new:
                         result = store_object(
                             settings,
@@ -415,6 +415,7 @@ def ingest(
             else:
                 from tasks.ingest.validate import BatchValidator
 
+                leaked_claims = benchmark_test_claims(settings)
                 validator = BatchValidator(settings)
                 for obj in plan.new:
                     reader = ObjectReader(settings, obj)

@@ -76,6 +76,8 @@ def child_main() -> None:
     """Entry point of the child: settings and objects come pickled on stdin."""
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints go to stderr, never into the pipe
+    import great_expectations  # noqa: F401 - seconds of import while the parent plans
+
     settings, objects, leaked_claims = pickle.load(sys.stdin.buffer)
     try:
         produce(settings, objects, leaked_claims, out)
@@ -88,23 +90,28 @@ class Prefetcher:
     """The child over ``objects``; the parent takes each object's prepared chunks in order
     with :meth:`chunks`, then its bytes' identity with :meth:`identity`."""
 
-    def __init__(
-        self, settings: Settings, objects: Sequence[LogObject], leaked_claims: frozenset[str]
-    ) -> None:
+    def __init__(self, settings: Settings, objects: Sequence[LogObject]) -> None:
         self._settings = settings
         self._objects = list(objects)
-        self._leaked_claims = leaked_claims
         self._identity: dict[str, tuple[int, str]] = {}
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Prefetcher:
+        """Start the child (it imports GX meanwhile); then :meth:`feed` it."""
         self._proc = subprocess.Popen(
             [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
-        assert self._proc.stdin is not None
-        pickle.dump((self._settings, self._objects, self._leaked_claims), self._proc.stdin)
-        self._proc.stdin.close()
         return self
+
+    def feed(self, leaked_claims: frozenset[str]) -> None:
+        """Send the settings, the objects and the benchmark claims: the child starts."""
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            pickle.dump((self._settings, self._objects, leaked_claims), self._proc.stdin)
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            code = self._proc.wait(timeout=30)
+            raise PrefetchError(f"the ingest reader process ended early (exit {code})") from None
 
     def __exit__(self, *exc: object) -> None:
         assert self._proc is not None
