@@ -80,7 +80,8 @@ def run_drift(
         DataFileError: the reference datasets are missing.
     """
     current = window if window is not None else load_current_window(settings, current_dir, since)
-    reference = prepare_reference(settings, reference_datasets, model_uri)
+    enough = len(current) >= settings.drift.min_rows  # else no model needs loading
+    reference = prepare_reference(settings, reference_datasets, model_uri, with_predictions=enough)
     report = detect_drift(reference, current, settings.drift)
     write_report(report, settings.reports_dir)
     if log_mlflow:
