@@ -176,14 +176,14 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def plan_objects(settings: Settings, engine: Engine, root: str) -> Plan:
+def plan_objects(settings: Settings, engine: Engine, root: str, missing_ok: bool = False) -> Plan:
     """List the root and compare with the manifest; record newly seen changes.
 
     Raises:
-        SourceError: the root cannot be listed.
+        SourceError: the root cannot be listed (or is missing, unless ``missing_ok``).
     """
     plan = Plan(root=root)
-    listed = list_objects(settings, root)
+    listed = list_objects(settings, root, missing_ok)
     with engine.connect() as conn:
         manifest = {
             row.uri: row
@@ -368,8 +368,8 @@ def ingest(
     source: str | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Ingest every new object under ``source`` (default ``settings.log_root``), streaming
-    each in chunks (memory bounded by ``ingest.chunk_lines``).
+    """Ingest every new object under ``source`` (default ``settings.log_root``, which may
+    not exist yet), streaming each in chunks (memory bounded by ``ingest.chunk_lines``).
 
     Raises:
         SourceError: the root cannot be listed or an object cannot be read.
@@ -383,7 +383,7 @@ def ingest(
     root = resolve_root(settings, source)
     report = IngestReport(source=root)
     with open_store(settings) as engine, bulk_gc():
-        plan = plan_objects(settings, engine, root)
+        plan = plan_objects(settings, engine, root, missing_ok=source is None)
         report.changed = plan.changed
         if plan.new:
             run_id = start_run(engine, root)

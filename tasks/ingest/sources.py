@@ -60,14 +60,18 @@ def resolve_root(settings: Settings, source: str | None) -> str:
     return root
 
 
-def list_objects(settings: Settings, root: str) -> list[LogObject]:
+def list_objects(settings: Settings, root: str, missing_ok: bool = False) -> list[LogObject]:
     """Every published log object under ``root``, sorted by URI (so by date partition).
+    ``missing_ok``: a local root that does not exist yet holds no objects (nothing has been
+    logged yet) instead of being an error.
 
     Raises:
         SourceError: the folder does not exist or the bucket cannot be listed.
     """
     if root.startswith("s3://"):
         return _list_s3(settings, root)
+    if missing_ok and not Path(root).exists():
+        return []
     return _list_local(Path(root))
 
 

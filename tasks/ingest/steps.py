@@ -53,7 +53,8 @@ class ReadObject:
 def list_new_objects(settings: Settings, source: str | None) -> Plan:
     """The objects under the root not yet in the manifest (and those that changed)."""
     with open_store(settings) as engine:
-        return plan_objects(settings, engine, resolve_root(settings, source))
+        root = resolve_root(settings, source)
+        return plan_objects(settings, engine, root, missing_ok=source is None)
 
 
 @task(name="benchmark-test-claims", cache_policy=NO_CACHE)

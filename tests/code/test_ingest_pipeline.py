@@ -236,11 +236,14 @@ def test_ai4citations_file_given_as_source(tmp_path: Path) -> None:
     assert (report["objects"], report["accepted"]) == (1, 3)
 
 
-def test_missing_root_is_a_clear_error(tmp_path: Path) -> None:
+def test_missing_root_is_a_clear_error_unless_it_is_the_default(tmp_path: Path) -> None:
     from tasks.ingest.sources import SourceError
 
     with pytest.raises(SourceError, match="no such folder"):
         ingest(load_settings(), source=str(tmp_path / "nope"))
+    settings = load_settings()
+    assert not Path(settings.log_root).exists()  # nothing logged yet: nothing to ingest
+    assert ingest(settings).to_dict()["objects"] == 0
 
 
 def test_validation_results_are_stored(log_root: Path) -> None:
