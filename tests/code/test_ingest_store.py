@@ -59,3 +59,17 @@ def test_empty_store_reads() -> None:
     assert training_feedback(settings) == []
     assert last_training_time(settings) is None
     assert feedback_stats(settings)["feedback"]["rows"] == 0
+
+
+def test_inlined_pair_keys_match_normalise_claim() -> None:
+    from tasks.store.writer import add_pair_keys, pair_key
+
+    rows = [
+        {"claim": "  Aspirin\tHELPS ", "evidence": "A  trial\nshowed it."},
+        {"claim": "aspirin helps", "evidence": "a trial showed it."},
+        {"claim": "aspirin helps", "evidence": "a trial showed it"},
+    ]
+    add_pair_keys(rows, frozenset({"aspirin helps"}))
+    assert [row["pair_key"] for row in rows] == [pair_key(r["claim"], r["evidence"]) for r in rows]
+    assert rows[0]["pair_key"] == rows[1]["pair_key"] != rows[2]["pair_key"]
+    assert all(row["leaked"] for row in rows)
