@@ -31,8 +31,11 @@ def publish_drift_artifact(summary: dict[str, Any]) -> None:
 
     from tasks.drift.report import summary_markdown
 
-    create_markdown_artifact(markdown=summary_markdown(summary), key="drift-report",
-                             description=f"drift: {summary['status']}")
+    create_markdown_artifact(
+        markdown=summary_markdown(summary),
+        key="drift-report",
+        description=f"drift: {summary['status']}",
+    )
 
 
 @task(name="should-retrain")
@@ -51,11 +54,18 @@ def start_retraining(decision: dict[str, Any]) -> dict[str, Any]:
 
     name = find_train_deployment(load_settings().trigger.retrain_deployment)
     if name is None:
-        return {"started": False, "reason": f"no deployment of flow {TRAIN_FLOW!r}: decision recorded"}
+        return {
+            "started": False,
+            "reason": f"no deployment of flow {TRAIN_FLOW!r}: decision recorded",
+        }
     from prefect.deployments import run_deployment
 
-    run = run_deployment(name=name, timeout=0, as_subflow=False,
-                         tags=["citeops", "trigger:" + "+".join(decision["causes"])])
+    run = run_deployment(
+        name=name,
+        timeout=0,
+        as_subflow=False,
+        tags=["citeops", "trigger:" + "+".join(decision["causes"])],
+    )
     return {"started": True, "deployment": name, "flow_run_id": str(run.id)}
 
 

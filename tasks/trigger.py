@@ -53,11 +53,16 @@ def decide(
     causes, reasons, quiet = [], [], []
     if new_feedback is not None and new_feedback >= min_new_feedback:
         causes.append("feedback")
-        reasons.append(f"{new_feedback} accepted new feedback since the last training run "
-                       f"(threshold {min_new_feedback})")
+        reasons.append(
+            f"{new_feedback} accepted new feedback since the last training run "
+            f"(threshold {min_new_feedback})"
+        )
     else:
-        quiet.append("feedback count unknown" if new_feedback is None
-                     else f"{new_feedback} new feedback < {min_new_feedback}")
+        quiet.append(
+            "feedback count unknown"
+            if new_feedback is None
+            else f"{new_feedback} new feedback < {min_new_feedback}"
+        )
     if drift:
         causes.append("drift")
         detail = (inputs or {}).get("drifted_checks")
@@ -71,8 +76,13 @@ def decide(
         quiet.append("not forced")
     if not causes:
         reasons.append("no cause fired: " + "; ".join(quiet))
-    all_inputs = {"new_feedback": new_feedback, "min_new_feedback": min_new_feedback,
-                  "drift": drift, "force": force, **(inputs or {})}
+    all_inputs = {
+        "new_feedback": new_feedback,
+        "min_new_feedback": min_new_feedback,
+        "drift": drift,
+        "force": force,
+        **(inputs or {}),
+    }
     return RetrainDecision(bool(causes), causes, reasons, all_inputs)
 
 

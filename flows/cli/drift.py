@@ -25,11 +25,13 @@ def _since(value: str | None) -> datetime | None:
 
 
 def drift(
-    current: Path | None = typer.Option(None, "--current", help="folder of query-log JSONL files"),
+    current: str | None = typer.Option(None, "--current", help="folder of query-log JSONL files"),
     reference_datasets: str | None = typer.Option(
-        None, "--reference-datasets", help="comma-separated, default: the training datasets"),
+        None, "--reference-datasets", help="comma-separated, default: the training datasets"
+    ),
     model_uri: str | None = typer.Option(
-        None, "--model-uri", help="model for reference predictions (default: champion)"),
+        None, "--model-uri", help="model for reference predictions (default: champion)"
+    ),
     since: str | None = typer.Option(None, "--since", help="ISO date/time; default: window_days"),
     mlflow_log: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log a monitoring run"),
     alert: bool = typer.Option(True, "--alert/--no-alert", help="POST the webhook on drift"),
@@ -39,8 +41,15 @@ def drift(
     from tasks.drift.monitor import run_drift
 
     settings = settings_from()
-    report = run_drift(settings, current, _datasets(reference_datasets), model_uri, _since(since),
-                       log_mlflow=mlflow_log, alert=alert)
+    report = run_drift(
+        settings,
+        current,
+        _datasets(reference_datasets),
+        model_uri,
+        _since(since),
+        log_mlflow=mlflow_log,
+        alert=alert,
+    )
     if as_json:
         print_json(report.summary())
         return
@@ -49,15 +58,18 @@ def drift(
         stat = "—" if check.statistic is None else f"{check.statistic:.4f}"
         limit = "—" if check.threshold is None else f"{check.threshold:.4f}"
         sign = ">" if check.direction == "above" else "<"
-        typer.echo(f"  {check.name:24s} {stat:>10s} {sign} {limit:<8s} {check.status}"
-                   + (f"  ({check.note})" if check.note else ""))
+        typer.echo(
+            f"  {check.name:24s} {stat:>10s} {sign} {limit:<8s} {check.status}"
+            + (f"  ({check.note})" if check.note else "")
+        )
     typer.echo(f"report: {report.report}")
 
 
 def trigger(
     force: bool = typer.Option(False, "--force", help="retrain whatever the inputs say"),
-    drift_report: Path | None = typer.Option(
-        None, "--drift-report", help="drift JSON summary (default: the latest one)"),
+    drift_report: str | None = typer.Option(
+        None, "--drift-report", help="drift JSON summary (default: the latest one)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
 ) -> None:
     """Decide whether to retrain (feedback count, latest drift, --force); record the decision."""
@@ -66,8 +78,11 @@ def trigger(
     from tasks.trigger import latest_drift_summary, should_retrain
 
     settings = settings_from()
-    summary = (json.loads(drift_report.read_text()) if drift_report
-               else latest_drift_summary(settings))
+    summary = (
+        json.loads(Path(drift_report).read_text())
+        if drift_report
+        else latest_drift_summary(settings)
+    )
     decision = should_retrain(settings, force=force, drift=summary)
     if as_json:
         print_json(decision.to_dict())
@@ -81,12 +96,16 @@ def trigger(
 def bench_drift(
     rows: int = typer.Option(100_000, "--rows", min=30, help="current queries to check"),
     evidently_python: str | None = typer.Option(
-        None, "--evidently-python",
-        help=f"python of a venv with evidently==0.7.23 (or ${EVIDENTLY_PYTHON_ENV})"),
-    scenario: str = typer.Option("same", "--scenario",
-                                 help="same: training dataset mix; mixed: uniform (a shift)"),
+        None,
+        "--evidently-python",
+        help=f"python of a venv with evidently==0.7.23 (or ${EVIDENTLY_PYTHON_ENV})",
+    ),
+    scenario: str = typer.Option(
+        "same", "--scenario", help="same: training dataset mix; mixed: uniform (a shift)"
+    ),
     reference_datasets: str | None = typer.Option(
-        None, "--reference-datasets", help="comma-separated, default: the training datasets"),
+        None, "--reference-datasets", help="comma-separated, default: the training datasets"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Time a drift run on ROWS generated queries; compare with Evidently when available."""
@@ -95,8 +114,14 @@ def bench_drift(
     settings = settings_from()
     python = evidently_python or os.environ.get(EVIDENTLY_PYTHON_ENV)
     names = _datasets(reference_datasets)
-    result = run_speed_bench(settings, rows, python, progress=info, scenario=scenario,
-                             datasets=tuple(names) if names else None)
+    result = run_speed_bench(
+        settings,
+        rows,
+        python,
+        progress=info,
+        scenario=scenario,
+        datasets=tuple(names) if names else None,
+    )
     if as_json:
         print_json(result)
         return
@@ -109,16 +134,25 @@ def bench_drift_calibration(
     mix_rounds: int = typer.Option(10, "--mix-rounds", min=1, help="rounds per mix share"),
     current_rows: int = typer.Option(300, "--current-rows", min=30),
     workers: int = typer.Option(1, "--workers", min=1, help="processes running rounds"),
-    pool: str = typer.Option("scifact", "--pool",
-                             help="datasets re-split for the false-alarm rounds (with citint: "
-                             "no power rounds)"),
+    pool: str = typer.Option(
+        "scifact",
+        "--pool",
+        help="datasets re-split for the false-alarm rounds (with citint: no power rounds)",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """False-alarm rate (SciFact vs SciFact) and power (Citation-Integrity mixed in)."""
     from tasks.drift.calibration import run_calibration
 
-    result = run_calibration(settings_from(), rounds, mix_rounds, current_rows, progress=info,
-                             workers=workers, pool_datasets=tuple(_datasets(pool) or ["scifact"]))
+    result = run_calibration(
+        settings_from(),
+        rounds,
+        mix_rounds,
+        current_rows,
+        progress=info,
+        workers=workers,
+        pool_datasets=tuple(_datasets(pool) or ["scifact"]),
+    )
     if as_json:
         print_json(result)
         return

@@ -40,7 +40,11 @@ def send_alert(
         try:
             response = httpx.post(url, json=payload, timeout=timeout)
             if response.status_code < 500:
-                return {"url": url, "sent": response.is_success, "status_code": response.status_code}
+                return {
+                    "url": url,
+                    "sent": response.is_success,
+                    "status_code": response.status_code,
+                }
             error = f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -49,7 +53,9 @@ def send_alert(
     return {"url": url, "sent": False, "error": error}
 
 
-def alert_if_drift(report: DriftReport, url: str | None, timeout: float = 10.0) -> dict[str, Any] | None:
+def alert_if_drift(
+    report: DriftReport, url: str | None, timeout: float = 10.0
+) -> dict[str, Any] | None:
     """Send the alert when the report found drift and a webhook is configured; the
     delivery record is also kept on ``report.alert``."""
     if not report.drift or not url:

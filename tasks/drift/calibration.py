@@ -12,8 +12,8 @@
 
 Predictions come from a stand-in classifier (TF-IDF + logistic regression fitted once on
 the Citation-Integrity *train* split, outside both the pool and the mixed-in rows), so the
-prediction checks run with a real, fixed model in every round at no inference cost. The checks test distributions
-of its outputs, not its accuracy.
+prediction checks run with a real, fixed model in every round at no inference cost. The
+checks test distributions of its outputs, not its accuracy.
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ def fit_standin(examples: Sequence[Example], seed: int = 0) -> Predictor:
         TfidfVectorizer(sublinear_tf=True, max_features=20_000, dtype=np.float32),
         LogisticRegression(max_iter=300, random_state=seed),
     )
-    model.fit(join([e.claim for e in examples], [e.evidence for e in examples]),
-              [e.label for e in examples])
+    model.fit(
+        join([e.claim for e in examples], [e.evidence for e in examples]),
+        [e.label for e in examples],
+    )
     classes = list(model.classes_)
 
     def predict(claims: Sequence[str], evidences: Sequence[str]) -> np.ndarray:
@@ -70,8 +72,12 @@ def query_window(examples: Sequence[Example], predict: Predictor, source: str) -
     """Examples as query-log records scored by ``predict``."""
     probs = predict([e.claim for e in examples], [e.evidence for e in examples])
     records = (
-        {"claim": e.claim, "evidence": e.evidence, "prediction": LABELS[int(p.argmax())],
-         "probabilities": dict(zip(LABELS, map(float, p), strict=True))}
+        {
+            "claim": e.claim,
+            "evidence": e.evidence,
+            "prediction": LABELS[int(p.argmax())],
+            "probabilities": dict(zip(LABELS, map(float, p), strict=True)),
+        }
         for e, p in zip(examples, probs, strict=True)
     )
     return window_from_records(records, source)
@@ -115,23 +121,26 @@ def calibration_round(
         current += [other[i] for i in rng.choice(len(other), n_other, replace=False)]
     drift_settings = settings.drift.model_copy(update={"seed": seed})
     preds = ReferencePredictions(
-        model_uri="stand-in: tf-idf + logistic regression", model_version=None,
-        datasets=("scifact",), labels=LABELS,
+        model_uri="stand-in: tf-idf + logistic regression",
+        model_version=None,
+        datasets=("scifact",),
+        labels=LABELS,
         probabilities=predict([e.claim for e in holdout], [e.evidence for e in holdout]),
         gold=[e.label for e in holdout],
     )
-    reference = build_reference(train, holdout, drift_settings.reference_sample_size, seed,
-                                ("scifact",), preds)
-    return detect_drift(reference, query_window(current, predict, f"share {share}"),
-                        drift_settings)
+    reference = build_reference(
+        train, holdout, drift_settings.reference_sample_size, seed, ("scifact",), preds
+    )
+    return detect_drift(reference, query_window(current, predict, f"share {share}"), drift_settings)
 
 
 def _calibration_data(
     settings: Settings, pool_datasets: Sequence[str] = ("scifact",)
 ) -> tuple[list[list[Example]], list[Example], Predictor]:
     data = settings.data_dir
-    pool = _groups([ex for name in pool_datasets for split in SPLITS
-                    for ex in read_split(data, name, split)])
+    pool = _groups(
+        [ex for name in pool_datasets for split in SPLITS for ex in read_split(data, name, split)]
+    )
     other = read_split(data, "citint", "dev") + read_split(data, "citint", "test")
     predict = fit_standin(read_split(data, "citint", "train"), settings.drift.seed)
     return pool, other, predict
@@ -196,16 +205,22 @@ def run_calibration(
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers, initializer=_worker_init,
-                                 initargs=(tuple(pool_datasets),)) as executor:
-            futures = [(share, seed, executor.submit(_worker_round, share, current_rows, seed))
-                       for share, seed in jobs]
+        with ProcessPoolExecutor(
+            workers, initializer=_worker_init, initargs=(tuple(pool_datasets),)
+        ) as executor:
+            futures = [
+                (share, seed, executor.submit(_worker_round, share, current_rows, seed))
+                for share, seed in jobs
+            ]
             for share, seed, future in futures:
                 record(share, seed, future.result())
     else:
         for share, seed in jobs:
-            record(share, seed, calibration_round(settings, pool, other, predict, share,
-                                                  current_rows, seed))
+            record(
+                share,
+                seed,
+                calibration_round(settings, pool, other, predict, share, current_rows, seed),
+            )
     null = outcomes[0.0]
     power = {f"{share:.2f}": _rates(outcomes[share]) for share in shares if outcomes[share]}
     detected = [float(s) for s, r in power.items() if r["drift_rate"] >= DETECTED_RATE]
@@ -228,15 +243,21 @@ def format_calibration(result: dict[str, Any]) -> str:
         f"current window {result['current_rows']} rows, rule {result['rule']}",
         f"false-alarm rate: {result['false_alarm']['drift_rate'] or 0:.1%} over "
         f"{result['false_alarm']['rounds']} splits",
-        "  per check: " + ", ".join(f"{k} {v:.1%}" for k, v in
-                                     result["false_alarm"]["check_drift_rates"].items()),
+        "  per check: "
+        + ", ".join(f"{k} {v:.1%}" for k, v in result["false_alarm"]["check_drift_rates"].items()),
     ]
     for share, rates in result["power"].items():
-        lines.append(f"citint share {float(share):.0%}: detected in {rates['drift_rate']:.0%} of "
-                     f"{rates['rounds']} rounds")
-        lines.append("  per check: " + ", ".join(f"{k} {v:.0%}" for k, v in
-                                                 rates["check_drift_rates"].items()))
-    lines.append(f"smallest share detected (>= {result['detected_means_rate_at_least']:.0%} of "
-                 f"rounds): {result['smallest_share_detected']}")
+        lines.append(
+            f"citint share {float(share):.0%}: detected in {rates['drift_rate']:.0%} of "
+            f"{rates['rounds']} rounds"
+        )
+        lines.append(
+            "  per check: "
+            + ", ".join(f"{k} {v:.0%}" for k, v in rates["check_drift_rates"].items())
+        )
+    lines.append(
+        f"smallest share detected (>= {result['detected_means_rate_at_least']:.0%} of "
+        f"rounds): {result['smallest_share_detected']}"
+    )
     lines.append(f"seconds: {result['seconds']}")
     return "\n".join(lines)

@@ -66,7 +66,13 @@ def _round(value: float | None, digits: int = 6) -> float | None:
 
 def not_enough_data(name: str, kind: CheckKind, method: str, rows: int, needed: int) -> CheckResult:
     return CheckResult(
-        name, kind, method, None, None, None, NOT_ENOUGH_DATA,
+        name,
+        kind,
+        method,
+        None,
+        None,
+        None,
+        NOT_ENOUGH_DATA,
         note=f"{rows} rows; at least {needed} are needed for a verdict",
     )
 
@@ -112,8 +118,9 @@ def _fit_weighted(x: Any, text_ids: np.ndarray, y: np.ndarray) -> Any:
     return model.fit(x[ids], sides, sample_weight=weights)
 
 
-def _cv_auc(x: Any, text_ids: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int,
-            seed: int) -> float:
+def _cv_auc(
+    x: Any, text_ids: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, seed: int
+) -> float:
     """Mean ROC AUC of a linear classifier over folds that never split a group (so a text
     seen in training is never scored by memory). ``x`` holds one row per distinct text;
     ``text_ids``, ``y`` and ``groups`` one entry per row."""
@@ -125,8 +132,9 @@ def _cv_auc(x: Any, text_ids: np.ndarray, y: np.ndarray, groups: np.ndarray, fol
             continue
         model = _fit_weighted(x, text_ids[train], y[train])
         keys, counts = np.unique(text_ids[test] * 2 + y[test], return_counts=True)
-        scores.append(roc_auc_score(keys % 2, model.decision_function(x[keys // 2]),
-                                    sample_weight=counts))
+        scores.append(
+            roc_auc_score(keys % 2, model.decision_function(x[keys // 2]), sample_weight=counts)
+        )
     return float(np.mean(scores)) if scores else 0.5
 
 
@@ -151,16 +159,22 @@ def pair_components(claims: Sequence[str], evidences: Sequence[str]) -> np.ndarr
         if a != b:
             parent[a] = b
     roots: dict[tuple[int, str], int] = {}
-    return np.fromiter((roots.setdefault(find((0, c)), len(roots)) for c in claims),
-                       dtype=np.int64, count=len(claims))
+    return np.fromiter(
+        (roots.setdefault(find((0, c)), len(roots)) for c in claims),
+        dtype=np.int64,
+        count=len(claims),
+    )
 
 
 def claim_units(claims: Sequence[str], sides: Sequence[int]) -> np.ndarray:
     """Unit id per row: rows with the same claim on the same side move together when the
     permutation null shuffles sides (a query's documents arrive together)."""
     ids: dict[tuple[int, str], int] = {}
-    return np.fromiter((ids.setdefault((s, c), len(ids)) for c, s in zip(claims, sides, strict=True)),
-                       dtype=np.int64, count=len(claims))
+    return np.fromiter(
+        (ids.setdefault((s, c), len(ids)) for c, s in zip(claims, sides, strict=True)),
+        dtype=np.int64,
+        count=len(claims),
+    )
 
 
 def _permuted(y: np.ndarray, units: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
@@ -209,18 +223,25 @@ def domain_classifier_check(
     if rows < settings.min_rows:
         return not_enough_data(name, "text", method, rows, settings.min_rows)
     vectorizer = TfidfVectorizer(
-        sublinear_tf=True, min_df=2 if len(index) >= 200 else 1, max_features=50_000,
+        sublinear_tf=True,
+        min_df=2 if len(index) >= 200 else 1,
+        max_features=50_000,
         dtype=np.float32,
     )
     x = vectorizer.fit_transform(list(index)).tocsr()
     folds = min(settings.domain_cv_folds, rows, len(np.unique(groups)))
     auc = _cv_auc(x, rows_text, y, groups, folds, settings.seed)
-    details: dict[str, Any] = {"reference_rows": len(ref), "current_rows": len(cur),
-                               "distinct_texts": len(index), "folds": folds}
+    details: dict[str, Any] = {
+        "reference_rows": len(ref),
+        "current_rows": len(cur),
+        "distinct_texts": len(index),
+        "folds": folds,
+    }
     if min(len(ref), len(cur)) > settings.domain_large_rows:
         threshold = settings.domain_auc_threshold
         details["threshold_source"] = (
-            f"fixed (more than {settings.domain_large_rows} rows on each side)")
+            f"fixed (more than {settings.domain_large_rows} rows on each side)"
+        )
     else:
         rng = np.random.default_rng(settings.seed)
         null = [
@@ -233,11 +254,14 @@ def domain_classifier_check(
             f"{1 - settings.permutation_quantile:.3g}"
         )
         details["permutation_pvalue"] = round(
-            (1 + sum(v >= auc for v in null)) / (len(null) + 1), 4)
+            (1 + sum(v >= auc for v in null)) / (len(null) + 1), 4
+        )
         details["null_aucs"] = [round(v, 4) for v in null]
     if settings.top_terms:
         model = _fit_weighted(x, rows_text, y)
-        details.update(_top_terms(vectorizer.get_feature_names_out(), model.coef_[0], settings.top_terms))
+        details.update(
+            _top_terms(vectorizer.get_feature_names_out(), model.coef_[0], settings.top_terms)
+        )
     drift = auc > threshold
     return CheckResult(name, "text", method, auc, threshold, drift, _status(drift), details=details)
 
@@ -298,27 +322,50 @@ def numeric_check(
     ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
     rows = min(len(ref), len(cur))
     if rows < settings.min_rows:
-        return not_enough_data(name, kind, "Kolmogorov-Smirnov / normed Wasserstein", rows,
-                               settings.min_rows)
+        return not_enough_data(
+            name, kind, "Kolmogorov-Smirnov / normed Wasserstein", rows, settings.min_rows
+        )
     ks = ks_2samp(ref, cur)
     norm = max(float(np.std(ref)), 1e-3)
     wasserstein = float(wasserstein_distance(ref, cur)) / norm
     details = {
-        "reference_rows": len(ref), "current_rows": len(cur),
-        "ks_statistic": round(float(ks.statistic), 6), "ks_pvalue": float(ks.pvalue),
+        "reference_rows": len(ref),
+        "current_rows": len(cur),
+        "ks_statistic": round(float(ks.statistic), 6),
+        "ks_pvalue": float(ks.pvalue),
         "normed_wasserstein": round(wasserstein, 6),
-        "reference_mean": round(float(ref.mean()), 4), "current_mean": round(float(cur.mean()), 4),
-        "reference_median": float(np.median(ref)), "current_median": float(np.median(cur)),
+        "reference_mean": round(float(ref.mean()), 4),
+        "current_mean": round(float(cur.mean()), 4),
+        "reference_median": float(np.median(ref)),
+        "current_median": float(np.median(cur)),
         "histogram": _histograms(ref, cur),
     }
     if len(cur) <= settings.domain_large_rows:
         drift = bool(ks.pvalue < pvalue)
-        return CheckResult(name, kind, "Kolmogorov-Smirnov p-value", float(ks.pvalue), pvalue,
-                           drift, _status(drift), "below", details)
+        return CheckResult(
+            name,
+            kind,
+            "Kolmogorov-Smirnov p-value",
+            float(ks.pvalue),
+            pvalue,
+            drift,
+            _status(drift),
+            "below",
+            details,
+        )
     threshold = settings.wasserstein_threshold
     drift = wasserstein > threshold
-    return CheckResult(name, kind, "normed Wasserstein distance", wasserstein, threshold, drift,
-                       _status(drift), "above", details)
+    return CheckResult(
+        name,
+        kind,
+        "normed Wasserstein distance",
+        wasserstein,
+        threshold,
+        drift,
+        _status(drift),
+        "above",
+        details,
+    )
 
 
 def _histograms(ref: np.ndarray, cur: np.ndarray, bins: int = 30) -> dict[str, list[float]]:
@@ -383,12 +430,22 @@ def oov_check(
     increase = cur_rate - ref_rate
     drift = increase > settings.oov_rate_increase
     details = {
-        "reference_oov_rate": round(ref_rate, 6), "current_oov_rate": round(cur_rate, 6),
-        "vocabulary_size": len(vocab), "current_words": cur_total,
+        "reference_oov_rate": round(ref_rate, 6),
+        "current_oov_rate": round(cur_rate, 6),
+        "vocabulary_size": len(vocab),
+        "current_words": cur_total,
         "top_oov_words": [[w, n] for w, n in counter.most_common(settings.top_terms or 10)],
     }
-    return CheckResult(name, "oov", method, increase, settings.oov_rate_increase, drift,
-                       _status(drift), details=details)
+    return CheckResult(
+        name,
+        "oov",
+        method,
+        increase,
+        settings.oov_rate_increase,
+        drift,
+        _status(drift),
+        details=details,
+    )
 
 
 # ---- predicted-label mix ----------------------------------------------------------------
@@ -427,11 +484,21 @@ def label_mix_check(
         "labels": list(labels),
         "reference": [round(v / expected.sum(), 6) for v in expected],
         "current": [round(v / observed.sum(), 6) for v in observed],
-        "reference_rows": int(expected.sum()), "current_rows": int(observed.sum()),
-        "chi2_pvalue": pvalue, "chi2_pvalue_threshold": settings.label_mix_chi2_pvalue,
+        "reference_rows": int(expected.sum()),
+        "current_rows": int(observed.sum()),
+        "chi2_pvalue": pvalue,
+        "chi2_pvalue_threshold": settings.label_mix_chi2_pvalue,
     }
-    return CheckResult(name, "label_mix", method, js, settings.label_mix_js_threshold, drift,
-                       _status(drift), details=details)
+    return CheckResult(
+        name,
+        "label_mix",
+        method,
+        js,
+        settings.label_mix_js_threshold,
+        drift,
+        _status(drift),
+        details=details,
+    )
 
 
 # ---- the dataset-level verdict ----------------------------------------------------------

@@ -90,12 +90,18 @@ class QueryWindow:
     def describe(self) -> dict[str, Any]:
         versions = {v for v in self.model_versions if v}
         return {
-            "source": self.source, "since": self.since, "rows": len(self), "files": self.files,
-            "skipped_lines": self.skipped_lines, "model_versions": sorted(versions),
+            "source": self.source,
+            "since": self.since,
+            "rows": len(self),
+            "files": self.files,
+            "skipped_lines": self.skipped_lines,
+            "model_versions": sorted(versions),
         }
 
 
-def window_from_records(records: Iterable[Mapping[str, Any]], source: str = "records") -> QueryWindow:
+def window_from_records(
+    records: Iterable[Mapping[str, Any]], source: str = "records"
+) -> QueryWindow:
     window = QueryWindow(source=source)
     for row in records:
         window.add(row)
@@ -152,8 +158,9 @@ def read_query_folder(folder: Path | str, since: datetime | None = None) -> Quer
     if (root / "queries").is_dir():
         root = root / "queries"
     files = query_log_files(root, since)
-    window = QueryWindow(source=str(root), files=len(files),
-                         since=since.isoformat() if since else None)
+    window = QueryWindow(
+        source=str(root), files=len(files), since=since.isoformat() if since else None
+    )
     loads = json.loads
     for line in _lines(files):
         if not line.strip():

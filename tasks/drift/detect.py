@@ -28,8 +28,15 @@ from tasks.drift.reference import Reference
 
 NO_REFERENCE_PREDICTIONS = "no reference predictions"
 CHECK_NAMES = (
-    "claim_text", "evidence_text", "claim_length", "evidence_length", "claim_oov",
-    "evidence_oov", "label_mix_vs_reference", "label_mix_vs_training", "confidence",
+    "claim_text",
+    "evidence_text",
+    "claim_length",
+    "evidence_length",
+    "claim_oov",
+    "evidence_oov",
+    "label_mix_vs_reference",
+    "label_mix_vs_training",
+    "confidence",
 )
 
 
@@ -81,7 +88,9 @@ def _sample_indices(rows: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
 
 
-def detect_drift(reference: Reference, current: QueryWindow, settings: DriftSettings) -> DriftReport:
+def detect_drift(
+    reference: Reference, current: QueryWindow, settings: DriftSettings
+) -> DriftReport:
     """Every check on ``current`` against ``reference``, and the dataset-level verdict.
 
     A window with fewer than ``min_rows`` queries gets ``status="not enough data"`` and no
@@ -92,16 +101,29 @@ def detect_drift(reference: Reference, current: QueryWindow, settings: DriftSett
     """
     started = time.perf_counter()
     rows = len(current)
-    base = {"rule": settings.verdict_rule, "current_rows": rows,
-            "reference": reference.describe(), "window": current.describe()}
+    base = {
+        "rule": settings.verdict_rule,
+        "current_rows": rows,
+        "reference": reference.describe(),
+        "window": current.describe(),
+    }
     if rows < settings.min_rows:
         checks = [
-            CheckResult(name, _kind(name), "", None, None, None, NOT_ENOUGH_DATA,
-                        note=f"{rows} queries in the window; at least {settings.min_rows} needed")
+            CheckResult(
+                name,
+                _kind(name),
+                "",
+                None,
+                None,
+                None,
+                NOT_ENOUGH_DATA,
+                note=f"{rows} queries in the window; at least {settings.min_rows} needed",
+            )
             for name in CHECK_NAMES
         ]
-        return DriftReport(NOT_ENOUGH_DATA, None, checks, seconds=time.perf_counter() - started,
-                           **base)
+        return DriftReport(
+            NOT_ENOUGH_DATA, None, checks, seconds=time.perf_counter() - started, **base
+        )
     idx = _sample_indices(rows, settings.text_sample_size, settings.seed)
     claims = [current.claims[i] for i in idx]
     evidences = [current.evidences[i] for i in idx]
@@ -111,17 +133,35 @@ def detect_drift(reference: Reference, current: QueryWindow, settings: DriftSett
     units = claim_units(all_claims, sides)
     checks = [
         domain_classifier_check("claim_text", reference.claims, claims, settings, groups, units),
-        domain_classifier_check("evidence_text", reference.evidences, evidences, settings,
-                                groups, units),
-        numeric_check("claim_length", "length", reference.claim_lengths,
-                      token_lengths(current.claims), settings, settings.length_ks_pvalue),
-        numeric_check("evidence_length", "length", reference.evidence_lengths,
-                      token_lengths(current.evidences), settings, settings.length_ks_pvalue),
-        oov_check("claim_oov", reference.claim_vocabulary, reference.holdout_claims, claims,
-                  settings),
-        oov_check("evidence_oov", reference.evidence_vocabulary,
-                  list(dict.fromkeys(reference.holdout_evidences)),
-                  list(dict.fromkeys(evidences)), settings),
+        domain_classifier_check(
+            "evidence_text", reference.evidences, evidences, settings, groups, units
+        ),
+        numeric_check(
+            "claim_length",
+            "length",
+            reference.claim_lengths,
+            token_lengths(current.claims),
+            settings,
+            settings.length_ks_pvalue,
+        ),
+        numeric_check(
+            "evidence_length",
+            "length",
+            reference.evidence_lengths,
+            token_lengths(current.evidences),
+            settings,
+            settings.length_ks_pvalue,
+        ),
+        oov_check(
+            "claim_oov", reference.claim_vocabulary, reference.holdout_claims, claims, settings
+        ),
+        oov_check(
+            "evidence_oov",
+            reference.evidence_vocabulary,
+            list(dict.fromkeys(reference.holdout_evidences)),
+            list(dict.fromkeys(evidences)),
+            settings,
+        ),
         *_prediction_checks(reference, current, settings),
     ]
     verdict = overall_verdict(checks, settings.verdict_rule)
@@ -144,19 +184,40 @@ def _prediction_checks(
         ]
     expected = preds.expected_counts(reference.label_counts)
     training_mix = (
-        label_mix_check("label_mix_vs_training", expected, current.predictions, preds.labels,
-                        settings, method="Jensen-Shannon distance to the training label mix "
-                        "seen through the model's held-out confusion matrix (+ chi-square)")
+        label_mix_check(
+            "label_mix_vs_training",
+            expected,
+            current.predictions,
+            preds.labels,
+            settings,
+            method="Jensen-Shannon distance to the training label mix "
+            "seen through the model's held-out confusion matrix (+ chi-square)",
+        )
         if expected is not None
-        else skipped("label_mix_vs_training", "label_mix", "Jensen-Shannon distance",
-                     "reference predictions have no gold labels")
+        else skipped(
+            "label_mix_vs_training",
+            "label_mix",
+            "Jensen-Shannon distance",
+            "reference predictions have no gold labels",
+        )
     )
     return [
-        label_mix_check("label_mix_vs_reference", preds.predicted_counts(), current.predictions,
-                        preds.labels, settings),
+        label_mix_check(
+            "label_mix_vs_reference",
+            preds.predicted_counts(),
+            current.predictions,
+            preds.labels,
+            settings,
+        ),
         training_mix,
-        numeric_check("confidence", "confidence", preds.confidences, current.confidence_array(),
-                      settings, settings.confidence_ks_pvalue),
+        numeric_check(
+            "confidence",
+            "confidence",
+            preds.confidences,
+            current.confidence_array(),
+            settings,
+            settings.confidence_ks_pvalue,
+        ),
     ]
 
 

@@ -36,19 +36,25 @@ def log_drift_run(report: DriftReport, settings: Settings, reference: Reference)
     """Log the report as an MLflow monitoring run (metrics per check, HTML + JSON
     artifacts, reference predictions); returns the run id."""
     import mlflow
-
     from tasks.model.registry import ensure_experiment
 
     experiment_id = ensure_experiment(settings, settings.drift.mlflow_experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name="drift") as run:
-        mlflow.set_tags({"citeops.kind": "drift", "drift.status": report.status,
-                         "drift.rule": report.rule})
-        mlflow.log_params({"current_rows": report.current_rows,
-                           "reference_datasets": ",".join(reference.datasets),
-                           "reference_model": report.reference.get("model_uri") or "none",
-                           "window_source": str(report.window.get("source"))[:250]})
-        metrics = {"drift": float(bool(report.drift)),
-                   "drifted_checks": float(len(report.drifted_checks))}
+        mlflow.set_tags(
+            {"citeops.kind": "drift", "drift.status": report.status, "drift.rule": report.rule}
+        )
+        mlflow.log_params(
+            {
+                "current_rows": report.current_rows,
+                "reference_datasets": ",".join(reference.datasets),
+                "reference_model": report.reference.get("model_uri") or "none",
+                "window_source": str(report.window.get("source"))[:250],
+            }
+        )
+        metrics = {
+            "drift": float(bool(report.drift)),
+            "drifted_checks": float(len(report.drifted_checks)),
+        }
         for check in report.checks:
             if check.statistic is not None:
                 metrics[f"{check.name}.statistic"] = float(check.statistic)
@@ -87,7 +93,9 @@ def run_drift(
     if log_mlflow:
         report.mlflow_run_id = log_drift_run(report, settings, reference)
     if alert:
-        alert_if_drift(report, settings.drift.alert_webhook_url, settings.drift.alert_timeout_seconds)
+        alert_if_drift(
+            report, settings.drift.alert_webhook_url, settings.drift.alert_timeout_seconds
+        )
     if log_mlflow or alert:  # keep the JSON summary in step with the run id and alert record
         from tasks.drift.report import write_summary
 

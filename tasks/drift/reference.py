@@ -69,29 +69,37 @@ class ReferencePredictions:
         for gold, pred in zip(self.gold, self.probabilities.argmax(axis=1), strict=True):
             confusion[gold, pred] += 1
         for row in range(k):  # a class absent from the held-out rows: assume it is recognised
-            confusion[row] = confusion[row] / confusion[row].sum() if confusion[row].sum() else (
-                np.eye(k)[row])
+            confusion[row] = (
+                confusion[row] / confusion[row].sum() if confusion[row].sum() else (np.eye(k)[row])
+            )
         prior = np.array([label_counts.get(label, 0) for label in self.labels], dtype=float)
         return dict(zip(self.labels, (prior @ confusion).tolist(), strict=True))
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "model_uri": self.model_uri, "model_version": self.model_version,
-            "datasets": list(self.datasets), "labels": list(self.labels), "split": self.split,
-            "created_at": self.created_at, "gold": self.gold,
+            "model_uri": self.model_uri,
+            "model_version": self.model_version,
+            "datasets": list(self.datasets),
+            "labels": list(self.labels),
+            "split": self.split,
+            "created_at": self.created_at,
+            "gold": self.gold,
             "probabilities": [[round(float(p), 6) for p in row] for row in self.probabilities],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ReferencePredictions:
         return cls(
-            model_uri=data["model_uri"], model_version=data.get("model_version"),
-            datasets=tuple(data["datasets"]), labels=tuple(data["labels"]),
+            model_uri=data["model_uri"],
+            model_version=data.get("model_version"),
+            datasets=tuple(data["datasets"]),
+            labels=tuple(data["labels"]),
             probabilities=np.asarray(data["probabilities"], dtype=np.float32).reshape(
                 -1, len(data["labels"])
             ),
             gold=data.get("gold"),
-            split=data.get("split", HOLDOUT_SPLIT), created_at=data.get("created_at", ""),
+            split=data.get("split", HOLDOUT_SPLIT),
+            created_at=data.get("created_at", ""),
         )
 
 
@@ -176,8 +184,13 @@ def load_reference(
     train = read_splits(settings.data_dir, names, TRAIN_SPLIT)
     held = holdout_examples(settings, names)
     return build_reference(
-        train, held, settings.drift.reference_sample_size, settings.drift.seed, names,
-        predictions, note,
+        train,
+        held,
+        settings.drift.reference_sample_size,
+        settings.drift.seed,
+        names,
+        predictions,
+        note,
     )
 
 
@@ -185,7 +198,9 @@ def load_reference(
 
 
 def default_model_uri(settings: Settings) -> str:
-    return settings.drift.reference_model_uri or f"models:/{settings.mlflow.registered_model}@champion"
+    return (
+        settings.drift.reference_model_uri or f"models:/{settings.mlflow.registered_model}@champion"
+    )
 
 
 def predictions_path(settings: Settings, key: str, datasets: Sequence[str]) -> Path:
@@ -208,8 +223,11 @@ def compute_reference_predictions(
     held = holdout_examples(settings, datasets)
     probs = verifier.predict_proba([ex.claim for ex in held], [ex.evidence for ex in held])
     return ReferencePredictions(
-        model_uri=model_uri, model_version=verifier.model_version, datasets=tuple(datasets),
-        labels=tuple(verifier.labels), probabilities=np.asarray(probs, dtype=np.float32),
+        model_uri=model_uri,
+        model_version=verifier.model_version,
+        datasets=tuple(datasets),
+        labels=tuple(verifier.labels),
+        probabilities=np.asarray(probs, dtype=np.float32),
         gold=[ex.label for ex in held],
     )
 

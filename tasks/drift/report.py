@@ -60,8 +60,9 @@ def _verdict_cell(check: CheckResult) -> str:
 def render_html(report: DriftReport) -> str:
     """The whole report as one HTML string (no external files, scripts or fonts)."""
     e = html.escape
-    headline = {"drift": "Drift detected", "no drift": "No drift"}.get(report.status,
-                                                                       "Not enough data")
+    headline = {"drift": "Drift detected", "no drift": "No drift"}.get(
+        report.status, "Not enough data"
+    )
     rows = "".join(
         f"<tr><td><a href='#{e(c.name)}'>{e(c.name)}</a></td><td>{e(c.kind)}</td>"
         f"<td>{e(c.method)}</td><td>{_fmt(c.statistic)}</td>"
@@ -70,11 +71,17 @@ def render_html(report: DriftReport) -> str:
         for c in report.checks
     )
     sections = "".join(_check_section(c) for c in report.checks)
-    meta = {"rule": report.rule, "current rows": report.current_rows, **report.window,
-            **{f"reference {k}": v for k, v in report.reference.items()},
-            "created": report.created_at, "seconds": round(report.seconds, 2)}
-    meta_rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>"
-                        for k, v in meta.items())
+    meta = {
+        "rule": report.rule,
+        "current rows": report.current_rows,
+        **report.window,
+        **{f"reference {k}": v for k, v in report.reference.items()},
+        "created": report.created_at,
+        "seconds": round(report.seconds, 2),
+    }
+    meta_rows = "".join(
+        f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in meta.items()
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>citeops drift report: {e(headline)}</title>
 <style>
@@ -102,19 +109,26 @@ def _check_section(check: CheckResult) -> str:
     e = html.escape
     image = f'<div class="plot">{_plot(check) or ""}</div>'
     extra = ""
-    for key, title in (("top_terms_current", "Terms most typical of the current window"),
-                       ("top_terms_reference", "Terms most typical of the reference"),
-                       ("top_oov_words", "Most frequent out-of-vocabulary words")):
+    for key, title in (
+        ("top_terms_current", "Terms most typical of the current window"),
+        ("top_terms_reference", "Terms most typical of the reference"),
+        ("top_oov_words", "Most frequent out-of-vocabulary words"),
+    ):
         if check.details.get(key):
             items = ", ".join(f"{e(str(t))} ({v})" for t, v in check.details[key])
             extra += f"<p><b>{title}:</b> {items}</p>"
-    facts = {k: v for k, v in check.details.items()
-             if not isinstance(v, list | dict) and k not in ("histogram",)}
+    facts = {
+        k: v
+        for k, v in check.details.items()
+        if not isinstance(v, list | dict) and k not in ("histogram",)
+    }
     fact_rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts.items())
-    return (f'<section id="{e(check.name)}"><h3>{e(check.name)}: {e(check.status)}</h3>'
-            f"<p>{e(check.method)}: statistic {_fmt(check.statistic)}, threshold "
-            f"{_fmt(check.threshold)}. {e(check.note)}</p>{image}{extra}"
-            f"<table>{fact_rows}</table></section>")
+    return (
+        f'<section id="{e(check.name)}"><h3>{e(check.name)}: {e(check.status)}</h3>'
+        f"<p>{e(check.method)}: statistic {_fmt(check.statistic)}, threshold "
+        f"{_fmt(check.threshold)}. {e(check.note)}</p>{image}{extra}"
+        f"<table>{fact_rows}</table></section>"
+    )
 
 
 # ---- plots: inline SVG drawn here (no plotting library, milliseconds per chart) ----------
@@ -126,8 +140,9 @@ LEFT, RIGHT, TOP, BOTTOM = 60, 20, 30, 40
 class _Chart:
     """A minimal SVG canvas with data coordinates mapped into the plot area."""
 
-    def __init__(self, title: str, x_range: tuple[float, float], y_range: tuple[float, float],
-                 width: int = W) -> None:
+    def __init__(
+        self, title: str, x_range: tuple[float, float], y_range: tuple[float, float], width: int = W
+    ) -> None:
         self.width = width
         self.x0, self.x1 = x_range
         self.y0, self.y1 = y_range
@@ -154,34 +169,51 @@ class _Chart:
         return H - BOTTOM - (y - self.y0) / (self.y1 - self.y0) * (H - TOP - BOTTOM)
 
     def text(self, x: float, y: float, label: str, anchor: str = "middle", size: int = 11) -> None:
-        self.parts.append(f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" '
-                          f'font-size="{size}">{html.escape(label)}</text>')
+        self.parts.append(
+            f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" '
+            f'font-size="{size}">{html.escape(label)}</text>'
+        )
 
     def steps(self, edges: list[float], heights: list[float], colour: str) -> None:
         points = [f"{self.px(edges[0]):.1f},{self.py(self.y0):.1f}"]
         for left, right, h in zip(edges[:-1], edges[1:], heights, strict=True):
-            points += [f"{self.px(left):.1f},{self.py(h):.1f}", f"{self.px(right):.1f},{self.py(h):.1f}"]
+            points += [
+                f"{self.px(left):.1f},{self.py(h):.1f}",
+                f"{self.px(right):.1f},{self.py(h):.1f}",
+            ]
         points.append(f"{self.px(edges[-1]):.1f},{self.py(self.y0):.1f}")
-        self.parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
-                          f'points="{" ".join(points)}"/>')
+        self.parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+            f'points="{" ".join(points)}"/>'
+        )
 
     def bar(self, x_left: float, x_right: float, y: float, colour: str) -> None:
         top, base = sorted((self.py(y), self.py(max(self.y0, 0))))
-        self.parts.append(f'<rect x="{self.px(x_left):.1f}" y="{top:.1f}" '
-                          f'width="{self.px(x_right) - self.px(x_left):.1f}" '
-                          f'height="{base - top:.1f}" fill="{colour}"/>')
+        self.parts.append(
+            f'<rect x="{self.px(x_left):.1f}" y="{top:.1f}" '
+            f'width="{self.px(x_right) - self.px(x_left):.1f}" '
+            f'height="{base - top:.1f}" fill="{colour}"/>'
+        )
 
     def vline(self, x: float, colour: str, label: str, dashed: bool = False) -> None:
         dash = ' stroke-dasharray="5,4"' if dashed else ""
-        self.parts.append(f'<line x1="{self.px(x):.1f}" y1="{TOP}" x2="{self.px(x):.1f}" '
-                          f'y2="{H - BOTTOM}" stroke="{colour}" stroke-width="2"{dash}/>')
+        self.parts.append(
+            f'<line x1="{self.px(x):.1f}" y1="{TOP}" x2="{self.px(x):.1f}" '
+            f'y2="{H - BOTTOM}" stroke="{colour}" stroke-width="2"{dash}/>'
+        )
         right_edge = self.px(x) > self.width - RIGHT - 90
-        self.text(self.px(x) + (-4 if right_edge else 4), TOP + 12, label,
-                  anchor="end" if right_edge else "start")
+        self.text(
+            self.px(x) + (-4 if right_edge else 4),
+            TOP + 12,
+            label,
+            anchor="end" if right_edge else "start",
+        )
 
     def hline(self, y: float, colour: str, label: str) -> None:
-        self.parts.append(f'<line x1="{LEFT}" y1="{self.py(y):.1f}" x2="{self.width - RIGHT}" '
-                          f'y2="{self.py(y):.1f}" stroke="{colour}" stroke-dasharray="5,4"/>')
+        self.parts.append(
+            f'<line x1="{LEFT}" y1="{self.py(y):.1f}" x2="{self.width - RIGHT}" '
+            f'y2="{self.py(y):.1f}" stroke="{colour}" stroke-dasharray="5,4"/>'
+        )
         self.text(self.width - RIGHT, self.py(y) - 4, label, anchor="end")
 
     def legend(self, items: list[tuple[str, str]]) -> None:
@@ -192,9 +224,12 @@ class _Chart:
             self.text(x + 16, y, label, anchor="start")
 
     def svg(self) -> str:
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width}" height="{H}" '
-                f'viewBox="0 0 {self.width} {H}" font-family="sans-serif">'
-                + "".join(self.parts) + "</svg>")
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width}" height="{H}" '
+            f'viewBox="0 0 {self.width} {H}" font-family="sans-serif">'
+            + "".join(self.parts)
+            + "</svg>"
+        )
 
 
 def _tick(value: float) -> str:
@@ -206,8 +241,11 @@ def _plot(check: CheckResult) -> str | None:
     if check.statistic is None:
         return None
     drawers: dict[str, Callable[[CheckResult], str]] = {
-        "text": _draw_text, "length": _draw_histogram, "confidence": _draw_histogram,
-        "oov": _draw_oov, "label_mix": _draw_label_mix,
+        "text": _draw_text,
+        "length": _draw_histogram,
+        "confidence": _draw_histogram,
+        "oov": _draw_oov,
+        "label_mix": _draw_label_mix,
     }
     return drawers[check.kind](check)
 
@@ -216,9 +254,12 @@ def _draw_histogram(check: CheckResult) -> str:
     hist = check.details["histogram"]
     edges = hist["edges"]
     top = max(hist["reference"] + hist["current"] + [1e-9]) * 1.1
-    chart = _Chart(f"{check.name}: share of rows by "
-                   f"{'tokens' if check.kind == 'length' else 'max probability'}",
-                   (edges[0], edges[-1]), (0, top))
+    chart = _Chart(
+        f"{check.name}: share of rows by "
+        f"{'tokens' if check.kind == 'length' else 'max probability'}",
+        (edges[0], edges[-1]),
+        (0, top),
+    )
     chart.steps(edges, hist["reference"], REFERENCE_COLOUR)
     chart.steps(edges, hist["current"], CURRENT_COLOUR)
     chart.legend([("reference", REFERENCE_COLOUR), ("current", CURRENT_COLOUR)])
@@ -235,11 +276,14 @@ def _draw_text(check: CheckResult) -> str:
         for left, right, count in zip(edges[:-1], edges[1:], counts, strict=True):
             chart.bar(float(left), float(right), 0.8 * count / peak, "#bbbbbb")
         chart.text(chart.px(float(np.median(null))), chart.py(0.85), "permutation null")
-    chart.vline(float(check.threshold or 0), "#000000", f"threshold {check.threshold:.3f}",
-                dashed=True)
+    chart.vline(
+        float(check.threshold or 0), "#000000", f"threshold {check.threshold:.3f}", dashed=True
+    )
     chart.vline(float(check.statistic), CURRENT_COLOUR, f"AUC {check.statistic:.3f}")
-    terms = check.details.get("top_terms_current", [])[:8] + check.details.get(
-        "top_terms_reference", [])[:8]
+    terms = (
+        check.details.get("top_terms_current", [])[:8]
+        + check.details.get("top_terms_reference", [])[:8]
+    )
     return chart.svg() + (_draw_terms(check.name, terms) if terms else "")
 
 
@@ -248,8 +292,10 @@ def _draw_terms(name: str, terms: list[list[Any]]) -> str:
     limit = max(abs(float(w)) for _, w in terms) or 1.0
     height = 30 + 16 * len(terms)
     mid = 330
-    parts = [f'<text x="{mid}" y="16" text-anchor="middle" font-size="13">{html.escape(name)}: '
-             "top terms (orange: current, blue: reference)</text>"]
+    parts = [
+        f'<text x="{mid}" y="16" text-anchor="middle" font-size="13">{html.escape(name)}: '
+        "top terms (orange: current, blue: reference)</text>"
+    ]
     for i, (term, weight) in enumerate(terms):
         y = 26 + 16 * i
         size = abs(float(weight)) / limit * 200
@@ -257,10 +303,14 @@ def _draw_terms(name: str, terms: list[list[Any]]) -> str:
         colour = CURRENT_COLOUR if weight > 0 else REFERENCE_COLOUR
         parts.append(f'<rect x="{x:.1f}" y="{y}" width="{size:.1f}" height="12" fill="{colour}"/>')
         anchor, tx = ("end", mid - 6) if weight > 0 else ("start", mid + 6)
-        parts.append(f'<text x="{tx}" y="{y + 10}" text-anchor="{anchor}" font-size="11">'
-                     f"{html.escape(str(term))}</text>")
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * mid}" height="{height}" '
-            f'font-family="sans-serif">' + "".join(parts) + "</svg>")
+        parts.append(
+            f'<text x="{tx}" y="{y + 10}" text-anchor="{anchor}" font-size="11">'
+            f"{html.escape(str(term))}</text>"
+        )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * mid}" height="{height}" '
+        f'font-family="sans-serif">' + "".join(parts) + "</svg>"
+    )
 
 
 def _draw_oov(check: CheckResult) -> str:
@@ -303,6 +353,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     ]
     for name, c in summary["checks"].items():
         sign = ">" if c["direction"] == "above" else "<"
-        lines.append(f"| {name} | {_fmt(c['statistic'])} | {sign} {_fmt(c['threshold'])} "
-                     f"| {c['status']} |")
+        lines.append(
+            f"| {name} | {_fmt(c['statistic'])} | {sign} {_fmt(c['threshold'])} | {c['status']} |"
+        )
     return "\n".join(lines) + "\n"

@@ -15,7 +15,8 @@ from tasks.drift.calibration import _calibration_data, calibration_round
 def test_evidently_comparison_is_skipped_cleanly_without_its_environment(tmp_path: Path) -> None:
     assert _evidently(None, tmp_path, None, [], None, print).startswith("skipped: no --evidently")
     assert _evidently("/nonexistent/python", tmp_path, None, [], None, print) == (
-        "skipped: /nonexistent/python does not exist")
+        "skipped: /nonexistent/python does not exist"
+    )
 
 
 @pytest.mark.slow
@@ -43,8 +44,19 @@ def test_evidently_comparison_runs_on_the_same_data() -> None:
     assert EVIDENTLY_SCRIPT.is_file() and shutil.which(str(EVIDENTLY_PYTHON))
     result = run_speed_bench(load_settings(), 400, str(EVIDENTLY_PYTHON), datasets=("scifact",))
     assert isinstance(result["evidently"], dict), result["evidently"]
-    assert set(result["evidently"]["columns"]) == {"claim", "evidence", "claim_tokens",
-                                                    "evidence_tokens", "confidence", "prediction"}
-    assert set(result["verdicts_agree"]) == {"claim_text", "evidence_text", "claim_length",
-                                             "evidence_length", "confidence",
-                                             "label_mix_vs_reference"}
+    assert set(result["evidently"]["columns"]) == {
+        "claim",
+        "evidence",
+        "claim_tokens",
+        "evidence_tokens",
+        "confidence",
+        "prediction",
+    }
+    assert set(result["verdicts_agree"]) == {
+        "claim_text",
+        "evidence_text",
+        "claim_length",
+        "evidence_length",
+        "confidence",
+        "label_mix_vs_reference",
+    }

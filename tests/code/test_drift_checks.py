@@ -18,10 +18,14 @@ from tasks.drift.checks import (
     vocabulary,
 )
 
-TOPIC_A = ("protein cell gene mouse tumour receptor kinase pathway expression signalling "
-           "mutation cancer therapy patient trial cohort risk mortality dose plasma").split()
-TOPIC_B = ("citation author journal editor review manuscript reference archive library "
-           "publisher impact metric index abstract preprint peer conference volume issue page").split()
+TOPIC_A = (
+    "protein cell gene mouse tumour receptor kinase pathway expression signalling "
+    "mutation cancer therapy patient trial cohort risk mortality dose plasma"
+).split()
+TOPIC_B = (
+    "citation author journal editor review manuscript reference archive library "
+    "publisher impact metric index abstract preprint peer conference volume issue page"
+).split()
 COMMON = "the of and in to with a is was for that by on".split()
 
 
@@ -37,7 +41,9 @@ def settings() -> DriftSettings:
 
 
 @pytest.mark.parametrize("rows", [80, 1100])  # permutation null up to 1,000 rows a side
-def test_domain_classifier_no_drift_on_same_distribution(settings: DriftSettings, rows: int) -> None:
+def test_domain_classifier_no_drift_on_same_distribution(
+    settings: DriftSettings, rows: int
+) -> None:
     rng = np.random.default_rng(1)
     ref, cur = texts(rng, TOPIC_A, rows), texts(rng, TOPIC_A, rows)
     result = domain_classifier_check("claim_text", ref, cur, settings)
@@ -69,8 +75,9 @@ def test_domain_classifier_does_not_score_repeated_texts_by_memory(settings: Dri
 
 def test_domain_classifier_not_enough_data(settings: DriftSettings) -> None:
     rng = np.random.default_rng(4)
-    result = domain_classifier_check("claim_text", texts(rng, TOPIC_A, 100),
-                                     texts(rng, TOPIC_B, 10), settings)
+    result = domain_classifier_check(
+        "claim_text", texts(rng, TOPIC_A, 100), texts(rng, TOPIC_B, 10), settings
+    )
     assert result.status == "not enough data" and result.drift is None
 
 
@@ -96,9 +103,12 @@ def test_numeric_check_ks_small_samples(settings: DriftSettings) -> None:
 def test_numeric_check_wasserstein_large_samples(settings: DriftSettings) -> None:
     rng = np.random.default_rng(6)
     ref = rng.normal(0.6, 0.1, 2000)
-    same = numeric_check("confidence", "confidence", ref, rng.normal(0.6, 0.1, 5000), settings, 0.01)
-    shifted = numeric_check("confidence", "confidence", ref, rng.normal(0.45, 0.1, 5000), settings,
-                            0.01)
+    same = numeric_check(
+        "confidence", "confidence", ref, rng.normal(0.6, 0.1, 5000), settings, 0.01
+    )
+    shifted = numeric_check(
+        "confidence", "confidence", ref, rng.normal(0.45, 0.1, 5000), settings, 0.01
+    )
     assert same.method == "normed Wasserstein distance"
     assert same.drift is False and same.statistic < settings.wasserstein_threshold
     assert shifted.drift is True and shifted.statistic > 1.0
@@ -119,10 +129,20 @@ def test_oov_check(settings: DriftSettings) -> None:
 def test_label_mix_check(settings: DriftSettings) -> None:
     labels = ("SUPPORT", "NEI", "REFUTE")
     reference = {"SUPPORT": 500, "NEI": 300, "REFUTE": 200}
-    same = label_mix_check("label_mix_vs_reference", reference,
-                           ["SUPPORT"] * 250 + ["NEI"] * 150 + ["REFUTE"] * 100, labels, settings)
-    shifted = label_mix_check("label_mix_vs_reference", reference,
-                              ["SUPPORT"] * 50 + ["NEI"] * 50 + ["REFUTE"] * 400, labels, settings)
+    same = label_mix_check(
+        "label_mix_vs_reference",
+        reference,
+        ["SUPPORT"] * 250 + ["NEI"] * 150 + ["REFUTE"] * 100,
+        labels,
+        settings,
+    )
+    shifted = label_mix_check(
+        "label_mix_vs_reference",
+        reference,
+        ["SUPPORT"] * 50 + ["NEI"] * 50 + ["REFUTE"] * 400,
+        labels,
+        settings,
+    )
     assert same.drift is False and same.statistic < 0.01
     assert shifted.drift is True and shifted.details["chi2_pvalue"] < 1e-6
 
@@ -131,8 +151,9 @@ def test_label_mix_small_sample_needs_significance(settings: DriftSettings) -> N
     """A large distance on a handful of rows is noise, not drift (the chi-square guard)."""
     reference = {"SUPPORT": 40, "NEI": 30, "REFUTE": 30}
     current = ["SUPPORT"] * 16 + ["NEI"] * 7 + ["REFUTE"] * 7
-    result = label_mix_check("label_mix_vs_reference", reference, current,
-                             ("SUPPORT", "NEI", "REFUTE"), settings)
+    result = label_mix_check(
+        "label_mix_vs_reference", reference, current, ("SUPPORT", "NEI", "REFUTE"), settings
+    )
     assert result.statistic > settings.label_mix_js_threshold
     assert result.details["chi2_pvalue"] > settings.label_mix_chi2_pvalue
     assert result.drift is False
@@ -146,20 +167,37 @@ def _result(name: str, kind: str, drift: bool | None) -> CheckResult:
 @pytest.mark.parametrize(
     ("flags", "rule", "expected"),
     [
-        ([("text", True), ("length", False), ("oov", False), ("confidence", False)],
-         "any_text_or_half", True),
-        ([("text", False), ("length", True), ("oov", False), ("confidence", False)],
-         "any_text_or_half", False),
-        ([("text", False), ("length", True), ("oov", True), ("confidence", False)],
-         "any_text_or_half", True),
-        ([("text", False), ("length", True), ("oov", True), ("confidence", False)],
-         "majority", False),
+        (
+            [("text", True), ("length", False), ("oov", False), ("confidence", False)],
+            "any_text_or_half",
+            True,
+        ),
+        (
+            [("text", False), ("length", True), ("oov", False), ("confidence", False)],
+            "any_text_or_half",
+            False,
+        ),
+        (
+            [("text", False), ("length", True), ("oov", True), ("confidence", False)],
+            "any_text_or_half",
+            True,
+        ),
+        (
+            [("text", False), ("length", True), ("oov", True), ("confidence", False)],
+            "majority",
+            False,
+        ),
         ([("text", False), ("length", True), ("oov", False), ("confidence", False)], "any", True),
-        ([("text", False), ("length", False), ("oov", None), ("confidence", True)],
-         "any_text_or_half", False),  # 1 of 3 judged
+        (
+            [("text", False), ("length", False), ("oov", None), ("confidence", True)],
+            "any_text_or_half",
+            False,
+        ),  # 1 of 3 judged
         ([("text", None), ("length", None)], "any_text_or_half", None),
     ],
 )
-def test_overall_verdict(flags: list[tuple[str, bool | None]], rule: str, expected: bool | None) -> None:
+def test_overall_verdict(
+    flags: list[tuple[str, bool | None]], rule: str, expected: bool | None
+) -> None:
     results = [_result(f"c{i}", kind, drift) for i, (kind, drift) in enumerate(flags)]
     assert overall_verdict(results, rule) is expected

@@ -18,13 +18,16 @@ def citint_queries(tmp_path: Path, data_dir: Path) -> Path:
     return tmp_path / "logs"
 
 
-def test_monitor_flow_records_decision_without_train_deployment(prefect_harness, citint_queries: Path) -> None:
+def test_monitor_flow_records_decision_without_train_deployment(
+    prefect_harness, citint_queries: Path
+) -> None:
     from prefect.client.orchestration import get_client
 
     from flows.monitor import monitor
 
-    result = monitor(current_dir=str(citint_queries), reference_datasets=["scifact"],
-                     force=True, ingest=False)
+    result = monitor(
+        current_dir=str(citint_queries), reference_datasets=["scifact"], force=True, ingest=False
+    )
     assert result["drift"]["drift"] is True and Path(result["drift"]["report"]).is_file()
     decision = result["decision"]
     assert decision["retrain"] is True and decision["causes"] == ["drift", "forced"]
@@ -50,8 +53,9 @@ def test_monitor_flow_starts_train_deployment(prefect_harness, citint_queries: P
 
     deployment_id = train_stub.to_deployment(name="drift-test").apply()
     try:
-        result = monitor(current_dir=str(citint_queries), reference_datasets=["scifact"],
-                         ingest=False)
+        result = monitor(
+            current_dir=str(citint_queries), reference_datasets=["scifact"], ingest=False
+        )
         started = result["decision"]["deployment"]
         assert started["started"] is True and started["deployment"] == "train/drift-test"
         with get_client(sync_client=True) as client:
@@ -63,12 +67,24 @@ def test_monitor_flow_starts_train_deployment(prefect_harness, citint_queries: P
             client.delete_deployment(deployment_id)
 
 
-def test_cli_drift_and_trigger_json(citint_queries: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_drift_and_trigger_json(
+    citint_queries: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from flows.cli import app
     from flows.cli.common import run_cli
 
-    code = run_cli(app, ["drift", "--current", str(citint_queries), "--reference-datasets",
-                         "scifact", "--no-mlflow", "--json"])
+    code = run_cli(
+        app,
+        [
+            "drift",
+            "--current",
+            str(citint_queries),
+            "--reference-datasets",
+            "scifact",
+            "--no-mlflow",
+            "--json",
+        ],
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["drift"] is True and Path(out["report"]).is_file()

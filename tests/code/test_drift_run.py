@@ -28,17 +28,25 @@ def query_records(examples: list[Example], seed: int = 0) -> list[dict[str, Any]
     rows = []
     for i, ex in enumerate(examples):
         probs = rng.dirichlet([2, 2, 2])
-        rows.append({
-            "request_id": f"r{i}", "datetime": "2026-11-20T10:00:00+00:00", "claim": ex.claim,
-            "evidence": ex.evidence, "model_version": "1", "slot": "blue",
-            "prediction": LABELS[int(probs.argmax())],
-            "probabilities": dict(zip(LABELS, map(float, probs), strict=True)), "latency_ms": 5.0,
-        })
+        rows.append(
+            {
+                "request_id": f"r{i}",
+                "datetime": "2026-11-20T10:00:00+00:00",
+                "claim": ex.claim,
+                "evidence": ex.evidence,
+                "model_version": "1",
+                "slot": "blue",
+                "prediction": LABELS[int(probs.argmax())],
+                "probabilities": dict(zip(LABELS, map(float, probs), strict=True)),
+                "latency_ms": 5.0,
+            }
+        )
     return rows
 
 
-def write_query_log(root: Path, rows: list[dict[str, Any]], day: str = "2026-11-20",
-                    name: str = "part-0000.jsonl") -> Path:
+def write_query_log(
+    root: Path, rows: list[dict[str, Any]], day: str = "2026-11-20", name: str = "part-0000.jsonl"
+) -> Path:
     folder = root / "queries" / f"date={day}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -56,7 +64,9 @@ def citint_dev(data_dir: Path) -> list[Example]:
     return read_split(data_dir, "citint", "dev")
 
 
-def test_query_folder_skips_partial_files_and_old_partitions(tmp_path: Path, scifact_dev: list[Example]) -> None:
+def test_query_folder_skips_partial_files_and_old_partitions(
+    tmp_path: Path, scifact_dev: list[Example]
+) -> None:
     rows = query_records(scifact_dev[:10])
     write_query_log(tmp_path, rows[:4])
     write_query_log(tmp_path, rows[4:6], name=".part-0001.jsonl")  # being written
@@ -78,15 +88,17 @@ def test_query_folder_skips_partial_files_and_old_partitions(tmp_path: Path, sci
 def test_small_window_gives_not_enough_data(scifact_dev: list[Example]) -> None:
     settings = load_settings()
     reference = load_reference(settings, ["scifact"])
-    report = detect_drift(reference, window_from_records(query_records(scifact_dev[:29])),
-                          settings.drift)
+    report = detect_drift(
+        reference, window_from_records(query_records(scifact_dev[:29])), settings.drift
+    )
     assert report.status == "not enough data" and report.drift is None
     assert [c.name for c in report.checks] == list(CHECK_NAMES)
     assert all(c.drift is None and c.status == "not enough data" for c in report.checks)
 
 
-def test_same_source_no_drift_other_source_drift(scifact_dev: list[Example],
-                                                 citint_dev: list[Example]) -> None:
+def test_same_source_no_drift_other_source_drift(
+    scifact_dev: list[Example], citint_dev: list[Example]
+) -> None:
     settings = load_settings()
     reference = load_reference(settings, ["scifact"])
     same = detect_drift(reference, window_from_records(query_records(scifact_dev)), settings.drift)
@@ -107,12 +119,18 @@ def test_report_renders_every_check(scifact_dev: list[Example], citint_dev: list
     settings = load_settings()
     rng = np.random.default_rng(0)
     held = read_split(settings.data_dir, "scifact", "dev")[:120]
-    preds = ReferencePredictions("models:/x/1", "1", ("scifact",), LABELS,
-                                 rng.dirichlet([3, 2, 2], len(held)).astype(np.float32),
-                                 gold=[ex.label for ex in held])
+    preds = ReferencePredictions(
+        "models:/x/1",
+        "1",
+        ("scifact",),
+        LABELS,
+        rng.dirichlet([3, 2, 2], len(held)).astype(np.float32),
+        gold=[ex.label for ex in held],
+    )
     reference = load_reference(settings, ["scifact"], preds)
-    report = detect_drift(reference, window_from_records(query_records(citint_dev[:200])),
-                          settings.drift)
+    report = detect_drift(
+        reference, window_from_records(query_records(citint_dev[:200])), settings.drift
+    )
     assert all(c.status in ("drift", "no drift") for c in report.checks)  # every check judged
     html_path, json_path = write_report(report, settings.reports_dir)
     page = html_path.read_text()
@@ -184,10 +202,10 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         thread.join(timeout=5)
 
 
-def test_run_drift_logs_to_mlflow_and_alerts(tmp_path: Path, citint_dev: list[Example], webhook,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_drift_logs_to_mlflow_and_alerts(
+    tmp_path: Path, citint_dev: list[Example], webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow import MlflowClient
-
     from tasks.drift.monitor import run_drift
 
     url, received = webhook

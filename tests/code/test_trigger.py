@@ -35,7 +35,9 @@ def test_decide_causes_and_reasons(feedback, drift, force, causes) -> None:
         assert "forced" in text
     if not causes:
         assert text.startswith("no cause fired")
-        assert ("feedback count unknown" if feedback is None else f"{feedback} new feedback < 100") in text
+        assert (
+            "feedback count unknown" if feedback is None else f"{feedback} new feedback < 100"
+        ) in text
 
 
 def test_should_retrain_records_decision_and_inputs() -> None:
@@ -61,10 +63,15 @@ def test_should_retrain_gathers_feedback_count() -> None:
 
 
 def test_feedback_folder_count_is_distinct_valid_lines(tmp_path: Path) -> None:
-    good = {"claim": "c", "evidence": "e", "user_label": "SUPPORT",
-            "datetime": "2026-11-20T10:00:00Z"}
+    good = {
+        "claim": "c",
+        "evidence": "e",
+        "user_label": "SUPPORT",
+        "datetime": "2026-11-20T10:00:00Z",
+    }
     lines = [
-        good, good,  # a duplicate
+        good,
+        good,  # a duplicate
         {**good, "user_label": "REFUTE"},
         {**good, "user_label": "MAYBE"},  # not a label
         {**good, "claim": "old", "datetime": "2026-01-01T00:00:00Z"},

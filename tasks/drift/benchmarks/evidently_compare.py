@@ -28,8 +28,9 @@ def main(reference_path: str, current_path: str) -> dict:
     reference = pd.read_json(reference_path, lines=True)
     current = pd.read_json(current_path, lines=True)
     loaded = time.perf_counter()
-    definition = DataDefinition(text_columns=TEXT, numerical_columns=NUMERIC,
-                                categorical_columns=CATEGORICAL)
+    definition = DataDefinition(
+        text_columns=TEXT, numerical_columns=NUMERIC, categorical_columns=CATEGORICAL
+    )
     snapshot = Report([DataDriftPreset()], include_tests=True).run(
         Dataset.from_pandas(current, data_definition=definition),
         Dataset.from_pandas(reference, data_definition=definition),
@@ -39,20 +40,25 @@ def main(reference_path: str, current_path: str) -> dict:
     for test in snapshot.dict()["tests"]:
         params = test["metric_config"]["params"]
         if "column" in params:
-            score = re.search(r"Drift score is (-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)", test["description"])
+            score = re.search(
+                r"Drift score is (-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)", test["description"]
+            )
             columns[params["column"]] = {
-                "method": params.get("method"), "threshold": params.get("threshold"),
+                "method": params.get("method"),
+                "threshold": params.get("threshold"),
                 "score": float(score.group(1)) if score else None,
                 "drift": test["status"] == "FAIL",
             }
         elif params.get("type", "").endswith("DriftedColumnsCount"):
             dataset_drift = test["status"] == "FAIL"
     return {
-        "rows_reference": len(reference), "rows_current": len(current),
+        "rows_reference": len(reference),
+        "rows_current": len(current),
         "import_seconds": round(imported - started, 2),
         "load_seconds": round(loaded - imported, 2),
         "seconds": round(done - loaded, 2),
-        "dataset_drift": dataset_drift, "columns": columns,
+        "dataset_drift": dataset_drift,
+        "columns": columns,
     }
 
 
