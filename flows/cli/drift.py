@@ -134,6 +134,9 @@ def bench_drift_calibration(
     mix_rounds: int = typer.Option(10, "--mix-rounds", min=1, help="rounds per mix share"),
     current_rows: int = typer.Option(300, "--current-rows", min=30),
     workers: int = typer.Option(1, "--workers", min=1, help="processes running rounds"),
+    shares: str = typer.Option(
+        "1,0.5,0.25,0.1", "--shares", help="shares of Citation-Integrity in the power rounds"
+    ),
     pool: str = typer.Option(
         "scifact",
         "--pool",
@@ -149,10 +152,12 @@ def bench_drift_calibration(
         rounds,
         mix_rounds,
         current_rows,
+        shares=[float(x) for x in shares.split(",") if x.strip()],
         progress=info,
         workers=workers,
         pool_datasets=tuple(_datasets(pool) or ["scifact"]),
     )
+
     if as_json:
         print_json(result)
         return
