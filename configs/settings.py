@@ -121,6 +121,9 @@ class ServeSettings(_Section):
     log_part_max_lines: int = Field(1000, ge=1)
     log_part_max_seconds: float = Field(60.0, gt=0)
     smoke_agreement_threshold: float = Field(0.0, ge=0, le=1)
+    # OpenMP threads sleep instead of spinning at barriers: on a CPU shared with other
+    # work, spinning made inference several times slower (see BENCHMARKS.md, serve)
+    omp_wait_policy: Literal["passive", "active", "inherit"] = "passive"
 
 
 class IngestSettings(_Section):

@@ -68,6 +68,20 @@ def champion_uri(settings: Settings) -> str:
     return f"models:/{settings.mlflow.registered_model}@champion"
 
 
+def apply_omp_wait_policy(settings: Settings) -> None:
+    """Set ``OMP_WAIT_POLICY`` from ``serve.omp_wait_policy`` (before torch is imported;
+    OpenMP reads it once when it loads)."""
+    import os
+    import sys
+
+    policy = settings.serve.omp_wait_policy
+    if policy == "inherit":
+        return
+    if "torch" in sys.modules:
+        log.warning("serve.omp_wait_policy has no effect: torch is already imported")
+    os.environ["OMP_WAIT_POLICY"] = policy.upper()
+
+
 def startup_uri(settings: Settings, explicit: str | None) -> tuple[str, str]:
     """``(URI to load, URI to show)`` for the live slot at start: the explicit URI, else
     the persisted live slot (its pinned version), else the champion alias."""

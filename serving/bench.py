@@ -46,6 +46,7 @@ class BenchOptions:
     swap_every: float = 1.0
     warmup_requests: int = 16
     slice_seconds: float = 3.0
+    tuned_baseline: bool = False  # the baseline gets serve.omp_wait_policy too
 
 
 @dataclass
@@ -353,12 +354,21 @@ def run_serve_bench(
         "TOKENIZERS_PARALLELISM": "false",
     }
     env.pop("CITEOPS_LOG_ROOT", None)
+    env.pop("OMP_WAIT_POLICY", None)  # each side gets its own below
+    policy = settings.serve.omp_wait_policy
+    baseline_env = dict(env)
+    if options.tuned_baseline and policy != "inherit":
+        baseline_env["OMP_WAIT_POLICY"] = policy.upper()
     report: dict[str, Any] = {
         "model": str(folder) if options.model_uri is None else options.model_uri,
         "precision": settings.serve.precision,
         "pairs": len(pairs),
         "seconds_per_level": options.seconds,
         "cpu_count": os.cpu_count(),
+        "omp_wait_policy": {
+            "serve": policy,
+            "baseline": baseline_env.get("OMP_WAIT_POLICY", "default").lower(),
+        },
     }
 
     servers: list[ServerProcess] = []
@@ -367,7 +377,9 @@ def run_serve_bench(
         progress("starting the baseline: transformers pipeline, fp32, one request at a time")
         baseline_cmd = [sys.executable, "-m", "serving.baseline", "--model", str(folder)]
         servers.append(
-            start_server([*baseline_cmd, "--port", str(port)], env, port, workdir, "/health")
+            start_server(
+                [*baseline_cmd, "--port", str(port)], baseline_env, port, workdir, "/health"
+            )
         )
         port = _free_port()
         progress(f"starting citeops serve: micro-batching, {settings.serve.precision}")

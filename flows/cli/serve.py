@@ -31,10 +31,11 @@ def serve(
 
     import uvicorn
 
-    from serving.app import create_app, default_loader, startup_uri
+    from serving.app import apply_omp_wait_policy, create_app, default_loader, startup_uri
     from tasks.errors import CiteopsError
 
     settings = settings_from(serve={"host": host, "port": port})
+    apply_omp_wait_policy(settings)
     load_uri, shown_uri = startup_uri(settings, model_uri)
     info(f"loading {shown_uri} ({settings.serve.precision})")
     try:
@@ -64,6 +65,9 @@ def bench_serve(
     swap_clients: int = typer.Option(16, min=1, help="Concurrent clients in the swap test."),
     swap_every: float = typer.Option(1.0, min=0.1, help="Seconds between deploys / rollbacks."),
     precision: str | None = typer.Option(None, help="Serving precision (serve.precision)."),
+    tuned_baseline: bool = typer.Option(
+        False, help="Give the baseline our serve.omp_wait_policy too (it runs untuned by default)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Throughput and latency of `citeops serve` against a per-request transformers
@@ -78,6 +82,7 @@ def bench_serve(
         swap_requests=swap_requests,
         swap_clients=swap_clients,
         swap_every=swap_every,
+        tuned_baseline=tuned_baseline,
     )
     report = run_serve_bench(settings, options, progress=info)
     if as_json:

@@ -155,3 +155,23 @@ def test_batcher_refuses_when_queue_is_full_and_answers_queued_pairs() -> None:
     lengths, refused = asyncio.run(scenario())
     assert refused
     assert lengths == [1.0, 2.0, 3.0]  # each future gets its own pair's row
+
+
+def test_predict_encoded_matches_predict_proba(tmp_path: Path) -> None:
+    from configs.settings import load_settings
+    from tasks.model.base import load_base
+    from tasks.model.predictor import ClaimVerifier
+
+    model, tokenizer = load_base(load_settings().model)
+    verifier = ClaimVerifier(model, tokenizer, max_length=64)
+    claims = ["Aspirin prevents cancer.", "A much longer claim about proteins " * 3, "x"]
+    evidences = ["Aspirin was associated with fewer cancers.", "Proteins fold. " * 20, "y z"]
+    encoded = [verifier.encode_pair(c, e) for c, e in zip(claims, evidences, strict=True)]
+    assert max(len(ids) for ids in encoded) == 64  # truncated to max_length
+    first_sep = encoded[0].index(tokenizer.sep_token_id)
+    assert tokenizer.decode(encoded[0][1:first_sep]).startswith("aspirin was associated")
+    reference = verifier.predict_proba(claims, evidences)
+    together = verifier.predict_encoded(encoded)
+    alone = np.vstack([verifier.predict_encoded([ids]) for ids in encoded])
+    np.testing.assert_allclose(together, reference, atol=1e-5)
+    np.testing.assert_allclose(alone, reference, atol=1e-5)
