@@ -9,6 +9,7 @@ whose ``artifacts/hf_model`` folder is a Hugging Face ``save_pretrained`` folder
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,15 +104,21 @@ def log_verifier(folder: Path, name: str = MODEL_NAME) -> str:
     import mlflow
     from tasks.model.pyfunc import ClaimVerifierPyfunc
 
-    with warnings.catch_warnings():  # type-hint and cloudpickle notices
-        warnings.simplefilter("ignore")
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=ClaimVerifierPyfunc(),
-            artifacts={HF_DIR_NAME: str(folder)},
-            pip_requirements=pip_requirements(),
-            signature=_signature(),
-        )
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_log.level
+    pyfunc_log.setLevel(logging.ERROR)  # the notice that a Python object is cloudpickled
+    try:
+        with warnings.catch_warnings():  # type-hint notices
+            warnings.simplefilter("ignore")
+            info = mlflow.pyfunc.log_model(
+                name=name,
+                python_model=ClaimVerifierPyfunc(),
+                artifacts={HF_DIR_NAME: str(folder)},
+                pip_requirements=pip_requirements(),
+                signature=_signature(),
+            )
+    finally:
+        pyfunc_log.setLevel(level)
     return info.model_uri
 
 
