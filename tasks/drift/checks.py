@@ -310,10 +310,12 @@ def numeric_check(
 ) -> CheckResult:
     """Two-sample distribution check.
 
-    Up to ``domain_large_rows`` current rows: Kolmogorov-Smirnov, drift when its p-value is
-    below ``pvalue``. Above: the Wasserstein distance divided by the reference standard
-    deviation, drift when it exceeds ``wasserstein_threshold`` (a p-value on that many
-    rows flags shifts too small to matter). These are Evidently's defaults.
+    Up to ``domain_large_rows`` rows on the smaller side: Kolmogorov-Smirnov, drift when its
+    p-value is below ``pvalue``. Above: the Wasserstein distance divided by the reference
+    standard deviation, drift when it exceeds ``wasserstein_threshold`` (a p-value on that
+    many rows flags shifts too small to matter); these are Evidently's defaults. The
+    smaller side decides because the distance's sampling noise comes from it: 1,100
+    queries against 300 held-out confidences exceeded 0.1 in 15% of same-data splits.
     """
     from scipy.stats import ks_2samp, wasserstein_distance
 
@@ -340,7 +342,7 @@ def numeric_check(
         "current_median": float(np.median(cur)),
         "histogram": _histograms(ref, cur),
     }
-    if len(cur) <= settings.domain_large_rows:
+    if min(len(ref), len(cur)) <= settings.domain_large_rows:
         drift = bool(ks.pvalue < pvalue)
         return CheckResult(
             name,
