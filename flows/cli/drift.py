@@ -131,7 +131,7 @@ def bench_drift(
 
 def bench_drift_calibration(
     rounds: int = typer.Option(40, "--rounds", min=1, help="random same-data splits"),
-    mix_rounds: int = typer.Option(10, "--mix-rounds", min=1, help="rounds per mix share"),
+    mix_rounds: int = typer.Option(10, "--mix-rounds", min=0, help="rounds per mix share"),
     current_rows: int = typer.Option(300, "--current-rows", min=30),
     workers: int = typer.Option(1, "--workers", min=1, help="processes running rounds"),
     shares: str = typer.Option(
