@@ -111,6 +111,7 @@ class ServeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_batch_size: int = Field(16, ge=1)
+    max_batch_tokens: int = Field(512, ge=1)  # padded tokens per forward pass (CPU caches)
     max_wait_ms: float = Field(5.0, ge=0)
     queue_size: int = Field(256, ge=1)
     max_batch_request: int = Field(64, ge=1)  # pairs in one POST /predict/batch

@@ -330,7 +330,13 @@ def create_app(
     state = ServingState(
         settings=settings,
         slots=Slots(settings.state_dir / STATE_FILE),
-        batcher=MicroBatcher(serve.max_batch_size, serve.max_wait_ms, serve.queue_size, metrics),
+        batcher=MicroBatcher(
+            serve.max_batch_size,
+            serve.max_wait_ms,
+            serve.queue_size,
+            metrics,
+            max_batch_tokens=serve.max_batch_tokens,
+        ),
         writer=build_log_writer(settings),
         metrics=metrics,
         loader=loader or default_loader(settings),

@@ -37,12 +37,16 @@ class _Pending:
     future: asyncio.Future[np.ndarray]
 
 
-def plan_batches(lengths: Sequence[int], max_batch: int, max_pad_ratio: float) -> list[list[int]]:
+def plan_batches(
+    lengths: Sequence[int], max_batch: int, max_pad_ratio: float, max_tokens: int | None = None
+) -> list[list[int]]:
     """Split positions into batches of similar length.
 
-    Positions are sorted by length; a batch closes when it holds ``max_batch`` pairs or
+    Positions are sorted by length; a batch closes when it holds ``max_batch`` pairs,
     when adding the next (longer) pair would make the padded batch more than
-    ``max_pad_ratio`` times its real tokens. Returns lists of positions.
+    ``max_pad_ratio`` times its real tokens, or more than ``max_tokens`` padded tokens
+    (on CPU, big batches of long pairs fall out of cache and run slower per pair than
+    small ones). A pair longer than ``max_tokens`` goes alone. Returns lists of positions.
     """
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     batches: list[list[int]] = []
@@ -52,7 +56,8 @@ def plan_batches(lengths: Sequence[int], max_batch: int, max_pad_ratio: float) -
         length = lengths[pos]
         if current:
             padded = length * (len(current) + 1)
-            if len(current) >= max_batch or padded > max_pad_ratio * (tokens + length):
+            too_many = max_tokens is not None and padded > max_tokens
+            if len(current) >= max_batch or padded > max_pad_ratio * (tokens + length) or too_many:
                 batches.append(current)
                 current, tokens = [], 0
         current.append(pos)
@@ -72,8 +77,10 @@ class MicroBatcher:
         queue_size: int,
         metrics: ServingMetrics | None = None,
         max_pad_ratio: float = 1.3,
+        max_batch_tokens: int | None = None,
     ) -> None:
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait_ms / 1000.0
         self.queue_size = queue_size
         self.max_pad_ratio = max_pad_ratio
@@ -172,7 +179,10 @@ class MicroBatcher:
         groups = []
         for same_model in by_model.values():
             lengths = [len(item.ids) for item in same_model]
-            for positions in plan_batches(lengths, self.max_batch_size, self.max_pad_ratio):
+            plan = plan_batches(
+                lengths, self.max_batch_size, self.max_pad_ratio, self.max_batch_tokens
+            )
+            for positions in plan:
                 groups.append([same_model[p] for p in positions])
         return groups
 

@@ -47,6 +47,7 @@ class BenchOptions:
     warmup_requests: int = 16
     slice_seconds: float = 3.0
     tuned_baseline: bool = False  # the baseline gets serve.omp_wait_policy too
+    agreement_pairs: int = 0  # in-process precision-vs-fp32 check on this many test pairs
 
 
 @dataclass
@@ -336,6 +337,29 @@ def swap_test(
     }
 
 
+def precision_agreement(
+    folder: Path, precision: str, pairs: Sequence[tuple[str, str]], progress: Progress
+) -> dict[str, Any]:
+    """Labels of ``precision`` against fp32 on ``pairs``, in this process (one pair per
+    forward pass, as the serving path does for long pairs)."""
+    from tasks.model.predictor import ClaimVerifier
+
+    reference = ClaimVerifier.from_dir(folder, "fp32")
+    candidate = ClaimVerifier.from_dir(folder, precision)  # type: ignore[arg-type]
+    same = 0
+    started = time.perf_counter()
+    for i, (claim, evidence) in enumerate(pairs, start=1):
+        ids = reference.encode_pair(claim, evidence)
+        want = int(reference.predict_encoded([ids]).argmax())
+        same += int(candidate.predict_encoded([ids]).argmax()) == want
+        if i % 200 == 0:
+            progress(
+                f"agreement {precision} vs fp32: {same}/{i} "
+                f"after {time.perf_counter() - started:.0f} s"
+            )
+    return {"pairs": len(pairs), "agreement": round(same / len(pairs), 4) if pairs else None}
+
+
 def run_serve_bench(
     settings: Settings, options: BenchOptions, progress: Progress
 ) -> dict[str, Any]:
@@ -343,6 +367,10 @@ def run_serve_bench(
     pairs = bench_pairs(settings)
     progress(f"{len(pairs)} test pairs; preparing the model folder")
     folder = bench_model_folder(settings, options.model_uri)
+    full_agreement = None
+    if options.agreement_pairs:
+        subset = pairs[: options.agreement_pairs]
+        full_agreement = precision_agreement(folder, settings.serve.precision, subset, progress)
     workdir = Path(tempfile.mkdtemp(prefix="citeops-bench-serve-"))
     token = secrets.token_hex(16)
     env = {
@@ -407,6 +435,8 @@ def run_serve_bench(
     agree = sum(base_labels[i] == our_labels[i] for i in common)
     report["agreement_pairs"] = len(common)
     report["agreement"] = round(agree / len(common), 4) if common else None
+    if full_agreement is not None:
+        report["agreement_in_process"] = full_agreement
     key = "16" if "16" in report["serve"] else str(max(options.clients))
     base_tp = report["baseline"][key]["throughput"]
     report["ratio_clients"] = int(key)

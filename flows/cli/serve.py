@@ -68,13 +68,18 @@ def bench_serve(
     tuned_baseline: bool = typer.Option(
         False, help="Give the baseline our serve.omp_wait_policy too (it runs untuned by default)."
     ),
+    agreement_pairs: int = typer.Option(
+        0, min=0, help="Also check serve.precision against fp32 in-process on N test pairs."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Throughput and latency of `citeops serve` against a per-request transformers
     pipeline server (fp32, same model), plus a blue-green swap test under load."""
+    from serving.app import apply_omp_wait_policy
     from serving.bench import BenchOptions, format_report, run_serve_bench
 
     settings = settings_from(serve={"precision": precision})
+    apply_omp_wait_policy(settings)  # for the in-process agreement check
     options = BenchOptions(
         model_uri=model_uri,
         clients=tuple(int(c) for c in clients.split(",") if c.strip()),
@@ -83,6 +88,7 @@ def bench_serve(
         swap_clients=swap_clients,
         swap_every=swap_every,
         tuned_baseline=tuned_baseline,
+        agreement_pairs=agreement_pairs,
     )
     report = run_serve_bench(settings, options, progress=info)
     if as_json:

@@ -175,3 +175,16 @@ def test_predict_encoded_matches_predict_proba(tmp_path: Path) -> None:
     alone = np.vstack([verifier.predict_encoded([ids]) for ids in encoded])
     np.testing.assert_allclose(together, reference, atol=1e-5)
     np.testing.assert_allclose(alone, reference, atol=1e-5)
+
+
+def test_omp_wait_policy_is_exported_unless_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from configs.settings import load_settings
+    from serving.app import apply_omp_wait_policy
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    apply_omp_wait_policy(load_settings(serve={"omp_wait_policy": "inherit"}))
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    apply_omp_wait_policy(load_settings())
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
