@@ -31,6 +31,15 @@ def test_plan_batches_covers_every_position_once_and_groups_by_length() -> None:
     assert not any({1, 4} <= set(batch) for batch in batches)
 
 
+def test_plan_batches_keeps_padded_tokens_under_the_budget() -> None:
+    lengths = [100, 110, 120, 130, 600, 40, 45, 50, 55, 60]
+    batches = plan_batches(lengths, max_batch=16, max_pad_ratio=10, max_tokens=256)
+    for batch in batches:
+        padded = max(lengths[p] for p in batch) * len(batch)
+        assert padded <= 256 or len(batch) == 1  # a pair over the budget goes alone
+    assert [4] in batches
+
+
 def test_plan_batches_without_pad_limit_fills_batches() -> None:
     assert [len(b) for b in plan_batches([5] * 10, max_batch=4, max_pad_ratio=100)] == [4, 4, 2]
 

@@ -42,7 +42,7 @@ def make_settings(home: Path, **serve: Any) -> Settings:
         profile="test",
         home=home,
         admin_token=TOKEN,
-        serve={"log_part_max_seconds": 0.3, **serve},
+        serve={"log_part_max_seconds": 0.3, "precision": "fp32", **serve},
     )
 
 
