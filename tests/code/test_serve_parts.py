@@ -197,3 +197,18 @@ def test_omp_wait_policy_is_exported_unless_inherited(monkeypatch: pytest.Monkey
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
     apply_omp_wait_policy(load_settings())
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_bf16_predictions_stay_close_to_fp32() -> None:
+    from configs.settings import load_settings
+    from tasks.model.base import load_base
+    from tasks.model.predictor import ClaimVerifier
+
+    model, tokenizer = load_base(load_settings().model)
+    fp32 = ClaimVerifier(model, tokenizer, max_length=64)
+    encoded = [fp32.encode_pair("Aspirin prevents cancer.", "Aspirin was linked to fewer cancers.")]
+    reference = fp32.predict_encoded(encoded)
+    fp32.precision = "bf16"
+    reduced = fp32.predict_encoded(encoded)
+    assert reduced.dtype == np.float32 and reduced.shape == reference.shape
+    np.testing.assert_allclose(reduced, reference, atol=0.02)

@@ -23,7 +23,7 @@ def test_load_summary_percentiles_and_throughput() -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_bench_serve_runs_both_servers_and_the_swap_test(tmp_path: Path) -> None:
-    settings = load_settings(profile="test", home=tmp_path / "home")
+    settings = load_settings(profile="test", home=tmp_path / "home", serve={"precision": "fp32"})
     folder = save_tiny_model(tmp_path / "tiny")
     options = BenchOptions(
         model_uri=str(folder), clients=(1, 4), seconds=2.0, swap_requests=300, swap_every=0.3
