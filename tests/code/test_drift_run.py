@@ -160,7 +160,10 @@ def tiny_model_dir(tmp_path: Path) -> str:
     return str(folder)
 
 
-def test_reference_predictions_are_computed_once_per_model(tiny_model_dir: str) -> None:
+def test_reference_predictions_are_computed_once_per_model(
+    tiny_model_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CITEOPS_DRIFT__REFERENCE_SAMPLE_SIZE", "40")
     settings = load_settings()
     uri = tiny_model_dir
     preds, note = reference_predictions(settings, uri, ["scifact"])
