@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class EncodedPair:
-    """One tokenised pair (unpadded) with its label id."""
+    """One tokenised pair (unpadded) with its label id and its dataset's index."""
 
     input_ids: list[int]
     token_type_ids: list[int] | None
     label: int
+    group: int = 0
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -57,8 +58,14 @@ def encode_examples(
     examples: Sequence[Example],
     max_length: int,
     chunk: int = 512,
+    groups: Sequence[str] = (),
 ) -> list[EncodedPair]:
-    """Tokenise every example once (no padding), in order."""
+    """Tokenise every example once (no padding), in order.
+
+    ``groups`` names the datasets; each pair's ``group`` is its dataset's index there
+    (0 when ``groups`` is empty or does not list it).
+    """
+    group_of = {name: i for i, name in enumerate(groups)}
     encoded: list[EncodedPair] = []
     for start in range(0, len(examples), chunk):
         part = examples[start : start + chunk]
@@ -69,7 +76,10 @@ def encode_examples(
         for i, ex in enumerate(part):
             encoded.append(
                 EncodedPair(
-                    batch["input_ids"][i], types[i] if types is not None else None, ex.label
+                    batch["input_ids"][i],
+                    types[i] if types is not None else None,
+                    ex.label,
+                    group_of.get(ex.dataset, 0),
                 )
             )
     return encoded
@@ -125,9 +135,13 @@ class BucketBatchSampler:
 
 
 def collate_padded(
-    pairs: Sequence[EncodedPair], pad_token_id: int, pad_to: int | None = None
+    pairs: Sequence[EncodedPair],
+    pad_token_id: int,
+    pad_to: int | None = None,
+    with_groups: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest pair (or to ``pad_to``); returns model inputs + labels."""
+    """Pad a batch to its longest pair (or to ``pad_to``); returns model inputs + labels
+    (and ``groups``, the dataset indices, when ``with_groups``)."""
     import torch
 
     width = pad_to or max(len(p) for p in pairs)
@@ -145,6 +159,8 @@ def collate_padded(
     if has_types:
         batch["token_type_ids"] = types
     batch["labels"] = torch.tensor([p.label for p in pairs], dtype=torch.long)
+    if with_groups:
+        batch["groups"] = torch.tensor([p.group for p in pairs], dtype=torch.long)
     return batch
 
 

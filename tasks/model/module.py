@@ -25,7 +25,7 @@ from tasks.model.batching import (
     encode_examples,
     sorted_batches,
 )
-from tasks.model.metrics import classification_metrics
+from tasks.model.metrics import classification_metrics, per_group_f1
 from tasks.model.optim import build_optimizer
 
 
@@ -50,20 +50,23 @@ class ClaimVerifierModule(L.LightningModule):
         optim: OptimConfig,
         class_weights: Sequence[float] | None = None,
         labels: Sequence[str] = LABELS,
+        groups: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.model = model
         self.optim = optim
         self.labels = tuple(labels)
+        self.groups = tuple(groups)
         weights = torch.tensor(list(class_weights), dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
         self._val_probs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
         self._val_losses: list[tuple[float, int]] = []
+        self._val_groups: list[torch.Tensor] = []
         self.last_val_metrics: dict[str, float] = {}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "groups")}
         return self.model(**inputs).logits
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -81,6 +84,8 @@ class ClaimVerifierModule(L.LightningModule):
         self._val_probs.append(torch.softmax(logits, dim=-1).cpu())
         self._val_targets.append(batch["labels"].cpu())
         self._val_losses.append((float(loss), len(batch["labels"])))
+        if "groups" in batch:
+            self._val_groups.append(batch["groups"].cpu())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_targets:
@@ -90,12 +95,15 @@ class ClaimVerifierModule(L.LightningModule):
         total = sum(n for _, n in self._val_losses)
         metrics = {"loss": sum(v * n for v, n in self._val_losses) / total}
         metrics.update(classification_metrics(probs, targets, self.labels))
+        groups = torch.cat(self._val_groups) if self._val_groups else None
+        metrics.update(per_group_f1(probs, targets, groups, self.groups, self.labels))
         self.last_val_metrics = metrics
         for name, value in metrics.items():
-            self.log(f"val_{name}", value, prog_bar=name in ("loss", "f1_macro"))
+            self.log(f"val_{name}", value, prog_bar=name in ("loss", "f1_macro_by_dataset"))
         self._val_probs.clear()
         self._val_targets.clear()
         self._val_losses.clear()
+        self._val_groups.clear()
 
     def configure_optimizers(self) -> dict[str, Any]:
         total = int(self.trainer.estimated_stepping_batches)
@@ -138,6 +146,7 @@ class ClaimDataModule(L.LightningDataModule):
         self.bucket_size_multiplier = bucket_size_multiplier
         self.seed = seed
         self.num_workers = num_workers
+        self.groups = tuple(dict.fromkeys(ex.dataset for ex in self.dev_examples))
         self.train_set: EncodedDataset | None = None
         self.dev_set: EncodedDataset | None = None
 
@@ -147,7 +156,9 @@ class ClaimDataModule(L.LightningDataModule):
                 encode_examples(self.tokenizer, self.train_examples, self.max_length)
             )
             self.dev_set = EncodedDataset(
-                encode_examples(self.tokenizer, self.dev_examples, self.max_length)
+                encode_examples(
+                    self.tokenizer, self.dev_examples, self.max_length, groups=self.groups
+                )
             )
 
     @property
@@ -171,7 +182,7 @@ class ClaimDataModule(L.LightningDataModule):
         return DataLoader(
             self.dev_set,
             batch_sampler=sorted_batches(self.dev_set.lengths, self.eval_batch_size),
-            collate_fn=self._collate,
+            collate_fn=partial(self._collate, with_groups=True),
             num_workers=self.num_workers,
         )
 

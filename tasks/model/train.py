@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from configs.settings import Settings
 
 
+# the mean over datasets of dev macro F1: what `citeops evaluate` reports on the test sets
+SELECTION_METRIC = "val_f1_macro_by_dataset"
+
+
 class TrainingError(CiteopsError):
     """Training cannot start or did not produce a model (e.g. no training examples)."""
 
@@ -245,11 +249,6 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
     weights = (
         class_weights([ex.label for ex in train], len(LABELS)) if cfg.class_weighted_loss else None
     )
-    module = ClaimVerifierModule(
-        model,
-        OptimConfig(cfg.learning_rate, cfg.weight_decay, cfg.layer_lr_decay, cfg.warmup_ratio),
-        class_weights=weights,
-    )
     data = ClaimDataModule(
         tokenizer,
         train,
@@ -261,16 +260,22 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
         cfg.seed,
         cfg.num_workers,
     )
+    module = ClaimVerifierModule(
+        model,
+        OptimConfig(cfg.learning_rate, cfg.weight_decay, cfg.layer_lr_decay, cfg.warmup_ratio),
+        class_weights=weights,
+        groups=data.groups,
+    )
     precision = resolve_precision(cfg.precision, cfg.accelerator)
     params = training_params(settings, precision)
-    best = BestWeights("val_f1_macro", "max")
+    best = BestWeights(SELECTION_METRIC, "max")
     callbacks: list[Any] = [best, MlflowEpochLogger()]
     if dev:
         from lightning.pytorch.callbacks import EarlyStopping
 
         callbacks.append(
             EarlyStopping(
-                "val_f1_macro",
+                SELECTION_METRIC,
                 mode="max",
                 patience=cfg.early_stopping_patience,
                 check_on_train_epoch_end=False,

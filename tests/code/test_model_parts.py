@@ -138,3 +138,16 @@ def test_warmup_then_linear_decay() -> None:
     assert factor(9) == pytest.approx(0.5)
     assert factor(14) == 0.0
     assert not math.isnan(warmup_linear_decay(0, 0)(0))
+
+
+def test_per_dataset_f1_and_their_mean() -> None:
+    from tasks.model.metrics import per_group_f1
+
+    probs = np.eye(3)[[0, 1, 2, 0, 0, 0]]  # predictions 0 1 2 0 0 0
+    targets = [0, 1, 2, 1, 2, 0]
+    groups = [0, 0, 0, 1, 1, 1]
+    out = per_group_f1(probs, targets, groups, ("scifact", "citint"), ("S", "N", "R"))
+    assert out["f1_macro_scifact"] == pytest.approx(1.0)
+    assert out["f1_macro_citint"] == pytest.approx((0.5 + 0 + 0) / 3)
+    assert out["f1_macro_by_dataset"] == pytest.approx((1.0 + 0.5 / 3) / 2)
+    assert per_group_f1(probs, targets, None, ("a",), ("S", "N", "R")) == {}

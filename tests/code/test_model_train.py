@@ -42,8 +42,11 @@ def test_training_logs_a_run_with_params_metrics_and_inputs(trained) -> None:
     assert run.data.params["base_model"] == "tiny"
     assert run.data.params["max_length"] == str(settings.train.max_length)
     assert int(run.data.params["train_examples"]) == settings.train.max_examples
-    history = client.get_metric_history(result.run_id, "val_f1_macro")
-    assert [m.step for m in history] == [0, 1]  # one point per epoch
+    history = client.get_metric_history(result.run_id, "val_f1_macro_by_dataset")
+    assert [m.step for m in history] == [0, 1]  # one point per epoch, the selection metric
+    assert result.metrics["f1_macro_by_dataset"] == pytest.approx(
+        (result.metrics["f1_macro_scifact"] + result.metrics["f1_macro_citint"]) / 2
+    )
     assert len(client.get_metric_history(result.run_id, "train_loss")) == 2
     names = {d.dataset.name for d in run.inputs.dataset_inputs}
     assert names == {"scifact-train", "citint-train", "scifact-dev", "citint-dev"}
