@@ -452,3 +452,24 @@ def test_citeops_serve_command_serves_and_flushes_logs_on_shutdown(
         proc.wait(timeout=60)
     lines = published_lines(citeops_env / "logs", "queries")
     assert [line["request_id"] for line in lines] == [request_id]  # published at shutdown
+
+
+def test_serves_the_champion_alias_from_mlflow_and_pins_its_version(
+    registered_tiny_model: tuple[str, str], citeops_env: Path
+) -> None:
+    from tasks.model.registry import set_alias
+
+    model_uri, version = registered_tiny_model
+    settings = load_settings(admin_token=TOKEN, serve={"precision": "fp32"})
+    set_alias(settings, version, "champion")
+    with running_server(create_app(settings)) as base:  # no URI, no state: the champion
+        live = httpx.get(base + "/version").json()["live"]
+        name = settings.mlflow.registered_model
+        assert live["model_uri"] == f"models:/{name}@champion"
+        assert (
+            live["model_version"] == version and live["pinned_uri"] == f"models:/{name}/{version}"
+        )
+        answer = httpx.post(base + "/predict", json=PAIR).json()
+        assert answer["model_version"] == version
+        deployed = httpx.post(base + "/admin/deploy", json={"model_uri": model_uri}, headers=AUTH)
+        assert deployed.status_code == 200 and deployed.json()["after"]["model_version"] == version
