@@ -1,5 +1,6 @@
-"""Micro-batching: requests wait at most ``max_wait_ms`` to be grouped, by model and by
-length, into forward passes run one at a time on a single inference thread.
+"""Micro-batching: requests wait at most ``max_wait_ms`` (and only while more keep
+arriving) to be grouped, by model and by length, into forward passes run one at a time
+on a single inference thread; requests that arrive during a pass form the next one.
 
 The queue is bounded: :meth:`MicroBatcher.submit` raises :class:`QueueFull` at once when
 ``queue_size`` pairs are already waiting (the API answers 503 with ``Retry-After``).
@@ -153,11 +154,24 @@ class MicroBatcher:
             if not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if self.max_wait > 0 and len(self._queue) < self.max_batch_size:
-                await asyncio.sleep(self.max_wait)
+            await self._gather_burst()
             taken = self._take()
             for batch_items in self._group(taken):
                 await self._infer(loop, batch_items)
+
+    async def _gather_burst(self) -> None:
+        """Let requests that already arrived join the batch; wait up to ``max_wait_ms``
+        only when more keep coming (a lone request on an idle server goes at once)."""
+        seen = len(self._queue)
+        await asyncio.sleep(0)
+        if self.max_wait <= 0 or len(self._queue) == seen:
+            return
+        deadline = time.monotonic() + self.max_wait
+        while len(self._queue) < self.max_batch_size and time.monotonic() < deadline:
+            seen = len(self._queue)
+            await asyncio.sleep(min(0.001, self.max_wait))
+            if len(self._queue) == seen:
+                return
 
     def _take(self) -> list[_Pending]:
         """Everything waiting (a few batches' worth at most), oldest first."""
