@@ -507,12 +507,8 @@ def _add_error_handlers(app: FastAPI) -> None:
                 {"detail": f"body: not valid JSON ({reason})".replace(" ()", ""), "field": "body"},
                 status_code=400,
             )
-        parts = [str(p) for p in first.get("loc", ()) if p != "body"]
-        name = ".".join(parts).replace(".[", "[") or "body"
-        for i, part in enumerate(parts):
-            if part.isdigit():
-                parts[i] = f"[{part}]"
-        name = ".".join(parts).replace(".[", "[") or "body"
+        parts = [f"[{p}]" if isinstance(p, int) else str(p) for p in first.get("loc", ())]
+        name = ".".join(p for p in parts if p != "body").replace(".[", "[") or "body"
         message = first.get("msg", "invalid")
         if name == "body":
             message = f"expected a JSON object ({message})"

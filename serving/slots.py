@@ -8,7 +8,6 @@ with, so a swap never changes the model under a request in flight.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -228,7 +227,3 @@ def agreement(a: Sequence[str], b: Sequence[str]) -> float:
     if not a:
         return 1.0
     return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
-
-
-def is_finite_number(value: float) -> bool:
-    return isinstance(value, float) and math.isfinite(value)
