@@ -41,7 +41,8 @@ def train_command(
     typer.echo(f"run        {result.run_id}")
     typer.echo(f"model      {result.model_uri}" + (f"  (@{result.alias})" if result.alias else ""))
     typer.echo(
-        f"dev        macro F1 {metrics.get('f1_macro', float('nan')):.3f}  "
+        f"dev        macro F1 {metrics.get('f1_macro_by_dataset', float('nan')):.3f} "
+        f"(mean over datasets; pooled {metrics.get('f1_macro', float('nan')):.3f})  "
         f"accuracy {metrics.get('accuracy', float('nan')):.3f}  "
         f"({result.train_examples} train / {result.dev_examples} dev examples, "
         f"{result.steps} steps, {result.wall_seconds:.0f} s)"

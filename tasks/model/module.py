@@ -258,6 +258,8 @@ class EpochSummary(L.Callback):
         if train_loss is not None:
             parts.append(f"train_loss {float(train_loss):.4f}")
         parts += [
-            f"val_{k} {metrics[k]:.4f}" for k in ("loss", "f1_macro", "accuracy") if k in metrics
+            f"val_{k} {metrics[k]:.4f}"
+            for k in ("loss", "f1_macro", "f1_macro_by_dataset", "accuracy")
+            if k in metrics
         ]
         print("  ".join(parts), file=sys.stderr, flush=True)
