@@ -24,10 +24,13 @@ setup: $(STAMP)
 data: setup
 	@if [ -z "$$($(CITEOPS) data stats --json 2>/dev/null)" ]; then $(CITEOPS) data fetch; fi
 
-## run: the main job on the embedded default: data, a short training run, evaluation
+## run: the loop on the embedded default: data, short training, evaluation, ingest, drift, trigger
 run: data
 	$(CITEOPS) train --epochs 1 --max-examples 1200 --max-length 128
 	$(CITEOPS) evaluate --model-uri models:/claim-verifier@latest-trained
+	$(CITEOPS) ingest
+	$(CITEOPS) drift
+	$(CITEOPS) trigger
 
 ## test: the fast test suite (what CI runs)
 test: setup
