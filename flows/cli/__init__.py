@@ -11,8 +11,8 @@ import sys
 import typer
 
 from flows.cli import data as data_cli
-from flows.cli import ingest as ingest_cli
 from flows.cli import drift as drift_cli
+from flows.cli import ingest as ingest_cli
 from flows.cli import model as model_cli
 from flows.cli import serve as serve_cli
 from flows.cli import stack as stack_cli

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -13,8 +14,10 @@ app = typer.Typer(help="Benchmark datasets (SciFact, Citation-Integrity).", no_a
 
 @app.command("stats")
 def stats(
-    data_dir: Path | None = typer.Option(None, help="Dataset folder (CITEOPS_DATA_DIR)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Dataset folder (CITEOPS_DATA_DIR).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Examples and label counts for every dataset and split found."""
     from tasks.data.multivers import dataset_stats
@@ -37,8 +40,12 @@ def stats(
 
 @app.command("fetch")
 def fetch(
-    dest: Path | None = typer.Option(None, help="Where to put the files (default: data dir)."),
-    base_url: str | None = typer.Option(None, help="Source URL prefix (file:// works too)."),
+    dest: Annotated[
+        Path | None, typer.Option(help="Where to put the files (default: data dir).")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="Source URL prefix (file:// works too).")
+    ] = None,
 ) -> None:
     """Download SciFact and Citation-Integrity and verify their SHA-256 sums."""
     from tasks.data.fetch import fetch_datasets

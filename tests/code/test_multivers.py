@@ -37,7 +37,10 @@ def toy_dir(tmp_path: Path) -> Path:
 
 def test_reader_semantics(toy_dir: Path) -> None:
     examples = read_split(toy_dir, "toy", "train")
-    assert [(e.doc_id, e.label) for e in examples] == [(1, LABEL2ID["REFUTE"]), (2, LABEL2ID["NEI"])]
+    assert [(e.doc_id, e.label) for e in examples] == [
+        (1, LABEL2ID["REFUTE"]),
+        (2, LABEL2ID["NEI"]),
+    ]
     assert examples[0].evidence == "First sentence. Second one."
     assert examples[0].claim == "A claim."
 
