@@ -69,6 +69,7 @@ class TrainSettings(_Section):
     seed: int = 42
     num_workers: int = Field(0, ge=0)
     register_alias: str | None = "latest-trained"  # alias moved to every new version
+    include_feedback: bool = True  # add accepted, non-leaked curated feedback to train
     max_minutes: float | None = Field(None, gt=0)  # wall-clock cap on fitting (None: none)
     threads: int | None = Field(None, ge=1)  # torch CPU threads (None: torch's default)
 

@@ -9,6 +9,7 @@ model to MLflow and registers a new version of ``settings.mlflow.registered_mode
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -16,6 +17,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ from tasks.data.multivers import (
     files_digest,
     label_counts,
     read_splits,
+    shuffled,
 )
 from tasks.errors import CiteopsError
 
@@ -103,6 +106,12 @@ def load_training_data(settings: Settings) -> tuple[list[Example], list[Example]
     cfg = settings.train
     train = read_splits(settings.data_dir, cfg.datasets, "train", seed=cfg.seed)
     dev = read_splits(settings.data_dir, cfg.datasets, "dev", seed=cfg.seed)
+    if cfg.include_feedback:
+        from tasks.store.queries import training_feedback
+
+        feedback = training_feedback(settings)
+        if feedback:
+            train = shuffled(train + feedback, cfg.seed)
     if cfg.max_examples:
         train = train[: cfg.max_examples]
     if cfg.max_eval_examples:
@@ -138,6 +147,17 @@ def training_params(settings: Settings, precision: str) -> dict[str, Any]:
     }
 
 
+FEEDBACK_DATASET = "feedback"  # the dataset name of curated feedback examples
+
+
+def rows_digest(rows: Sequence[Example]) -> str:
+    """SHA-256 over the examples' text and labels, in order: a version of data without files."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(f"{row.claim}\x1f{row.evidence}\x1f{row.label}\x1e".encode())
+    return digest.hexdigest()
+
+
 def log_dataset_inputs(
     settings: Settings, examples: Sequence[Example], split: str, context: str
 ) -> None:
@@ -148,10 +168,14 @@ def log_dataset_inputs(
 
     for dataset in sorted({ex.dataset for ex in examples}):
         rows = [ex for ex in examples if ex.dataset == dataset]
-        paths = [
-            corpus_file(settings.data_dir, dataset),
-            claims_file(settings.data_dir, dataset, split),
-        ]
+        if dataset == FEEDBACK_DATASET:  # curated feedback: no files, digest of the rows
+            source, digest = "citeops-store:feedback", rows_digest(rows)
+        else:
+            paths = [
+                corpus_file(settings.data_dir, dataset),
+                claims_file(settings.data_dir, dataset, split),
+            ]
+            source, digest = str(paths[1]), files_digest(paths)
         frame = pd.DataFrame(
             {
                 "claim": [r.claim for r in rows],
@@ -163,10 +187,10 @@ def log_dataset_inputs(
             warnings.simplefilter("ignore")
             data = mlflow.data.from_pandas(
                 frame,
-                source=str(paths[1]),
+                source=source,
                 targets="label",
                 name=f"{dataset}-{split}",
-                digest=files_digest(paths)[:16],
+                digest=digest[:16],
             )
             mlflow.log_input(data, context=context)
 
@@ -235,6 +259,7 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
     )
 
     started = time.perf_counter()
+    data_cutoff = datetime.now(UTC)  # feedback ingested after this is new for the next run
     _quiet_lightning()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = settings.train
@@ -291,6 +316,7 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
             {
                 "train_examples": len(train),
                 "dev_examples": len(dev),
+                "feedback_examples": sum(ex.dataset == FEEDBACK_DATASET for ex in train),
                 **{f"train_labels_{k}": v for k, v in label_counts(train).items()},
             }
         )
@@ -319,6 +345,10 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
             folder = save_hf_folder(module.model, tokenizer, Path(tmp) / "hf_model", meta)
             logged_uri = log_verifier(folder)
     registered = register_version(settings, logged_uri, run.info.run_id)
+    if cfg.include_feedback:
+        from tasks.store.queries import mark_training
+
+        mark_training(settings, at=data_cutoff, note=f"run {run.info.run_id}")
     if cfg.register_alias:
         set_alias(settings, registered.version, cfg.register_alias)
     return TrainResult(
