@@ -12,24 +12,15 @@ from configs.settings import load_settings
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, data_dir):
     """One short training run (tiny model, 2 epochs) shared by the tests of this module."""
-    import os
-
     home = tmp_path_factory.mktemp("train-home")
-    saved = {k: os.environ.get(k) for k in ("CITEOPS_PROFILE", "CITEOPS_HOME", "CITEOPS_DATA_DIR")}
-    os.environ.update(
-        CITEOPS_PROFILE="test", CITEOPS_HOME=str(home), CITEOPS_DATA_DIR=str(data_dir)
-    )
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CITEOPS_PROFILE", "test")
+        env.setenv("CITEOPS_HOME", str(home))
+        env.setenv("CITEOPS_DATA_DIR", str(data_dir))
         from tasks.model.train import train_model
 
         settings = load_settings(train={"epochs": 2, "early_stopping_patience": 1})
         result = train_model(settings, progress=False)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return settings, result
 
 

@@ -168,10 +168,10 @@ def champion(production_stack: Stack) -> dict[str, str]:
     from tasks.model.base import build_tiny
     from tasks.model.registry import register_folder, save_hf_folder, set_alias
 
-    keys = [k for k in production_stack.env if k.startswith("CITEOPS_")]
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: production_stack.env[k] for k in keys})
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in production_stack.env.items():
+            if key.startswith("CITEOPS_"):
+                env.setenv(key, value)
         settings = load_settings()
         model, tokenizer = build_tiny(settings.model, seed=0)
         meta = {"labels": list(LABELS), "max_length": 128, "base_model": "tiny"}
@@ -181,12 +181,6 @@ def champion(production_stack: Stack) -> dict[str, str]:
                 settings, folder, run_name="stack-test", params={"base_model": "tiny"}
             )
         set_alias(settings, registered.version, "champion")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return {"version": registered.version, "run_id": registered.run_id}
 
 
