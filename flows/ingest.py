@@ -12,8 +12,8 @@ from prefect import flow
 @flow(name="ingest-feedback")
 def ingest_feedback(source: str | None = None) -> dict[str, Any]:
     """Ingest new feedback and query logs under ``source`` (default: the log root)."""
-    from configs.settings import load_settings
-    from tasks.ingest import steps
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.ingest import steps
 
     settings = load_settings()
     retries = settings.ingest.task_retries

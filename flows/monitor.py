@@ -18,8 +18,8 @@ def detect_drift_task(
     current_dir: str | None, reference_datasets: list[str] | None, model_uri: str | None
 ) -> dict[str, Any]:
     """Thin task over :func:`tasks.drift.monitor.run_drift`; returns the JSON summary."""
-    from configs.settings import load_settings
-    from tasks.drift.monitor import run_drift
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.drift.monitor import run_drift
 
     return run_drift(load_settings(), current_dir, reference_datasets, model_uri).summary()
 
@@ -29,7 +29,7 @@ def publish_drift_artifact(summary: dict[str, Any]) -> None:
     """The drift summary as a Prefect markdown artifact (key ``drift-report``)."""
     from prefect.artifacts import create_markdown_artifact
 
-    from tasks.drift.report import summary_markdown
+    from citeops.tasks.drift.report import summary_markdown
 
     create_markdown_artifact(
         markdown=summary_markdown(summary),
@@ -41,8 +41,8 @@ def publish_drift_artifact(summary: dict[str, Any]) -> None:
 @task(name="should-retrain")
 def should_retrain_task(drift_summary: dict[str, Any] | None, force: bool) -> dict[str, Any]:
     """Thin task over :func:`tasks.trigger.should_retrain` (not yet recorded)."""
-    from configs.settings import load_settings
-    from tasks.trigger import should_retrain
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.trigger import should_retrain
 
     return should_retrain(load_settings(), force=force, drift=drift_summary, record=False).to_dict()
 
@@ -50,7 +50,7 @@ def should_retrain_task(drift_summary: dict[str, Any] | None, force: bool) -> di
 @task(name="start-retraining", retries=2, retry_delay_seconds=[2, 5])
 def start_retraining(decision: dict[str, Any]) -> dict[str, Any]:
     """Start the retraining deployment without waiting for it; says why when there is none."""
-    from configs.settings import load_settings
+    from citeops.configs.settings import load_settings
 
     name = find_train_deployment(load_settings().trigger.retrain_deployment)
     if name is None:
@@ -91,8 +91,8 @@ def find_train_deployment(configured: str | None) -> str | None:
 
 @task(name="record-decision")
 def record_decision_task(decision: dict[str, Any], mlflow_run_id: str | None) -> dict[str, Any]:
-    from configs.settings import load_settings
-    from tasks.trigger import RetrainDecision, record_decision
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.trigger import RetrainDecision, record_decision
 
     record = RetrainDecision(**decision)
     record_decision(record, load_settings(), mlflow_run_id)
@@ -102,9 +102,9 @@ def record_decision_task(decision: dict[str, Any], mlflow_run_id: str | None) ->
 def run_ingest() -> dict[str, Any]:
     """The ingestion flow (``flows.ingest.ingest_feedback``) as a subflow, when it exists."""
     try:
-        from flows.ingest import ingest_feedback  # type: ignore[import-not-found]
+        from citeops.flows.ingest import ingest_feedback  # type: ignore[import-not-found]
     except ImportError:
-        return {"skipped": "flows.ingest.ingest_feedback is not available"}
+        return {"skipped": "citeops.flows.ingest.ingest_feedback is not available"}
     result = ingest_feedback()
     return result if isinstance(result, dict) else {"result": str(result)}
 

@@ -13,8 +13,8 @@ from prefect import flow, task
 @task(name="probe-mlflow", retries=2, retry_delay_seconds=[2, 5])
 def mlflow_probe() -> dict[str, Any]:
     """Thin task over :func:`tasks.stack.checks.probe_mlflow`."""
-    from configs.settings import load_settings
-    from tasks.stack.checks import probe_mlflow
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.stack.checks import probe_mlflow
 
     return probe_mlflow(load_settings())
 
@@ -22,8 +22,8 @@ def mlflow_probe() -> dict[str, Any]:
 @task(name="probe-log-root", retries=2, retry_delay_seconds=[2, 5])
 def log_root_probe() -> dict[str, Any]:
     """Thin task over :func:`tasks.stack.checks.probe_log_root`."""
-    from configs.settings import load_settings
-    from tasks.stack.checks import probe_log_root
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.stack.checks import probe_log_root
 
     return probe_log_root(load_settings())
 
@@ -33,7 +33,7 @@ def stack_report(mlflow_result: dict[str, Any], log_result: dict[str, Any]) -> s
     """Publish the probes' results as the markdown artifact ``stack-check``."""
     from prefect.artifacts import create_markdown_artifact
 
-    from tasks.stack.checks import stack_check_markdown
+    from citeops.tasks.stack.checks import stack_check_markdown
 
     markdown = stack_check_markdown(mlflow_result, log_result)
     create_markdown_artifact(

@@ -14,8 +14,8 @@ from prefect import flow, task
 @task(name="train-model", retries=0)
 def train_candidate(overrides: dict[str, Any]) -> dict[str, Any]:
     """Thin task over :func:`tasks.model.train.train_model` with ``train`` overrides."""
-    from configs.settings import load_settings
-    from tasks.model.train import train_model
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.model.train import train_model
 
     base_model = overrides.pop("base_model", None)
     settings = load_settings(model={"base_model": base_model}, train=overrides)

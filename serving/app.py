@@ -23,11 +23,11 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from serving.batcher import MicroBatcher, QueueFull
-from serving.logwriter import LogWriter, build_log_writer, now_iso
-from serving.metrics import ServingMetrics, build_metrics
-from serving.middleware import MetricsAndLimits
-from serving.schemas import (
+from citeops.serving.batcher import MicroBatcher, QueueFull
+from citeops.serving.logwriter import LogWriter, build_log_writer, now_iso
+from citeops.serving.metrics import ServingMetrics, build_metrics
+from citeops.serving.middleware import MetricsAndLimits
+from citeops.serving.schemas import (
     BadInput,
     BatchRequest,
     BatchResponse,
@@ -39,7 +39,7 @@ from serving.schemas import (
     check_label,
     check_text,
 )
-from serving.slots import (
+from citeops.serving.slots import (
     SMOKE_PAIRS,
     STATE_FILE,
     CandidateRejected,
@@ -53,8 +53,8 @@ from serving.slots import (
 )
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
-    from tasks.model.predictor import ClaimVerifier
+    from citeops.configs.settings import Settings
+    from citeops.tasks.model.predictor import ClaimVerifier
 
 log = logging.getLogger("citeops.serving")
 Loader = Callable[[str], "ClaimVerifier"]
@@ -98,7 +98,7 @@ def default_loader(settings: Settings) -> Loader:
     """Load by URI or folder with the serving precision (``settings.serve.precision``)."""
 
     def load(model_uri: str) -> ClaimVerifier:
-        from tasks.model.predictor import load_verifier
+        from citeops.tasks.model.predictor import load_verifier
 
         return load_verifier(model_uri, settings, settings.serve.precision)
 

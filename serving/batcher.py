@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from serving.metrics import ServingMetrics
-    from serving.slots import LoadedModel
+    from citeops.serving.metrics import ServingMetrics
+    from citeops.serving.slots import LoadedModel
 
 T = TypeVar("T")
 log = logging.getLogger("citeops.serving.batcher")

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasks.errors import CiteopsError
+from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 Progress = Callable[[str], None]
 
@@ -92,12 +92,12 @@ class LoadResult:
 def bench_model_folder(settings: Settings, model_uri: str | None) -> Path:
     """A ``save_pretrained`` folder both servers load: the given model (downloaded if it
     is an MLflow URI), or MiniLM with an untrained 3-way head saved under ``home/bench``."""
-    from tasks.model.predictor import find_hf_dir
+    from citeops.tasks.model.predictor import find_hf_dir
 
     if model_uri is None:
         folder = settings.home / "bench" / "minilm-untrained"
         if not (folder / "config.json").is_file():
-            from tasks.model.base import load_base
+            from citeops.tasks.model.base import load_base
 
             model, tokenizer = load_base(settings.model.model_copy(update={"base_model": "minilm"}))
             model.save_pretrained(folder)
@@ -118,7 +118,7 @@ def bench_model_folder(settings: Settings, model_uri: str | None) -> Path:
 
 def bench_pairs(settings: Settings) -> list[tuple[str, str]]:
     """(claim, evidence) pairs of the test sets, in a fixed shuffled order."""
-    from tasks.data.multivers import read_splits
+    from citeops.tasks.data.multivers import read_splits
 
     examples = read_splits(settings.data_dir, settings.evaluate.datasets, "test", seed=0)
     if not examples:
@@ -342,7 +342,7 @@ def precision_agreement(
 ) -> dict[str, Any]:
     """Labels of ``precision`` against fp32 on ``pairs``, in this process (one pair per
     forward pass, as the serving path does for long pairs)."""
-    from tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.model.predictor import ClaimVerifier
 
     reference = ClaimVerifier.from_dir(folder, "fp32")
     candidate = ClaimVerifier.from_dir(folder, precision)  # type: ignore[arg-type]
@@ -403,7 +403,7 @@ def run_serve_bench(
     try:
         port = _free_port()
         progress("starting the baseline: transformers pipeline, fp32, one request at a time")
-        baseline_cmd = [sys.executable, "-m", "serving.baseline", "--model", str(folder)]
+        baseline_cmd = [sys.executable, "-m", "citeops.serving.baseline", "--model", str(folder)]
         servers.append(
             start_server(
                 [*baseline_cmd, "--port", str(port)], baseline_env, port, workdir, "/health"
@@ -411,7 +411,7 @@ def run_serve_bench(
         )
         port = _free_port()
         progress(f"starting citeops serve: micro-batching, {settings.serve.precision}")
-        entry = "import sys; from flows.cli import main; main(sys.argv[1:])"
+        entry = "import sys; from citeops.flows.cli import main; main(sys.argv[1:])"
         serve_cmd = [sys.executable, "-c", entry, "serve", "--model-uri", str(folder)]
         servers.append(
             start_server([*serve_cmd, "--port", str(port)], env, port, workdir, "/ready")

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 STREAMS = ("queries", "feedback")
 log = logging.getLogger("citeops.serving.logs")
@@ -99,7 +99,7 @@ class S3Sink(PartSink):
     """Parts are spooled locally and uploaded whole (one PUT) to ``s3://bucket/prefix/key``."""
 
     def __init__(self, settings: Settings, uri: str, spool: Path) -> None:
-        from tasks.s3 import s3_client, split_s3_uri
+        from citeops.tasks.s3 import s3_client, split_s3_uri
 
         self.bucket, self.prefix = split_s3_uri(uri)
         self.client = s3_client(settings)

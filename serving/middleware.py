@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from serving.metrics import ServingMetrics
+    from citeops.serving.metrics import ServingMetrics
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

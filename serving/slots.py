@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasks.errors import CiteopsError
+from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
-    from tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.model.predictor import ClaimVerifier
 
 SLOT_NAMES = ("blue", "green")
 STATE_FILE = "serving-slots.json"

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.data.multivers import LABELS
+from citeops.tasks.data.multivers import LABELS
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
-    from tasks.drift.detect import DriftReport
+    from citeops.configs.settings import Settings
+    from citeops.tasks.drift.detect import DriftReport
 
 CAUSES = ("feedback", "drift", "forced")
 
@@ -90,7 +90,7 @@ def last_training_time(settings: Settings) -> datetime | None:
     """When the model was last trained: the later of the curated store's training mark
     (when the store provides ``last_training_time``) and the start of the latest finished
     MLflow run named ``train``; ``None`` if there is neither."""
-    from tasks.drift.current import store_function
+    from citeops.tasks.drift.current import store_function
 
     marked = store_function("last_training_time")
     times = [t for t in (marked(settings) if marked else None, mlflow_training_time(settings)) if t]
@@ -121,7 +121,7 @@ def count_new_feedback(settings: Settings, since: datetime | None) -> tuple[int,
     ingestion area provides it; until then, distinct valid lines (claim, evidence and a
     known ``user_label``) in the local feedback log folder are counted.
     """
-    from tasks.drift.current import store_function
+    from citeops.tasks.drift.current import store_function
 
     counter = store_function("accepted_feedback_since", "count_accepted_feedback")
     if counter is not None:
@@ -135,7 +135,7 @@ def count_new_feedback(settings: Settings, since: datetime | None) -> tuple[int,
 
 def count_feedback_lines(root: Path, since: datetime | None) -> int:
     """Distinct valid feedback lines (by claim, evidence, label) at or after ``since``."""
-    from tasks.drift.current import _parse_time, query_log_files
+    from citeops.tasks.drift.current import _parse_time, query_log_files
 
     if not root.is_dir():
         return 0

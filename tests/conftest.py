@@ -131,10 +131,10 @@ def registered_tiny_model(citeops_env: Path) -> tuple[str, str]:
     """
     import tempfile
 
-    from configs.settings import load_settings
-    from tasks.data.multivers import LABELS
-    from tasks.model.base import build_tiny
-    from tasks.model.registry import register_folder, save_hf_folder
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.data.multivers import LABELS
+    from citeops.tasks.model.base import build_tiny
+    from citeops.tasks.model.registry import register_folder, save_hf_folder
 
     settings = load_settings()
     model, tokenizer = build_tiny(settings.model, seed=0)

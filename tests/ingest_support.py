@@ -62,7 +62,7 @@ def write_part(root: Path, stream: str, day: str, name: str, lines: list[Any]) -
 
 def store_snapshot(settings: Any) -> dict[str, list[tuple[Any, ...]]]:
     """Everything the store holds that a run determines (no ids, no wall-clock times)."""
-    from tasks.store import schema as s
+    from citeops.tasks.store import schema as s
 
     with s.open_store(settings) as engine, engine.connect() as conn:
         uri = {row.id: row.uri for row in conn.execute(select(s.ingest_objects))}

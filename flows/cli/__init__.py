@@ -10,13 +10,13 @@ import sys
 
 import typer
 
-from flows.cli import data as data_cli
-from flows.cli import drift as drift_cli
-from flows.cli import ingest as ingest_cli
-from flows.cli import model as model_cli
-from flows.cli import serve as serve_cli
-from flows.cli import stack as stack_cli
-from flows.cli.common import run_cli
+from citeops.flows.cli import data as data_cli
+from citeops.flows.cli import drift as drift_cli
+from citeops.flows.cli import ingest as ingest_cli
+from citeops.flows.cli import model as model_cli
+from citeops.flows.cli import serve as serve_cli
+from citeops.flows.cli import stack as stack_cli
+from citeops.flows.cli.common import run_cli
 
 app = typer.Typer(
     name="citeops",

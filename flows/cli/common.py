@@ -8,8 +8,8 @@ from typing import Any
 
 import typer
 
-from configs.settings import Settings, SettingsError, load_settings
-from tasks.errors import CiteopsError
+from citeops.configs.settings import Settings, SettingsError, load_settings
+from citeops.tasks.errors import CiteopsError
 
 
 def settings_from(**overrides: Any) -> Settings:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import info, print_json, settings_from
+from citeops.flows.cli.common import info, print_json, settings_from
 
 app = typer.Typer(help="Benchmark datasets (SciFact, Citation-Integrity).", no_args_is_help=True)
 
@@ -20,8 +20,8 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Examples and label counts for every dataset and split found."""
-    from tasks.data.multivers import dataset_stats
-    from tasks.errors import DataFileError
+    from citeops.tasks.data.multivers import dataset_stats
+    from citeops.tasks.errors import DataFileError
 
     settings = settings_from(data_dir=data_dir)
     stats_ = dataset_stats(settings.data_dir)
@@ -48,7 +48,7 @@ def fetch(
     ] = None,
 ) -> None:
     """Download SciFact and Citation-Integrity and verify their SHA-256 sums."""
-    from tasks.data.fetch import fetch_datasets
+    from citeops.tasks.data.fetch import fetch_datasets
 
     settings = settings_from(data_base_url=base_url)
     target = (dest or settings.data_dir).expanduser().resolve()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from flows.cli.common import info, print_json, settings_from
+from citeops.flows.cli.common import info, print_json, settings_from
 
 EVIDENTLY_PYTHON_ENV = "CITEOPS_EVIDENTLY_PYTHON"
 
@@ -38,7 +38,7 @@ def drift(
     as_json: bool = typer.Option(False, "--json", help="print the JSON summary"),
 ) -> None:
     """Compare production queries with the training data; write the HTML + JSON report."""
-    from tasks.drift.monitor import run_drift
+    from citeops.tasks.drift.monitor import run_drift
 
     settings = settings_from()
     report = run_drift(
@@ -75,7 +75,7 @@ def trigger(
     """Decide whether to retrain (feedback count, latest drift, --force); record the decision."""
     import json
 
-    from tasks.trigger import latest_drift_summary, should_retrain
+    from citeops.tasks.trigger import latest_drift_summary, should_retrain
 
     settings = settings_from()
     summary = (
@@ -109,7 +109,7 @@ def bench_drift(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Time a drift run on ROWS generated queries; compare with Evidently when available."""
-    from tasks.drift.bench import run_speed_bench
+    from citeops.tasks.drift.bench import run_speed_bench
 
     settings = settings_from()
     python = evidently_python or os.environ.get(EVIDENTLY_PYTHON_ENV)
@@ -145,7 +145,7 @@ def bench_drift_calibration(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """False-alarm rate (SciFact vs SciFact) and power (Citation-Integrity mixed in)."""
-    from tasks.drift.calibration import run_calibration
+    from citeops.tasks.drift.calibration import run_calibration
 
     result = run_calibration(
         settings_from(),
@@ -161,7 +161,7 @@ def bench_drift_calibration(
     if as_json:
         print_json(result)
         return
-    from tasks.drift.calibration import format_calibration
+    from citeops.tasks.drift.calibration import format_calibration
 
     typer.echo(format_calibration(result))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli.common import info, print_json, settings_from
+from citeops.flows.cli.common import info, print_json, settings_from
 
 feedback_app = typer.Typer(help="The curated feedback store.", no_args_is_help=True)
 
@@ -25,7 +25,7 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="Print only the report JSON."),
 ) -> None:
     """Ingest new feedback and query logs: validate, dedupe, quarantine, store."""
-    from tasks.ingest.pipeline import ingest as run_ingest
+    from citeops.tasks.ingest.pipeline import ingest as run_ingest
 
     settings = settings_from()
     every = settings.ingest.progress_every_lines
@@ -59,7 +59,7 @@ def ingest(
 @feedback_app.command("stats")
 def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Summarise the curated store: feedback, conflicts, leaks, quarantine, objects."""
-    from tasks.store.queries import feedback_stats
+    from citeops.tasks.store.queries import feedback_stats
 
     summary = feedback_stats(settings_from())
     if as_json:
@@ -95,7 +95,7 @@ def bench_ingest(
 ) -> None:
     """Generate realistic feedback lines, ingest them into a fresh SQLite store, and report
     lines/s and peak memory beside the baseline of reading and JSON-parsing them only."""
-    from tasks.ingest.bench import run_bench
+    from citeops.tasks.ingest.bench import run_bench
 
     settings = settings_from(ingest={"bench_lines": lines})
     result = run_bench(settings, progress=info)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli.common import info, print_json, settings_from
+from citeops.flows.cli.common import info, print_json, settings_from
 
 
 def train_command(
@@ -17,7 +17,7 @@ def train_command(
     as_json: bool = typer.Option(False, "--json", help="Print {run_id, model_uri, ...} as JSON."),
 ) -> None:
     """Fine-tune the verifier, track the run in MLflow and register a new model version."""
-    from tasks.model.train import train_model
+    from citeops.tasks.model.train import train_model
 
     settings = settings_from(
         model={"base_model": base_model},
@@ -58,7 +58,7 @@ def evaluate_command(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Macro/per-class F1, AUROC and latency on the test sets, beside the majority baseline."""
-    from tasks.model.evaluate import evaluate_model
+    from citeops.tasks.model.evaluate import evaluate_model
 
     settings = settings_from(evaluate={"max_examples": max_examples})
     if precision not in ("fp32", "bf16", "int8"):
@@ -96,7 +96,7 @@ def bench_train_command(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Training throughput: pad-to-512 pyvers-style loop vs ours (bucketed, bf16)."""
-    from tasks.model.bench import bench_train
+    from citeops.tasks.model.bench import bench_train
 
     settings = settings_from(model={"base_model": base_model})
     figures = bench_train(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli.common import info, print_json, settings_from
+from citeops.flows.cli.common import info, print_json, settings_from
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -31,8 +31,8 @@ def serve(
 
     import uvicorn
 
-    from serving.app import apply_omp_wait_policy, create_app, default_loader, startup_uri
-    from tasks.errors import CiteopsError
+    from citeops.serving.app import apply_omp_wait_policy, create_app, default_loader, startup_uri
+    from citeops.tasks.errors import CiteopsError
 
     settings = settings_from(serve={"host": host, "port": port})
     apply_omp_wait_policy(settings)
@@ -75,8 +75,8 @@ def bench_serve(
 ) -> None:
     """Throughput and latency of `citeops serve` against a per-request transformers
     pipeline server (fp32, same model), plus a blue-green swap test under load."""
-    from serving.app import apply_omp_wait_policy
-    from serving.bench import BenchOptions, format_report, run_serve_bench
+    from citeops.serving.app import apply_omp_wait_policy
+    from citeops.serving.bench import BenchOptions, format_report, run_serve_bench
 
     settings = settings_from(serve={"precision": precision})
     apply_omp_wait_policy(settings)  # for the in-process agreement check

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import info, print_json, settings_from
+from citeops.flows.cli.common import info, print_json, settings_from
 
 ProfileOption = Annotated[
     str | None, typer.Option("--profile", help="settings profile: local, production, test")
@@ -42,8 +42,8 @@ def up(
     json_out: JsonOption = False,
 ) -> None:
     """Start the stack and wait until every part answers; starting twice is harmless."""
-    from tasks.stack.errors import StackError
-    from tasks.stack.stack import stack_up
+    from citeops.tasks.stack.errors import StackError
+    from citeops.tasks.stack.stack import stack_up
 
     stack = {"deploy_on_up": False if no_deploy else None, "serve": False if no_serve else None}
     settings = settings_from(profile=profile, stack=stack)
@@ -57,7 +57,7 @@ def up(
 
 def down(profile: ProfileOption = None, json_out: JsonOption = False) -> None:
     """Stop exactly the processes `citeops up` started (recorded in the state folder)."""
-    from tasks.stack.stack import stack_down
+    from citeops.tasks.stack.stack import stack_down
 
     settings = settings_from(profile=profile)
     _report(stack_down(settings), json_out)
@@ -65,7 +65,7 @@ def down(profile: ProfileOption = None, json_out: JsonOption = False) -> None:
 
 def status(profile: ProfileOption = None, json_out: JsonOption = False) -> None:
     """Show each part of the stack: running and answering, or not; URLs, PIDs, logs."""
-    from tasks.stack.stack import stack_config, stack_status
+    from citeops.tasks.stack.stack import stack_config, stack_status
 
     settings = settings_from(profile=profile)
     states = stack_status(settings)
@@ -80,7 +80,7 @@ def status(profile: ProfileOption = None, json_out: JsonOption = False) -> None:
 
 def deploy(profile: ProfileOption = None) -> None:
     """Create the work pools and deploy every flow in prefect.yaml to the Prefect API."""
-    from tasks.stack.deploy import deploy_flows
+    from citeops.tasks.stack.deploy import deploy_flows
 
     settings = settings_from(profile=profile)
     log = deploy_flows(settings)

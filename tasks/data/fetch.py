@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.errors import ChecksumError, DataFileError
+from citeops.tasks.errors import ChecksumError, DataFileError
 
 SUMS_FILE = Path(__file__).with_name("SHA256SUMS")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import DataFileError
+from citeops.tasks.errors import DataFileError
 
 LABELS: tuple[str, ...] = ("SUPPORT", "NEI", "REFUTE")
 LABEL2ID: dict[str, int] = {label: i for i, label in enumerate(LABELS)}

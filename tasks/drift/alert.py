@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tasks.drift.detect import DriftReport
+from citeops.tasks.drift.detect import DriftReport
 
 
 def alert_payload(report: DriftReport) -> dict[str, Any]:

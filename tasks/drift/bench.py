@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasks.data.multivers import LABELS, read_splits
-from tasks.drift.calibration import fit_standin
-from tasks.drift.checks import token_lengths
-from tasks.drift.current import read_query_folder
-from tasks.drift.detect import detect_drift
-from tasks.drift.reference import ReferencePredictions, holdout_examples, load_reference
-from tasks.drift.report import write_report
+from citeops.tasks.data.multivers import LABELS, read_splits
+from citeops.tasks.drift.calibration import fit_standin
+from citeops.tasks.drift.checks import token_lengths
+from citeops.tasks.drift.current import read_query_folder
+from citeops.tasks.drift.detect import detect_drift
+from citeops.tasks.drift.reference import ReferencePredictions, holdout_examples, load_reference
+from citeops.tasks.drift.report import write_report
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 PART_LINES = 10_000
 EVIDENTLY_SCRIPT = Path(__file__).parent / "benchmarks" / "evidently_compare.py"

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasks.data.multivers import LABELS, SPLITS, Example, read_split
-from tasks.drift.current import QueryWindow, window_from_records
-from tasks.drift.detect import DriftReport, detect_drift
-from tasks.drift.reference import ReferencePredictions, build_reference
+from citeops.tasks.data.multivers import LABELS, SPLITS, Example, read_split
+from citeops.tasks.drift.current import QueryWindow, window_from_records
+from citeops.tasks.drift.detect import DriftReport, detect_drift
+from citeops.tasks.drift.reference import ReferencePredictions, build_reference
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 SHARES = (1.0, 0.5, 0.25, 0.10)
 DETECTED_RATE = 0.8
@@ -150,7 +150,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(pool_datasets: Sequence[str]) -> None:
-    from configs.settings import load_settings
+    from citeops.configs.settings import load_settings
 
     settings = load_settings()
     _WORKER.update(settings=settings, data=_calibration_data(settings, pool_datasets))

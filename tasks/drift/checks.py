@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from configs.settings import DriftSettings
+from citeops.configs.settings import DriftSettings
 
 CheckKind = Literal["text", "length", "oov", "label_mix", "confidence"]
 Status = Literal["drift", "no drift", "not enough data", "skipped"]

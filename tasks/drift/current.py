@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasks.errors import CiteopsError
+from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 PARTITION_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
@@ -181,7 +181,7 @@ def read_query_folder(folder: Path | str, since: datetime | None = None) -> Quer
     return window
 
 
-STORE_MODULES = ("tasks.store.queries", "tasks.store")
+STORE_MODULES = ("citeops.tasks.store.queries", "citeops.tasks.store")
 
 
 def store_function(*names: str) -> Callable[..., Any] | None:

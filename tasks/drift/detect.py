@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from configs.settings import DriftSettings
-from tasks.drift.checks import (
+from citeops.configs.settings import DriftSettings
+from citeops.tasks.drift.checks import (
     NOT_ENOUGH_DATA,
     CheckResult,
     claim_units,
@@ -23,8 +23,8 @@ from tasks.drift.checks import (
     skipped,
     token_lengths,
 )
-from tasks.drift.current import QueryWindow
-from tasks.drift.reference import Reference
+from citeops.tasks.drift.current import QueryWindow
+from citeops.tasks.drift.reference import Reference
 
 NO_REFERENCE_PREDICTIONS = "no reference predictions"
 CHECK_NAMES = (

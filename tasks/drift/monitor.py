@@ -7,14 +7,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.drift.alert import alert_if_drift
-from tasks.drift.current import QueryWindow, load_current_window
-from tasks.drift.detect import DriftReport, detect_drift
-from tasks.drift.reference import Reference, load_reference, reference_predictions
-from tasks.drift.report import write_report
+from citeops.tasks.drift.alert import alert_if_drift
+from citeops.tasks.drift.current import QueryWindow, load_current_window
+from citeops.tasks.drift.detect import DriftReport, detect_drift
+from citeops.tasks.drift.reference import Reference, load_reference, reference_predictions
+from citeops.tasks.drift.report import write_report
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 
 def prepare_reference(
@@ -36,7 +36,7 @@ def log_drift_run(report: DriftReport, settings: Settings, reference: Reference)
     """Log the report as an MLflow monitoring run (metrics per check, HTML + JSON
     artifacts, reference predictions); returns the run id."""
     import mlflow
-    from tasks.model.registry import ensure_experiment
+    from citeops.tasks.model.registry import ensure_experiment
 
     experiment_id = ensure_experiment(settings, settings.drift.mlflow_experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name="drift") as run:
@@ -97,7 +97,7 @@ def run_drift(
             report, settings.drift.alert_webhook_url, settings.drift.alert_timeout_seconds
         )
     if log_mlflow or alert:  # keep the JSON summary in step with the run id and alert record
-        from tasks.drift.report import write_summary
+        from citeops.tasks.drift.report import write_summary
 
         write_summary(report, Path(report.summary_path or ""))
     return report

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasks.data.multivers import LABELS, Example, read_splits, shuffled
-from tasks.drift.checks import token_lengths, vocabulary
+from citeops.tasks.data.multivers import LABELS, Example, read_splits, shuffled
+from citeops.tasks.drift.checks import token_lengths, vocabulary
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 TRAIN_SPLIT = "train"
 HOLDOUT_SPLIT = "dev"
@@ -217,7 +217,7 @@ def compute_reference_predictions(
     Raises:
         ModelLoadError: the model cannot be resolved or loaded.
     """
-    from tasks.model.predictor import load_verifier
+    from citeops.tasks.model.predictor import load_verifier
 
     verifier = load_verifier(model_uri, settings)
     held = holdout_examples(settings, datasets)
@@ -248,7 +248,7 @@ def reference_predictions(
     Returns ``(None, reason)`` when the model cannot be loaded, so that prediction checks
     report "no reference predictions" instead of failing the run.
     """
-    from tasks.model.predictor import ModelLoadError, resolve_version
+    from citeops.tasks.model.predictor import ModelLoadError, resolve_version
 
     uri = model_uri or default_model_uri(settings)
     try:

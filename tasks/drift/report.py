@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks.drift.checks import CheckResult
-from tasks.drift.detect import DriftReport
+from citeops.tasks.drift.checks import CheckResult
+from citeops.tasks.drift.detect import DriftReport
 
 REFERENCE_COLOUR = "#4c72b0"
 CURRENT_COLOUR = "#dd8452"

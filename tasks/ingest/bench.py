@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tasks.data.multivers import LABELS, normalise_claim, read_split
-from tasks.errors import CiteopsError
+from citeops.tasks.data.multivers import LABELS, normalise_claim, read_split
+from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 LABEL_WEIGHTS = (0.45, 0.35, 0.20)
 BAD_KINDS = (
@@ -207,8 +207,8 @@ def baseline(root: Path) -> dict[str, float]:
 
 def worker_main() -> None:
     """Child process: ingest CITEOPS_LOG_ROOT, print the report, timing and peak RSS."""
-    from configs.settings import load_settings
-    from tasks.ingest.pipeline import ingest
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.ingest.pipeline import ingest
 
     settings = load_settings()
     started = time.perf_counter()
@@ -257,7 +257,7 @@ def run_bench(
         }
         started = time.perf_counter()
         child = subprocess.run(
-            [sys.executable, "-c", "from tasks.ingest.bench import worker_main; worker_main()"],
+            [sys.executable, "-c", "from citeops.tasks.ingest.bench import worker_main; worker_main()"],
             env=env,
             capture_output=True,
             text=True,

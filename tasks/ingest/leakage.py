@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tasks.data.multivers import normalise_claim, read_split
+from citeops.tasks.data.multivers import normalise_claim, read_split
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 
 def benchmark_test_claims(settings: Settings) -> frozenset[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from tasks.data.multivers import LABELS
+from citeops.tasks.data.multivers import LABELS
 
 # reason -> what it means; parse-time reasons first, then those the GX suites give
 REASONS: dict[str, str] = {

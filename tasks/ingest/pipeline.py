@@ -31,16 +31,16 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from tasks.ingest.parse import ParsedChunk, Reject, parse_lines
-from tasks.ingest.sources import (
+from citeops.tasks.ingest.parse import ParsedChunk, Reject, parse_lines
+from citeops.tasks.ingest.sources import (
     LineReader,
     LogObject,
     list_objects,
     open_object,
     resolve_root,
 )
-from tasks.store.schema import StoreError, ingest_objects, ingest_runs, open_store, utc_now
-from tasks.store.writer import (
+from citeops.tasks.store.schema import StoreError, ingest_objects, ingest_runs, open_store, utc_now
+from citeops.tasks.store.writer import (
     StoreCounts,
     add_pair_keys,
     begin_object,
@@ -54,8 +54,8 @@ from tasks.store.writer import (
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from configs.settings import Settings
-    from tasks.ingest.validate import BatchValidator
+    from citeops.configs.settings import Settings
+    from citeops.tasks.ingest.validate import BatchValidator
 
 REPORT_KEYS = (
     "objects",
@@ -376,8 +376,8 @@ def ingest(
         DataFileError: the benchmark test sets for the leakage guard are missing.
         StoreError: the curated store cannot be opened.
     """
-    from tasks.ingest.leakage import benchmark_test_claims
-    from tasks.store.queries import new_feedback_since_last_training
+    from citeops.tasks.ingest.leakage import benchmark_test_claims
+    from citeops.tasks.store.queries import new_feedback_since_last_training
 
     started = time.monotonic()
     root = resolve_root(settings, source)
@@ -397,7 +397,7 @@ def ingest(
 
             planned_bytes = sum(obj.size for obj in plan.new)
             if planned_bytes >= settings.ingest.parallel_parse_min_bytes:
-                from tasks.ingest.prefetch import Prefetcher
+                from citeops.tasks.ingest.prefetch import Prefetcher
 
                 with Prefetcher(settings, plan.new) as prefetcher:
                     prefetcher.feed(benchmark_test_claims(settings))
@@ -413,7 +413,7 @@ def ingest(
                         )
                         report.add(result)
             else:
-                from tasks.ingest.validate import BatchValidator
+                from citeops.tasks.ingest.validate import BatchValidator
 
                 leaked_claims = benchmark_test_claims(settings)
                 validator = BatchValidator(settings)

@@ -18,15 +18,15 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from tasks.errors import CiteopsError
+from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
-    from tasks.ingest.pipeline import PreparedChunk
-    from tasks.ingest.sources import LogObject
+    from citeops.configs.settings import Settings
+    from citeops.tasks.ingest.pipeline import PreparedChunk
+    from citeops.tasks.ingest.sources import LogObject
 
 DROP_FROM_ROWS = ("raw", "ts", "prob_sum")  # only the validation needed them
-CHILD = "from tasks.ingest.prefetch import child_main; child_main()"
+CHILD = "from citeops.tasks.ingest.prefetch import child_main; child_main()"
 
 
 class PrefetchError(CiteopsError):
@@ -41,9 +41,9 @@ def produce(
 ) -> None:
     """Write ``("chunk", uri, PreparedChunk)`` for every chunk of every object, then
     ``("end", uri, (size, etag))`` per object; ``("error", None, error)`` on failure."""
-    from tasks.ingest.pipeline import ObjectReader, bulk_gc, prepare_chunk
-    from tasks.ingest.validate import BatchValidator
-    from tasks.store.schema import utc_now
+    from citeops.tasks.ingest.pipeline import ObjectReader, bulk_gc, prepare_chunk
+    from citeops.tasks.ingest.validate import BatchValidator
+    from citeops.tasks.store.schema import utc_now
 
     def send(message: tuple[str, str | None, Any]) -> None:
         pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from tasks.errors import CiteopsError
+from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 READ_BLOCK = 1 << 20
 
@@ -99,7 +99,7 @@ def _list_local(root: Path) -> list[LogObject]:
 def _list_s3(settings: Settings, root: str) -> list[LogObject]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from tasks.s3 import s3_client, split_s3_uri
+    from citeops.tasks.s3 import s3_client, split_s3_uri
 
     bucket, prefix = split_s3_uri(root)
     client = s3_client(settings)
@@ -133,7 +133,7 @@ def open_object(settings: Settings, obj: LogObject) -> IO[bytes]:
     if obj.uri.startswith("s3://"):
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from tasks.s3 import s3_client, split_s3_uri
+        from citeops.tasks.s3 import s3_client, split_s3_uri
 
         bucket, key = split_s3_uri(obj.uri)
         try:

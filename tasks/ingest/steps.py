@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.ingest.pipeline import (
+from citeops.tasks.ingest.pipeline import (
     IngestReport,
     ObjectReader,
     ObjectResult,
@@ -28,13 +28,13 @@ from tasks.ingest.pipeline import (
     start_run,
     store_object,
 )
-from tasks.ingest.sources import LogObject, resolve_root
-from tasks.store.schema import open_store, utc_now
+from citeops.tasks.ingest.sources import LogObject, resolve_root
+from citeops.tasks.store.schema import open_store, utc_now
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
-    from tasks.ingest.parse import ParsedChunk
-    from tasks.ingest.validate import BatchValidator
+    from citeops.configs.settings import Settings
+    from citeops.tasks.ingest.parse import ParsedChunk
+    from citeops.tasks.ingest.validate import BatchValidator
 
 RETRY_DELAYS = [2, 5, 15]
 
@@ -59,7 +59,7 @@ def list_new_objects(settings: Settings, source: str | None) -> Plan:
 
 @task(name="benchmark-test-claims", cache_policy=NO_CACHE)
 def benchmark_test_claims_task(settings: Settings) -> frozenset[str]:
-    from tasks.ingest.leakage import benchmark_test_claims
+    from citeops.tasks.ingest.leakage import benchmark_test_claims
 
     return benchmark_test_claims(settings)
 
@@ -82,7 +82,7 @@ def read_and_parse(settings: Settings, obj: LogObject) -> ReadObject:
 @task(name="build-validator", cache_policy=NO_CACHE)
 def build_validator(settings: Settings) -> BatchValidator:
     """The Great Expectations context with the feedback and queries suites (once a run)."""
-    from tasks.ingest.validate import BatchValidator
+    from citeops.tasks.ingest.validate import BatchValidator
 
     return BatchValidator(settings)
 
@@ -122,7 +122,7 @@ def summarise(
     settings: Settings, plan: Plan, results: list[ObjectResult], run_id: int | None
 ) -> IngestReport:
     """Sum the objects' results, count new feedback since the last training, close the run."""
-    from tasks.store.queries import new_feedback_since_last_training
+    from citeops.tasks.store.queries import new_feedback_since_last_training
 
     report = IngestReport(source=plan.root, changed=plan.changed)
     for result in results:

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tasks.ingest.parse import _EPOCH, Reject
+from citeops.tasks.ingest.parse import _EPOCH, Reject
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 SUITES_DIR = Path(__file__).parent / "suites"
 KINDS = ("feedback", "queries")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from configs.settings import ModelSettings
-from tasks.data.multivers import ID2LABEL, LABEL2ID
-from tasks.errors import CiteopsError
+from citeops.configs.settings import ModelSettings
+from citeops.tasks.data.multivers import ID2LABEL, LABEL2ID
+from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

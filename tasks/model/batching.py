@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
-    from tasks.data.multivers import Example
+    from citeops.tasks.data.multivers import Example
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from tasks.data.multivers import Example, read_split, shuffled
+from citeops.tasks.data.multivers import Example, read_split, shuffled
 
 if TYPE_CHECKING:
     import torch
 
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 
 @dataclass
@@ -93,7 +93,7 @@ def bucketed_batch_iter(
     seed: int,
 ) -> Iterable[dict[str, torch.Tensor]]:
     """Our pipeline: tokenise once, bucketed batches, pad each batch to its longest pair."""
-    from tasks.model.batching import bucketed_batches, collate_padded, encode_examples
+    from citeops.tasks.model.batching import bucketed_batches, collate_padded, encode_examples
 
     pairs = encode_examples(tokenizer, examples, max_length)
     batches = bucketed_batches([len(p) for p in pairs], batch_size, bucket_size_multiplier, seed)
@@ -118,7 +118,7 @@ class SideRunner:
         learning_rate: float,
         bf16: bool,
     ) -> None:
-        from tasks.model.optim import build_optimizer
+        from citeops.tasks.model.optim import build_optimizer
 
         self.model = model
         self.model.train()
@@ -155,8 +155,8 @@ def score(
     model: Any, tokenizer: Any, examples: Sequence[Example], max_length: int
 ) -> dict[str, float]:
     """Macro F1 and accuracy on ``examples`` through the shared inference path (fp32)."""
-    from tasks.model.metrics import classification_metrics
-    from tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.model.metrics import classification_metrics
+    from citeops.tasks.model.predictor import ClaimVerifier
 
     verifier = ClaimVerifier(model, tokenizer, max_length=max_length)
     probs = verifier.predict_proba([e.claim for e in examples], [e.evidence for e in examples])
@@ -206,8 +206,8 @@ def bench_train(
     """
     import torch
 
-    from tasks.model.base import load_base
-    from tasks.model.train import cpu_supports_bf16
+    from citeops.tasks.model.base import load_base
+    from citeops.tasks.model.train import cpu_supports_bf16
 
     say = progress or (lambda _msg: None)
     seed = settings.train.seed

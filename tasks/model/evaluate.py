@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasks.data.multivers import Example, read_split, shuffled
-from tasks.model.metrics import classification_metrics, majority_baseline
+from citeops.tasks.data.multivers import Example, read_split, shuffled
+from citeops.tasks.model.metrics import classification_metrics, majority_baseline
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
-    from tasks.model.predictor import ClaimVerifier, Precision
+    from citeops.configs.settings import Settings
+    from citeops.tasks.model.predictor import ClaimVerifier, Precision
 
 
 @dataclass
@@ -105,7 +105,7 @@ def evaluate_dataset(
 def log_evaluation_run(settings: Settings, result: EvaluationResult) -> str:
     """An MLflow run (``evaluate``) with the model URI, per-dataset metrics and the JSON."""
     import mlflow
-    from tasks.model.registry import ensure_experiment
+    from citeops.tasks.model.registry import ensure_experiment
 
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate") as run:
@@ -141,7 +141,7 @@ def evaluate_model(
         ModelLoadError: the URI does not resolve to a model.
         DataFileError: a dataset file is missing or corrupt.
     """
-    from tasks.model.predictor import load_verifier
+    from citeops.tasks.model.predictor import load_verifier
 
     verifier = load_verifier(model_uri, settings, precision=precision)
     result = EvaluationResult(model_uri, verifier.model_version)

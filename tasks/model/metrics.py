@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.data.multivers import LABELS
+from citeops.tasks.data.multivers import LABELS
 
 
 def _as_tensors(probs: Any, targets: Any) -> tuple[Any, Any]:

@@ -17,16 +17,16 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from tasks.data.multivers import LABELS, Example
-from tasks.model.batching import (
+from citeops.tasks.data.multivers import LABELS, Example
+from citeops.tasks.model.batching import (
     BucketBatchSampler,
     EncodedDataset,
     collate_padded,
     encode_examples,
     sorted_batches,
 )
-from tasks.model.metrics import classification_metrics, per_group_f1
-from tasks.model.optim import build_optimizer
+from citeops.tasks.model.metrics import classification_metrics, per_group_f1
+from citeops.tasks.model.optim import build_optimizer
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from tasks.data.multivers import LABELS
-from tasks.errors import CiteopsError
+from citeops.tasks.data.multivers import LABELS
+from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 Precision = Literal["fp32", "bf16", "int8"]
 HF_DIR_NAME = "hf_model"

@@ -17,7 +17,7 @@ class ClaimVerifierPyfunc(mlflow.pyfunc.PythonModel):
     """``predict(DataFrame[claim, evidence]) -> DataFrame[label, p_<LABEL>...]``."""
 
     def load_context(self, context: Any) -> None:
-        from tasks.model.predictor import ClaimVerifier, find_hf_dir
+        from citeops.tasks.model.predictor import ClaimVerifier, find_hf_dir
 
         self.verifier = ClaimVerifier.from_dir(find_hf_dir(Path(context.artifacts["hf_model"])))
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.errors import CiteopsError
-from tasks.model.predictor import HF_DIR_NAME, META_FILE
+from citeops.tasks.errors import CiteopsError
+from citeops.tasks.model.predictor import HF_DIR_NAME, META_FILE
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
     from mlflow import MlflowClient
 
 MODEL_NAME = "model"  # the logged model's name inside a run
@@ -92,7 +92,7 @@ def _signature() -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from tasks.data.multivers import LABELS
+    from citeops.tasks.data.multivers import LABELS
 
     inputs = Schema([ColSpec("string", "claim"), ColSpec("string", "evidence")])
     outputs = Schema([ColSpec("string", "label")] + [ColSpec("float", f"p_{x}") for x in LABELS])
@@ -102,7 +102,7 @@ def _signature() -> Any:
 def log_verifier(folder: Path, name: str = MODEL_NAME) -> str:
     """Log a ``save_pretrained`` folder as a pyfunc model in the active run; its URI."""
     import mlflow
-    from tasks.model.pyfunc import ClaimVerifierPyfunc
+    from citeops.tasks.model.pyfunc import ClaimVerifierPyfunc
 
     pyfunc_log = logging.getLogger("mlflow.pyfunc")
     level = pyfunc_log.level

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.data.multivers import (
+from citeops.tasks.data.multivers import (
     LABELS,
     Example,
     claims_file,
@@ -31,10 +31,10 @@ from tasks.data.multivers import (
     read_splits,
     shuffled,
 )
-from tasks.errors import CiteopsError
+from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 
 # the mean over datasets of dev macro F1: what `citeops evaluate` reports on the test sets
@@ -107,7 +107,7 @@ def load_training_data(settings: Settings) -> tuple[list[Example], list[Example]
     train = read_splits(settings.data_dir, cfg.datasets, "train", seed=cfg.seed)
     dev = read_splits(settings.data_dir, cfg.datasets, "dev", seed=cfg.seed)
     if cfg.include_feedback:
-        from tasks.store.queries import training_feedback
+        from citeops.tasks.store.queries import training_feedback
 
         feedback = training_feedback(settings)
         if feedback:
@@ -208,7 +208,7 @@ def build_trainer(settings: Settings, precision: str, callbacks: list[Any], prog
     if progress:  # on stderr, so that `--json` output on stdout stays parseable
         from lightning.pytorch.callbacks import RichProgressBar
 
-        from tasks.model.module import EpochSummary
+        from citeops.tasks.model.module import EpochSummary
 
         callbacks = [*callbacks, RichProgressBar(console_kwargs={"stderr": True}), EpochSummary()]
     return L.Trainer(
@@ -241,16 +241,16 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
     import lightning as L
 
     import mlflow
-    from tasks.model.base import load_base
-    from tasks.model.batching import class_weights
-    from tasks.model.module import (
+    from citeops.tasks.model.base import load_base
+    from citeops.tasks.model.batching import class_weights
+    from citeops.tasks.model.module import (
         BestWeights,
         ClaimDataModule,
         ClaimVerifierModule,
         MlflowEpochLogger,
         OptimConfig,
     )
-    from tasks.model.registry import (
+    from citeops.tasks.model.registry import (
         ensure_experiment,
         log_verifier,
         register_version,
@@ -346,7 +346,7 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
             logged_uri = log_verifier(folder)
     registered = register_version(settings, logged_uri, run.info.run_id)
     if cfg.include_feedback:
-        from tasks.store.queries import mark_training
+        from citeops.tasks.store.queries import mark_training
 
         mark_training(settings, at=data_cutoff, note=f"run {run.info.run_id}")
     if cfg.register_alias:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 PROBE_ARTIFACT = "stack-check/probe.json"
 
@@ -57,7 +57,7 @@ def probe_mlflow(settings: Settings) -> dict[str, Any]:
 
 def probe_log_root(settings: Settings) -> dict[str, Any]:
     """Write ``stack-check/<uuid>.json`` under the log root (folder or S3) and read it back."""
-    from tasks.s3 import s3_client, split_s3_uri
+    from citeops.tasks.s3 import s3_client, split_s3_uri
 
     body = json.dumps({"probe": uuid.uuid4().hex}).encode()
     key = f"stack-check/{uuid.uuid4().hex}.json"

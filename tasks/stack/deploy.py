@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from tasks.stack.errors import StackError
-from tasks.stack.processes import log_path, tail
-from tasks.stack.resources import redact_url
-from tasks.stack.services import base_env, bin_path, project_dir
+from citeops.tasks.stack.errors import StackError
+from citeops.tasks.stack.processes import log_path, tail
+from citeops.tasks.stack.resources import redact_url
+from citeops.tasks.stack.services import base_env, bin_path, project_dir
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 DEPLOY_LOG = "deploy"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.errors import CiteopsError
+from citeops.tasks.errors import CiteopsError
 
 
 class StackError(CiteopsError):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from tasks.stack.errors import StackError
+from citeops.tasks.stack.errors import StackError
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
 
@@ -80,7 +80,7 @@ def require_bucket(settings: Settings, uri: str) -> None:
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from tasks.s3 import s3_client, split_s3_uri
+    from citeops.tasks.s3 import s3_client, split_s3_uri
 
     bucket, _ = split_s3_uri(uri)
     endpoint = settings.s3.endpoint_url or "AWS S3"

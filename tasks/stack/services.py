@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 PREFECT_SERVER = "prefect-server"
 MLFLOW_SERVER = "mlflow-server"
@@ -44,7 +44,7 @@ class ServiceSpec:
 
 def project_dir() -> Path:
     """The folder holding prefect.yaml, mlflow/ and the flows (the repository root)."""
-    import configs
+    import citeops.configs as configs
 
     return Path(configs.__file__).resolve().parent.parent
 
@@ -133,7 +133,7 @@ def mlflow_server_spec(settings: Settings) -> ServiceSpec:
 
 def serving_available() -> bool:
     """True when the `citeops serve` command is installed (flows/cli/serve.py)."""
-    return importlib.util.find_spec("flows.cli.serve") is not None
+    return importlib.util.find_spec("citeops.flows.cli.serve") is not None
 
 
 def serving_spec(settings: Settings) -> ServiceSpec:

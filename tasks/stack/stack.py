@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from tasks.stack.errors import PortTakenError, StackError
-from tasks.stack.health import http_ok, wait_healthy, worker_online
-from tasks.stack.processes import (
+from citeops.tasks.stack.errors import PortTakenError, StackError
+from citeops.tasks.stack.health import http_ok, wait_healthy, worker_online
+from citeops.tasks.stack.processes import (
     ProcessRecord,
     is_alive,
     port_is_free,
@@ -25,8 +25,8 @@ from tasks.stack.processes import (
     start_process,
     stop_process,
 )
-from tasks.stack.resources import prepare_resources, redact_url
-from tasks.stack.services import (
+from citeops.tasks.stack.resources import prepare_resources, redact_url
+from citeops.tasks.stack.services import (
     MLFLOW_SERVER,
     PREFECT_SERVER,
     SERVICES,
@@ -42,7 +42,7 @@ from tasks.stack.services import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 Note = Callable[[str], None]
 
@@ -155,7 +155,7 @@ def _stack_up(settings: Settings, only: Iterable[str] | None, note: Note) -> lis
             if settings.stack.deploy_on_up:
                 _deploy(settings, states, note)
         if WORKER in to_start:
-            from tasks.stack.deploy import ensure_work_pools
+            from citeops.tasks.stack.deploy import ensure_work_pools
 
             ensure_work_pools(settings)
             record = launch(WORKER)
@@ -219,7 +219,7 @@ def _wait_http(
 
 def _deploy(settings: Settings, states: dict[str, ServiceState], note: Note) -> None:
     """Deploy prefect.yaml; a failure is reported, not fatal (the servers are fine)."""
-    from tasks.stack.deploy import deploy_flows
+    from citeops.tasks.stack.deploy import deploy_flows
 
     try:
         log = deploy_flows(settings)

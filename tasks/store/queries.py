@@ -20,8 +20,8 @@ import orjson
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from tasks.data.multivers import LABEL2ID, Example
-from tasks.store.schema import (
+from citeops.tasks.data.multivers import LABEL2ID, Example
+from citeops.tasks.store.schema import (
     feedback,
     ingest_objects,
     ingest_runs,
@@ -35,7 +35,7 @@ from tasks.store.schema import (
 )
 
 if TYPE_CHECKING:
-    from configs.settings import Settings
+    from citeops.configs.settings import Settings
 
 QUERY_FIELDS = (
     "request_id",

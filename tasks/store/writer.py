@@ -27,9 +27,9 @@ import orjson
 from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.engine import Connection
 
-from tasks.data.multivers import normalise_claim
-from tasks.ingest.parse import Reject, raw_text
-from tasks.store.schema import (
+from citeops.tasks.data.multivers import normalise_claim
+from citeops.tasks.ingest.parse import Reject, raw_text
+from citeops.tasks.store.schema import (
     feedback,
     ingest_objects,
     quarantine,

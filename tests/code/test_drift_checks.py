@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from configs.settings import DriftSettings
-from tasks.drift.checks import (
+from citeops.configs.settings import DriftSettings
+from citeops.tasks.drift.checks import (
     CheckResult,
     claim_units,
     domain_classifier_check,

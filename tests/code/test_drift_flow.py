@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.data.multivers import read_split
+from citeops.tasks.data.multivers import read_split
 from tests.code.test_drift_run import query_records, write_query_log
 
 
@@ -23,7 +23,7 @@ def test_monitor_flow_records_decision_without_train_deployment(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.monitor import monitor
+    from citeops.flows.monitor import monitor
 
     result = monitor(
         current_dir=str(citint_queries), reference_datasets=["scifact"], force=True, ingest=False
@@ -45,7 +45,7 @@ def test_monitor_flow_starts_train_deployment(prefect_harness, citint_queries: P
     from prefect import flow
     from prefect.client.orchestration import get_client
 
-    from flows.monitor import monitor
+    from citeops.flows.monitor import monitor
 
     @flow(name="train")
     def train_stub() -> None:
@@ -70,8 +70,8 @@ def test_monitor_flow_starts_train_deployment(prefect_harness, citint_queries: P
 def test_cli_drift_and_trigger_json(
     citint_queries: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from flows.cli import app
-    from flows.cli.common import run_cli
+    from citeops.flows.cli import app
+    from citeops.flows.cli.common import run_cli
 
     code = run_cli(
         app,

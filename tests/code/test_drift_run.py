@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from configs.settings import load_settings
-from tasks.data.multivers import LABELS, Example, read_split
-from tasks.drift.current import load_current_window, read_query_folder, window_from_records
-from tasks.drift.detect import CHECK_NAMES, detect_drift
-from tasks.drift.reference import ReferencePredictions, load_reference, reference_predictions
-from tasks.drift.report import render_markdown, write_report
+from citeops.configs.settings import load_settings
+from citeops.tasks.data.multivers import LABELS, Example, read_split
+from citeops.tasks.drift.current import load_current_window, read_query_folder, window_from_records
+from citeops.tasks.drift.detect import CHECK_NAMES, detect_drift
+from citeops.tasks.drift.reference import ReferencePredictions, load_reference, reference_predictions
+from citeops.tasks.drift.report import render_markdown, write_report
 
 
 def query_records(examples: list[Example], seed: int = 0) -> list[dict[str, Any]]:
@@ -150,7 +150,7 @@ def test_report_renders_every_check(scifact_dev: list[Example], citint_dev: list
 @pytest.fixture
 def tiny_model_dir(tmp_path: Path) -> str:
     """The untrained tiny model saved as a folder that load_verifier accepts."""
-    from tasks.model.base import load_base
+    from citeops.tasks.model.base import load_base
 
     settings = load_settings()
     model, tokenizer = load_base(settings.model)
@@ -209,7 +209,7 @@ def test_run_drift_logs_to_mlflow_and_alerts(
     tmp_path: Path, citint_dev: list[Example], webhook, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow import MlflowClient
-    from tasks.drift.monitor import run_drift
+    from citeops.tasks.drift.monitor import run_drift
 
     url, received = webhook
     monkeypatch.setenv("CITEOPS_DRIFT__ALERT_WEBHOOK_URL", url)
@@ -231,7 +231,7 @@ def test_run_drift_logs_to_mlflow_and_alerts(
 
 
 def test_alert_failure_is_recorded_not_raised() -> None:
-    from tasks.drift.alert import send_alert
+    from citeops.tasks.drift.alert import send_alert
 
     result = send_alert("http://127.0.0.1:9/nothing", {"x": 1}, timeout=0.5, attempts=1)
     assert result["sent"] is False and result["error"]

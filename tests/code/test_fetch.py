@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
-from tasks.data.fetch import expected_sums, fetch_datasets
-from tasks.errors import ChecksumError
+from citeops.flows.cli import main
+from citeops.tasks.data.fetch import expected_sums, fetch_datasets
+from citeops.tasks.errors import ChecksumError
 
 
 def _source(tmp_path: Path) -> tuple[str, dict[str, str]]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from configs.settings import load_settings
+from citeops.configs.settings import load_settings
 
 
 @pytest.mark.slow
 def test_million_lines_are_accounted_in_bounded_memory() -> None:
-    from tasks.ingest.bench import run_bench
+    from citeops.tasks.ingest.bench import run_bench
 
     result = run_bench(load_settings(ingest={"bench_lines": 1_000_000}))
     report = result["report"]

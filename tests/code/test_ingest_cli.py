@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
+from citeops.flows.cli import main
 from tests.ingest_support import feedback_line, write_part
 
 

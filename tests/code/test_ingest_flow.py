@@ -10,9 +10,9 @@ from tests.ingest_support import feedback_line, query_line, store_snapshot, writ
 def test_flow_matches_the_cli_pipeline_and_publishes_its_report(
     prefect_harness: None, citeops_env: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    from configs.settings import load_settings
-    from flows.ingest import ingest_feedback
-    from tasks.ingest.pipeline import ingest
+    from citeops.configs.settings import load_settings
+    from citeops.flows.ingest import ingest_feedback
+    from citeops.tasks.ingest.pipeline import ingest
 
     lines = [feedback_line(), feedback_line(user_label="NEI"), feedback_line(), "{oops"]
     root = citeops_env / "logs"

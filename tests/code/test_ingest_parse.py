@@ -8,8 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from tasks.ingest.parse import REASONS, parse_lines
-from tasks.ingest.sources import LineReader, is_published_part, kind_of
+from citeops.tasks.ingest.parse import REASONS, parse_lines
+from citeops.tasks.ingest.sources import LineReader, is_published_part, kind_of
 from tests.ingest_support import feedback_line, query_line
 
 
@@ -92,7 +92,7 @@ def test_line_reader_splits_on_newlines_only(data: bytes, expected: list[bytes])
 
 
 def test_line_reader_cuts_long_lines_across_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tasks.ingest.sources.READ_BLOCK", 7)
+    monkeypatch.setattr("citeops.tasks.ingest.sources.READ_BLOCK", 7)
     data = b"short\n" + b"y" * 50 + b"\nend"
     out = list(LineReader(io.BytesIO(data), max_line_bytes=10))
     assert out == [(1, b"short", False), (2, b"y" * 10, True), (3, b"end", False)]
@@ -110,8 +110,8 @@ def test_published_parts_and_kinds() -> None:
 
 @pytest.fixture(scope="module")
 def validator():
-    from configs.settings import load_settings
-    from tasks.ingest.validate import BatchValidator
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.ingest.validate import BatchValidator
 
     return BatchValidator(
         load_settings(profile="test", ingest={"max_claim_chars": 60, "max_future_skew_seconds": 60})
@@ -161,7 +161,7 @@ def test_query_suite_checks_probabilities_and_latency(validator) -> None:  # noq
 
 
 def test_suite_files_are_versioned_and_name_known_reasons() -> None:
-    from tasks.ingest.validate import KINDS, load_suite
+    from citeops.tasks.ingest.validate import KINDS, load_suite
 
     for kind in KINDS:
         spec = load_suite(kind)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from configs.settings import load_settings
-from tasks.data.multivers import read_split
-from tasks.ingest.pipeline import REPORT_KEYS, ingest
+from citeops.configs.settings import load_settings
+from citeops.tasks.data.multivers import read_split
+from citeops.tasks.ingest.pipeline import REPORT_KEYS, ingest
 from tests.ingest_support import feedback_line, query_line, store_snapshot, write_part
 
 
@@ -24,7 +24,7 @@ def log_root(citeops_env: Path) -> Path:
 
 
 def quarantined(settings) -> dict[int, str]:  # noqa: ANN001
-    from tasks.store.schema import open_store, quarantine
+    from citeops.tasks.store.schema import open_store, quarantine
 
     with open_store(settings) as engine, engine.connect() as conn:
         return {r.line_no: r.reason for r in conn.execute(select(quarantine))}
@@ -77,7 +77,7 @@ def test_every_bad_line_kind_is_quarantined_with_its_reason(
 
 
 def test_accounting_identity_matches_generated_tally(log_root: Path) -> None:
-    from tasks.ingest.bench import generate
+    from citeops.tasks.ingest.bench import generate
 
     settings = load_settings(
         ingest={
@@ -131,7 +131,7 @@ def test_changed_object_is_reported_not_reread(log_root: Path) -> None:
     report = ingest(settings)
     assert [c.uri for c in report.changed] == [str(path)]
     assert report.to_dict()["lines"] == 0
-    from tasks.store.queries import feedback_stats
+    from citeops.tasks.store.queries import feedback_stats
 
     stats = feedback_stats(settings)
     assert stats["objects"]["changed_after_ingest"] == [str(path)]
@@ -151,7 +151,7 @@ def test_duplicates_add_votes_and_conflicts_are_flagged(log_root: Path) -> None:
     report = ingest(settings).to_dict()
     assert (report["accepted"], report["duplicates"], report["conflicts"]) == (2, 2, 1)
 
-    from tasks.store.queries import accepted_feedback_since, training_feedback
+    from citeops.tasks.store.queries import accepted_feedback_since, training_feedback
 
     assert accepted_feedback_since(settings, None) == 1  # the conflicting pair is excluded
     latest = training_feedback(settings)
@@ -184,7 +184,7 @@ def test_leaked_test_claims_are_stored_marked_and_never_trained(
     report = ingest(settings).to_dict()
     assert (report["accepted"], report["leaked"]) == (2, 1)
 
-    from tasks.store.queries import accepted_feedback_since, feedback_stats, training_feedback
+    from citeops.tasks.store.queries import accepted_feedback_since, feedback_stats, training_feedback
 
     assert [e.claim for e in training_feedback(settings)] == ["A claim of our own"]
     assert accepted_feedback_since(settings, None) == 1
@@ -192,7 +192,7 @@ def test_leaked_test_claims_are_stored_marked_and_never_trained(
 
 
 def test_new_feedback_since_last_training_follows_marks(log_root: Path) -> None:
-    from tasks.store.queries import last_training_time, mark_training
+    from citeops.tasks.store.queries import last_training_time, mark_training
 
     write_part(log_root, "feedback", "2026-01-05", "a.jsonl", [feedback_line()])
     settings = load_settings()
@@ -213,7 +213,7 @@ def test_query_logs_are_stored_deduplicated_and_loadable(log_root: Path) -> None
     assert (report["accepted"], report["duplicates"], report["quarantined"]) == (5, 1, 1)
     assert report["reasons"] == {"bad_latency": 1}
 
-    from tasks.store.queries import load_queries
+    from citeops.tasks.store.queries import load_queries
 
     rows = load_queries(settings)
     assert [r["request_id"] for r in rows] == [f"req-{i:06d}" for i in range(5)]
@@ -237,7 +237,7 @@ def test_ai4citations_file_given_as_source(tmp_path: Path) -> None:
 
 
 def test_missing_root_is_a_clear_error_unless_it_is_the_default(tmp_path: Path) -> None:
-    from tasks.ingest.sources import SourceError
+    from citeops.tasks.ingest.sources import SourceError
 
     with pytest.raises(SourceError, match="no such folder"):
         ingest(load_settings(), source=str(tmp_path / "nope"))
@@ -256,7 +256,7 @@ def test_validation_results_are_stored(log_root: Path) -> None:
     )
     settings = load_settings()
     ingest(settings)
-    from tasks.store.schema import open_store, validation_results
+    from citeops.tasks.store.schema import open_store, validation_results
 
     with open_store(settings) as engine, engine.connect() as conn:
         (row,) = conn.execute(select(validation_results)).all()
@@ -266,7 +266,7 @@ def test_validation_results_are_stored(log_root: Path) -> None:
 
 
 def test_parts_written_by_the_serving_log_writer_are_ingested(citeops_env: Path) -> None:
-    from serving.logwriter import build_log_writer, now_iso
+    from citeops.serving.logwriter import build_log_writer, now_iso
 
     settings = load_settings(serve={"log_part_max_lines": 2})
     writer = build_log_writer(settings)
@@ -280,7 +280,7 @@ def test_parts_written_by_the_serving_log_writer_are_ingested(citeops_env: Path)
     report = ingest(settings).to_dict()
     assert report["objects"] == 3  # queries rotate after 2 lines
     assert (report["lines"], report["accepted"], report["quarantined"]) == (4, 4, 0)
-    from tasks.store.queries import load_queries, training_feedback
+    from citeops.tasks.store.queries import load_queries, training_feedback
 
     assert sorted(q["request_id"] for q in load_queries(settings)) == ["r0", "r1", "r2"]
     assert [e.label_name for e in training_feedback(settings)] == ["SUPPORT"]

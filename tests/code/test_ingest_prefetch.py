@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from configs.settings import load_settings
+from citeops.configs.settings import load_settings
 from tests.ingest_support import feedback_line, write_part
 
 
 def test_reader_child_streams_chunks_and_reports_errors(tmp_path: Path) -> None:
-    from tasks.ingest.prefetch import Prefetcher
-    from tasks.ingest.sources import LogObject, SourceError, list_objects
+    from citeops.tasks.ingest.prefetch import Prefetcher
+    from citeops.tasks.ingest.sources import LogObject, SourceError, list_objects
 
     path = write_part(
         tmp_path,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect, select
 
-from configs.settings import load_settings
+from citeops.configs.settings import load_settings
 
 
 def test_schema_is_created_once_and_versioned() -> None:
-    from tasks.store.schema import SCHEMA_VERSION, open_store, schema_version
+    from citeops.tasks.store.schema import SCHEMA_VERSION, open_store, schema_version
 
     settings = load_settings()
     for _ in range(2):  # the second open finds the schema in place
@@ -25,7 +25,7 @@ def test_schema_is_created_once_and_versioned() -> None:
 
 
 def test_a_newer_schema_is_refused() -> None:
-    from tasks.store.schema import SCHEMA_VERSION, StoreError, open_store, schema_version, utc_now
+    from citeops.tasks.store.schema import SCHEMA_VERSION, StoreError, open_store, schema_version, utc_now
 
     settings = load_settings()
     with open_store(settings) as engine, engine.begin() as conn:
@@ -37,7 +37,7 @@ def test_a_newer_schema_is_refused() -> None:
 
 
 def test_unreachable_store_is_a_clear_error() -> None:
-    from tasks.store.schema import StoreError, open_store
+    from citeops.tasks.store.schema import StoreError, open_store
 
     settings = load_settings(store_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
     with pytest.raises(StoreError, match="cannot open the curated store"), open_store(settings):
@@ -45,7 +45,7 @@ def test_unreachable_store_is_a_clear_error() -> None:
 
 
 def test_empty_store_reads() -> None:
-    from tasks.store.queries import (
+    from citeops.tasks.store.queries import (
         accepted_feedback_since,
         feedback_stats,
         last_training_time,
@@ -62,7 +62,7 @@ def test_empty_store_reads() -> None:
 
 
 def test_inlined_pair_keys_match_normalise_claim() -> None:
-    from tasks.store.writer import add_pair_keys, pair_key
+    from citeops.tasks.store.writer import add_pair_keys, pair_key
 
     rows = [
         {"claim": "  Aspirin\tHELPS ", "evidence": "A  trial\nshowed it."},

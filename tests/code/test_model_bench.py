@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from configs.settings import load_settings
+from citeops.configs.settings import load_settings
 
 
 def test_bench_train_compares_the_two_loops(capsys: pytest.CaptureFixture[str]) -> None:
-    from flows.cli import app
-    from flows.cli.common import run_cli
+    from citeops.flows.cli import app
+    from citeops.flows.cli.common import run_cli
 
     args = ["bench", "train", "--steps", "2", "--batch-size", "2", "--eval-examples", "4"]
     assert run_cli(app, [*args, "--json"]) == 0
@@ -28,9 +28,9 @@ def test_bench_train_compares_the_two_loops(capsys: pytest.CaptureFixture[str]) 
 def test_pad_to_max_dataset_tokenises_on_every_access() -> None:
     from transformers import AutoTokenizer
 
-    from tasks.data.multivers import Example
-    from tasks.model.base import minilm_path
-    from tasks.model.bench import PadToMaxDataset
+    from citeops.tasks.data.multivers import Example
+    from citeops.tasks.model.base import minilm_path
+    from citeops.tasks.model.bench import PadToMaxDataset
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     calls = []

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from configs.settings import load_settings
+from citeops.configs.settings import load_settings
 
 
 def test_evaluate_reports_metrics_baseline_latency_and_logs_a_run(registered_tiny_model) -> None:
     import mlflow
-    from tasks.model.evaluate import evaluate_model
+    from citeops.tasks.model.evaluate import evaluate_model
 
     model_uri, version = registered_tiny_model
     settings = load_settings()
@@ -40,8 +40,8 @@ def test_evaluate_reports_metrics_baseline_latency_and_logs_a_run(registered_tin
 
 
 def test_cli_evaluate_json_and_unknown_alias(registered_tiny_model, capsys) -> None:
-    from flows.cli import app
-    from flows.cli.common import run_cli
+    from citeops.flows.cli import app
+    from citeops.flows.cli.common import run_cli
 
     assert (
         run_cli(

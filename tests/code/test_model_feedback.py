@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from configs.settings import load_settings
-from tasks.ingest.pipeline import ingest
-from tasks.model.train import FEEDBACK_DATASET, load_training_data
-from tasks.store.queries import last_training_time, new_feedback_since_last_training
-from tasks.store.schema import open_store
+from citeops.configs.settings import load_settings
+from citeops.tasks.ingest.pipeline import ingest
+from citeops.tasks.model.train import FEEDBACK_DATASET, load_training_data
+from citeops.tasks.store.queries import last_training_time, new_feedback_since_last_training
+from citeops.tasks.store.schema import open_store
 from tests.ingest_support import feedback_line, write_part
 
 
@@ -36,7 +36,7 @@ def test_feedback_joins_training_data(tmp_path: Path) -> None:
 
 
 def test_training_marks_the_store(tmp_path: Path) -> None:
-    from tasks.model.train import train_model
+    from citeops.tasks.model.train import train_model
 
     _ingest_three(tmp_path)
     settings = load_settings(train={"max_examples": 16, "max_eval_examples": 8})

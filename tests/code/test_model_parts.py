@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tasks.model.batching import (
+from citeops.tasks.model.batching import (
     EncodedPair,
     bucketed_batches,
     class_weights,
@@ -15,15 +15,15 @@ from tasks.model.batching import (
     encode_examples,
     tokenize_pairs,
 )
-from tasks.model.metrics import classification_metrics, majority_baseline
-from tasks.model.optim import layer_depth, parameter_groups, warmup_linear_decay
+from citeops.tasks.model.metrics import classification_metrics, majority_baseline
+from citeops.tasks.model.optim import layer_depth, parameter_groups, warmup_linear_decay
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from tasks.model.base import minilm_path
+    from citeops.tasks.model.base import minilm_path
 
     return AutoTokenizer.from_pretrained(minilm_path())
 
@@ -40,7 +40,7 @@ def test_pairs_are_tokenised_evidence_first(tokenizer) -> None:
 
 
 def test_long_claim_is_truncated_longest_first(tokenizer) -> None:
-    from tasks.data.multivers import Example
+    from citeops.tasks.data.multivers import Example
 
     long_claim = " ".join(["word"] * 400)
     pairs = encode_examples(tokenizer, [Example(long_claim, "short evidence", 0)], max_length=64)
@@ -115,8 +115,8 @@ def test_class_weights_are_inverse_frequency() -> None:
 def test_layer_wise_learning_rates() -> None:
     import torch
 
-    from configs.settings import ModelSettings
-    from tasks.model.base import build_tiny
+    from citeops.configs.settings import ModelSettings
+    from citeops.tasks.model.base import build_tiny
 
     model, _ = build_tiny(ModelSettings(tiny_layers=2), seed=0)
     assert layer_depth("bert.encoder.layer.1.attention.self.query.weight", 2) == 1
@@ -141,7 +141,7 @@ def test_warmup_then_linear_decay() -> None:
 
 
 def test_per_dataset_f1_and_their_mean() -> None:
-    from tasks.model.metrics import per_group_f1
+    from citeops.tasks.model.metrics import per_group_f1
 
     probs = np.eye(3)[[0, 1, 2, 0, 0, 0]]  # predictions 0 1 2 0 0 0
     targets = [0, 1, 2, 1, 2, 0]

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
-from tasks.data.multivers import LABEL2ID, dataset_stats, read_split, read_splits
-from tasks.errors import DataFileError
+from citeops.flows.cli import main
+from citeops.tasks.data.multivers import LABEL2ID, dataset_stats, read_split, read_splits
+from citeops.tasks.errors import DataFileError
 
 
 def _write_dataset(root: Path, claims: list[dict], corpus: list[dict]) -> Path:

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from serving.batcher import MicroBatcher, QueueFull, plan_batches
-from serving.logwriter import LocalSink, LogWriter, drop_partial_line
-from serving.schemas import BadInput, check_label, check_text
-from serving.slots import SlotRecord, SlotState, check_smoke_outputs, wrap_verifier
+from citeops.serving.batcher import MicroBatcher, QueueFull, plan_batches
+from citeops.serving.logwriter import LocalSink, LogWriter, drop_partial_line
+from citeops.serving.schemas import BadInput, check_label, check_text
+from citeops.serving.slots import SlotRecord, SlotState, check_smoke_outputs, wrap_verifier
 
 LABELS = ("SUPPORT", "NEI", "REFUTE")
 
@@ -129,7 +129,7 @@ def test_wrap_verifier_pins_alias_uris_to_their_version() -> None:
 def test_smoke_outputs_reject_malformed_probabilities() -> None:
     good = np.full((4, 3), 1 / 3, dtype=np.float32)
     check_smoke_outputs(good, LABELS, LABELS)
-    from serving.slots import CandidateRejected
+    from citeops.serving.slots import CandidateRejected
 
     with pytest.raises(CandidateRejected, match="labels"):
         check_smoke_outputs(good, ("A", "B", "C"), LABELS)
@@ -167,9 +167,9 @@ def test_batcher_refuses_when_queue_is_full_and_answers_queued_pairs() -> None:
 
 
 def test_predict_encoded_matches_predict_proba(tmp_path: Path) -> None:
-    from configs.settings import load_settings
-    from tasks.model.base import load_base
-    from tasks.model.predictor import ClaimVerifier
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.model.base import load_base
+    from citeops.tasks.model.predictor import ClaimVerifier
 
     model, tokenizer = load_base(load_settings().model)
     verifier = ClaimVerifier(model, tokenizer, max_length=64)
@@ -189,8 +189,8 @@ def test_predict_encoded_matches_predict_proba(tmp_path: Path) -> None:
 def test_omp_wait_policy_is_exported_unless_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from configs.settings import load_settings
-    from serving.app import apply_omp_wait_policy
+    from citeops.configs.settings import load_settings
+    from citeops.serving.app import apply_omp_wait_policy
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     apply_omp_wait_policy(load_settings(serve={"omp_wait_policy": "inherit"}))
@@ -200,9 +200,9 @@ def test_omp_wait_policy_is_exported_unless_inherited(monkeypatch: pytest.Monkey
 
 
 def test_bf16_predictions_stay_close_to_fp32() -> None:
-    from configs.settings import load_settings
-    from tasks.model.base import load_base
-    from tasks.model.predictor import ClaimVerifier
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.model.base import load_base
+    from citeops.tasks.model.predictor import ClaimVerifier
 
     model, tokenizer = load_base(load_settings().model)
     fp32 = ClaimVerifier(model, tokenizer, max_length=64)

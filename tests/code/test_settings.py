@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from configs.settings import SettingsError, load_settings
-from flows.cli import main
+from citeops.configs.settings import SettingsError, load_settings
+from citeops.flows.cli import main
 
 
 def test_profile_env_and_override_priority(monkeypatch: pytest.MonkeyPatch) -> None:

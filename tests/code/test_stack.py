@@ -15,11 +15,11 @@ import psutil
 import pytest
 import yaml
 
-from configs.settings import load_settings
-from tasks.stack import processes
-from tasks.stack.errors import PortTakenError, ServiceStartError, StackError
-from tasks.stack.health import wait_healthy
-from tasks.stack.processes import (
+from citeops.configs.settings import load_settings
+from citeops.tasks.stack import processes
+from citeops.tasks.stack.errors import PortTakenError, ServiceStartError, StackError
+from citeops.tasks.stack.health import wait_healthy
+from citeops.tasks.stack.processes import (
     ProcessRecord,
     is_alive,
     read_record,
@@ -27,9 +27,9 @@ from tasks.stack.processes import (
     stop_process,
     write_record,
 )
-from tasks.stack.resources import is_postgres_url, redact_url
-from tasks.stack.services import mlflow_server_spec, prefect_server_spec, project_dir
-from tasks.stack.stack import select_services, stack_config, stack_down, stack_status, stack_up
+from citeops.tasks.stack.resources import is_postgres_url, redact_url
+from citeops.tasks.stack.services import mlflow_server_spec, prefect_server_spec, project_dir
+from citeops.tasks.stack.stack import select_services, stack_config, stack_down, stack_status, stack_up
 
 ROOT = project_dir()
 
@@ -214,7 +214,7 @@ def test_production_profile_has_servers_and_no_secrets() -> None:
 
 
 def test_prefect_yaml_entrypoints_exist_and_placeholders_are_filled() -> None:
-    from tasks.stack.deploy import deploy_env
+    from citeops.tasks.stack.deploy import deploy_env
 
     text = (ROOT / "prefect.yaml").read_text()
     config = yaml.safe_load(text)
@@ -266,7 +266,7 @@ def test_mlflow_start_script_upgrades_the_schema_then_serves(tmp_path: Path) -> 
 
 
 def test_probe_log_root_writes_and_reads_back() -> None:
-    from tasks.stack.checks import probe_log_root, stack_check_markdown
+    from citeops.tasks.stack.checks import probe_log_root, stack_check_markdown
 
     settings = load_settings()
     result = probe_log_root(settings)
@@ -276,7 +276,7 @@ def test_probe_log_root_writes_and_reads_back() -> None:
 
 
 def test_cli_status_and_down_on_an_empty_state() -> None:
-    from flows.cli import main
+    from citeops.flows.cli import main
 
     with pytest.raises(SystemExit) as done:
         main(["status", "--json"])
@@ -288,7 +288,7 @@ def test_cli_status_and_down_on_an_empty_state() -> None:
 
 def test_processes_module_has_no_import_time_work() -> None:
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import tasks.stack.stack"],
+        [sys.executable, "-X", "importtime", "-c", "import citeops.tasks.stack.stack"],
         capture_output=True,
         text=True,
         check=True,
@@ -298,7 +298,7 @@ def test_processes_module_has_no_import_time_work() -> None:
 
 
 def test_one_up_or_down_at_a_time() -> None:
-    from tasks.stack.stack import stack_lock
+    from citeops.tasks.stack.stack import stack_lock
 
     settings = load_settings()
     with stack_lock(settings.state_dir):
@@ -308,7 +308,7 @@ def test_one_up_or_down_at_a_time() -> None:
 
 
 def test_deploy_without_a_prefect_server_says_what_to_do() -> None:
-    from tasks.stack.deploy import deploy_flows
+    from citeops.tasks.stack.deploy import deploy_flows
     from tests.conftest import free_port
 
     settings = load_settings(stack={"prefect_port": free_port()})

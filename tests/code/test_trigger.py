@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from configs.settings import load_settings
-from tasks.trigger import count_feedback_lines, decide, should_retrain
+from citeops.configs.settings import load_settings
+from citeops.tasks.trigger import count_feedback_lines, decide, should_retrain
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from sqlalchemy import func, select
 
-from configs.settings import load_settings
+from citeops.configs.settings import load_settings
 from tests.ingest_support import store_snapshot
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ OBJECTS, PART_LINES = 6, 2000
 
 def committed(settings) -> tuple[int, int, int]:  # noqa: ANN001
     """(objects in the manifest, rows they say were stored, feedback rows present)."""
-    from tasks.store.schema import feedback, ingest_objects, open_store
+    from citeops.tasks.store.schema import feedback, ingest_objects, open_store
 
     with open_store(settings) as engine, engine.connect() as conn:
         objects, stored = conn.execute(
@@ -39,8 +39,8 @@ def committed(settings) -> tuple[int, int, int]:  # noqa: ANN001
 def test_killed_ingest_then_rerun_equals_one_clean_run(
     citeops_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.ingest.bench import generate
-    from tasks.ingest.pipeline import ingest
+    from citeops.tasks.ingest.bench import generate
+    from citeops.tasks.ingest.pipeline import ingest
 
     root = tmp_path / "logs"
     generate(load_settings(ingest={"bench_part_lines": PART_LINES}), root, OBJECTS * PART_LINES)
@@ -50,7 +50,7 @@ def test_killed_ingest_then_rerun_equals_one_clean_run(
     monkeypatch.setenv("CITEOPS_INGEST__PARALLEL_PARSE_MIN_BYTES", "0")  # with the reader child
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from flows.cli import main; main()", "ingest", "--json"],
+        [sys.executable, "-c", "from citeops.flows.cli import main; main()", "ingest", "--json"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from configs.settings import load_settings
+from citeops.configs.settings import load_settings
 from tests.ingest_support import feedback_line, query_line, store_snapshot
 
 pytestmark = pytest.mark.integration
@@ -37,8 +37,8 @@ def pg_database() -> Iterator[str]:
 def test_production_profile_on_postgresql_equals_sqlite(
     pg_database: str, s3_bucket: str, moto_s3: str, monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
-    from tasks.ingest.pipeline import ingest
-    from tasks.store.queries import (
+    from citeops.tasks.ingest.pipeline import ingest
+    from citeops.tasks.store.queries import (
         accepted_feedback_since,
         feedback_stats,
         load_queries,

@@ -7,7 +7,7 @@ import json
 import boto3
 import pytest
 
-from configs.settings import load_settings
+from citeops.configs.settings import load_settings
 from tests.ingest_support import feedback_line, query_line
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ def put(client, bucket: str, key: str, lines: list) -> None:  # noqa: ANN001
 def test_s3_root_ingests_published_parts_once_and_reports_changes(
     s3_bucket: str, moto_s3: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.ingest.pipeline import ingest
+    from citeops.tasks.ingest.pipeline import ingest
 
     client = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
     prefix = "prod/logs"
@@ -60,14 +60,14 @@ def test_s3_root_ingests_published_parts_once_and_reports_changes(
     ]
     assert again.to_dict()["objects"] == 1 and again.to_dict()["accepted"] == 1
 
-    from tasks.store.queries import load_queries
+    from citeops.tasks.store.queries import load_queries
 
     assert [q["request_id"] for q in load_queries(settings)] == ["req-000001", "req-000002"]
 
 
 def test_missing_bucket_is_a_clear_error(moto_s3: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tasks.ingest.pipeline import ingest
-    from tasks.ingest.sources import SourceError
+    from citeops.tasks.ingest.pipeline import ingest
+    from citeops.tasks.ingest.sources import SourceError
 
     monkeypatch.setenv("CITEOPS_S3__ENDPOINT_URL", moto_s3)
     with pytest.raises(SourceError, match="cannot list"):

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from configs.settings import load_settings
-from tasks.s3 import s3_client, split_s3_uri
+from citeops.configs.settings import load_settings
+from citeops.tasks.s3 import s3_client, split_s3_uri
 
 
 @pytest.mark.integration

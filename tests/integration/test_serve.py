@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from configs.settings import Settings, load_settings
-from serving.app import create_app
+from citeops.configs.settings import Settings, load_settings
+from citeops.serving.app import create_app
 from tests.integration.serve_support import running_server, save_tiny_model
 
 pytestmark = pytest.mark.integration
@@ -291,7 +291,7 @@ def test_broken_candidates_never_go_live(models, tmp_path: Path) -> None:  # noq
 
 
 def test_concurrent_deploys_one_wins_other_gets_409(models, tmp_path: Path) -> None:  # noqa: ANN001
-    from tasks.model.predictor import load_verifier
+    from citeops.tasks.model.predictor import load_verifier
 
     settings = make_settings(tmp_path / "home")
 
@@ -353,7 +353,7 @@ def test_start_without_uri_or_state_asks_for_the_champion(tmp_path: Path) -> Non
 
 
 def test_full_queue_answers_503_with_retry_after(models, tmp_path: Path) -> None:  # noqa: ANN001
-    from tasks.model.predictor import load_verifier
+    from citeops.tasks.model.predictor import load_verifier
 
     settings = make_settings(tmp_path / "home", queue_size=2, max_batch_size=1, max_wait_ms=0)
 
@@ -421,7 +421,7 @@ def test_citeops_serve_command_serves_and_flushes_logs_on_shutdown(
 
     from tests.conftest import free_port, wait_for_http
 
-    cli = [sys.executable, "-c", "import sys; from flows.cli import main; main(sys.argv[1:])"]
+    cli = [sys.executable, "-c", "import sys; from citeops.flows.cli import main; main(sys.argv[1:])"]
     bad = subprocess.run(
         [*cli, "serve", "--model-uri", "/no/such/model"],
         capture_output=True,
@@ -457,7 +457,7 @@ def test_citeops_serve_command_serves_and_flushes_logs_on_shutdown(
 def test_serves_the_champion_alias_from_mlflow_and_pins_its_version(
     registered_tiny_model: tuple[str, str], citeops_env: Path
 ) -> None:
-    from tasks.model.registry import set_alias
+    from citeops.tasks.model.registry import set_alias
 
     model_uri, version = registered_tiny_model
     settings = load_settings(admin_token=TOKEN, serve={"precision": "fp32"})

@@ -149,7 +149,7 @@ def stack_settings(production_stack: Stack, citeops_env: Path, monkeypatch: pyte
     """This process's settings pointed at the running stack (what a team member's shell
     would export). Note: no MLFLOW_S3_ENDPOINT_URL here, so any artifact this process
     writes can only reach the bucket through the MLflow server's proxy."""
-    from configs.settings import load_settings
+    from citeops.configs.settings import load_settings
 
     for key, value in production_stack.env.items():
         if key.startswith("CITEOPS_"):
@@ -163,10 +163,10 @@ def champion(production_stack: Stack) -> dict[str, str]:
     """The tiny model logged and registered through the MLflow server, alias `champion`."""
     import tempfile
 
-    from configs.settings import load_settings
-    from tasks.data.multivers import LABELS
-    from tasks.model.base import build_tiny
-    from tasks.model.registry import register_folder, save_hf_folder, set_alias
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.data.multivers import LABELS
+    from citeops.tasks.model.base import build_tiny
+    from citeops.tasks.model.registry import register_folder, save_hf_folder, set_alias
 
     with pytest.MonkeyPatch.context() as env:
         for key, value in production_stack.env.items():
@@ -221,7 +221,7 @@ def test_registry_aliases_and_artifacts_in_s3(
 ) -> None:
     import boto3
 
-    from tasks.model.registry import get_version_by_alias, set_alias
+    from citeops.tasks.model.registry import get_version_by_alias, set_alias
 
     assert get_version_by_alias(stack_settings, "champion") == champion["version"]
     set_alias(stack_settings, champion["version"], "challenger")
@@ -329,8 +329,8 @@ def test_training_deployment_on_the_gpu_pool(
     """The README's GPU-machine worker (`prefect worker start --pool gpu`) runs the
     quarterly training deployment; a new version lands in the registry, files in S3."""
     from mlflow import MlflowClient
-    from tasks.stack.processes import start_process, stop_process
-    from tasks.stack.services import project_dir
+    from citeops.tasks.stack.processes import start_process, stop_process
+    from citeops.tasks.stack.services import project_dir
 
     api = production_stack.prefect_api
     env = dict(production_stack.env)
