@@ -72,6 +72,11 @@ class TrainSettings(_Section):
     include_feedback: bool = True  # add accepted, non-leaked curated feedback to train
     max_minutes: float | None = Field(None, gt=0)  # wall-clock cap on fitting (None: none)
     threads: int | None = Field(None, ge=1)  # torch CPU threads (None: torch's default)
+    # Lightning devices and strategy: e.g. devices=4, strategy="ddp" on a 4-GPU node
+    devices: int | Literal["auto"] = "auto"
+    strategy: str = "auto"
+    # estimated cost of one device-hour (USD); default: an AWS g4dn.xlarge on demand
+    cost_per_device_hour: float = Field(0.526, ge=0)
 
 
 class EvaluateSettings(_Section):
@@ -124,6 +129,9 @@ class ServeSettings(_Section):
     log_part_max_lines: int = Field(1000, ge=1)
     log_part_max_seconds: float = Field(60.0, gt=0)
     smoke_agreement_threshold: float = Field(0.0, ge=0, le=1)
+    # base URLs of the serving replicas that a promotion deploys to, in turn; empty: the
+    # one local endpoint at http://<host>:<port>
+    endpoints: tuple[str, ...] = ()
     # OpenMP threads sleep instead of spinning at barriers: on a CPU shared with other
     # work, spinning made inference several times slower (see BENCHMARKS.md, serve)
     omp_wait_policy: Literal["passive", "active", "inherit"] = "passive"
@@ -185,6 +193,25 @@ class DriftSettings(_Section):
     alert_timeout_seconds: float = Field(10.0, gt=0)
 
 
+class RetrainSettings(_Section):
+    """The retrain flow: training set, hold-out, and the one-at-a-time lock."""
+
+    # share of curated feedback kept out of training to validate on (by claim hash)
+    holdout_share: float = Field(0.2, ge=0, lt=1)
+    lock_ttl_seconds: float = Field(6 * 3600, gt=0)  # a crashed run's lock expires after this
+    lock_wait_seconds: float = Field(0.0, ge=0)  # 0: a second run fails at once
+
+
+class PromoteSettings(_Section):
+    """Blue-green promotion through the serving endpoints' admin API, then a bake window."""
+
+    bake_seconds: float = Field(60.0, ge=0)
+    bake_poll_seconds: float = Field(5.0, gt=0)
+    max_error_rate: float = Field(0.01, ge=0, le=1)  # 5xx share of /predict* during bake
+    max_p95_ms: float = Field(2000.0, ge=0)  # p95 latency of /predict* during bake
+    request_timeout_seconds: float = Field(600.0, gt=0)  # a deploy loads and checks a model
+
+
 class TriggerSettings(_Section):
     """When the retraining flow runs."""
 
@@ -237,6 +264,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     drift: DriftSettings = DriftSettings()
     trigger: TriggerSettings = TriggerSettings()
+    retrain: RetrainSettings = RetrainSettings()
+    promote: PromoteSettings = PromoteSettings()
     stack: StackSettings = StackSettings()
 
     @field_validator("home", "data_dir")
@@ -294,6 +323,30 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    def admin_secret(self) -> str | None:
+        """The admin bearer token of the serving endpoints: ``admin_token``
+        (``CITEOPS_ADMIN_TOKEN``); else, in the ``local`` profile only, a random token kept
+        in ``<home>/state/admin-token`` (mode 0600), made on first use, so that the local
+        endpoint and the promotion flow share it with no set-up. Other profiles: ``None``."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        if self.profile != "local":
+            return None
+        import secrets
+
+        path = self.state_dir / "admin-token"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    @property
+    def serving_endpoints(self) -> tuple[str, ...]:
+        """Base URLs of the serving replicas (``serve.endpoints``, else the local one)."""
+        return self.serve.endpoints or (f"http://{self.serve.host}:{self.serve.port}",)
 
     @property
     def is_s3_log_root(self) -> bool:
