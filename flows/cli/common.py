@@ -26,22 +26,45 @@ def info(message: str) -> None:
     typer.echo(message, err=True)
 
 
+PROG_NAME = "citeops"
+
+
 def run_cli(app: typer.Typer, argv: list[str] | None = None) -> int:
+    """Run the CLI ``app`` on ``argv`` (default: ``sys.argv[1:]``) and return its exit status.
+
+    Nothing a user can get wrong ends in a Python traceback:
+
+    - a usage mistake (unknown command or option, missing option, a bare command group)
+      prints Typer's usual short usage error, or the group's help, on stderr: status 2;
+    - a :class:`SettingsError` or :class:`CiteopsError` prints one ``error: ...`` line: 2;
+    - Ctrl-C: 130.
+
+    Typer bundles its own copy of click, so its usage errors are not ``click.ClickException``;
+    running Typer in standalone mode lets Typer format its own errors. Any other exception
+    is a bug and propagates with its traceback.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name=PROG_NAME, standalone_mode=True)
+    except SystemExit as done:
+        return _exit_status(done.code)
     except (SettingsError, CiteopsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        return 130
-    except typer.Exit as done:
-        return int(done.exit_code or 0)
-    except Exception as error:  # click usage errors carry their own exit codes
+    except Exception as error:
         import click
 
-        if isinstance(error, click.ClickException):
+        if isinstance(error, click.ClickException):  # raised by a library that uses click
             error.show()
             return error.exit_code
         raise
     return 0
+
+
+def _exit_status(code: object) -> int:
+    """The process status for ``SystemExit(code)``: ``None`` is 0, a message is 1 (printed)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
