@@ -4,7 +4,8 @@ Evidently environment is given, run Evidently's DataDriftPreset on the same data
 The queries are (claim, evidence) pairs drawn with replacement from the dev and test splits
 of the training datasets (scenario ``same``: in the datasets' training proportions;
 ``mixed``: uniformly, which changes the dataset mix), scored by the stand-in classifier of
-:mod:`tasks.drift.calibration`, and written as date-partitioned query-log JSONL files; the
+:mod:`citeops.benchmarks.drift_calibration`, and written as date-partitioned query-log JSONL
+files; the
 timed part is what ``citeops drift`` does: read the files, load the reference, run every
 check, write the HTML + JSON report (MLflow logging and alerting excluded).
 """
@@ -21,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from citeops.benchmarks.drift_calibration import fit_standin
 from citeops.tasks.data.multivers import LABELS, read_splits
-from citeops.tasks.drift.calibration import fit_standin
 from citeops.tasks.drift.checks import token_lengths
 from citeops.tasks.drift.current import read_query_folder
 from citeops.tasks.drift.detect import detect_drift
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from citeops.configs.settings import Settings
 
 PART_LINES = 10_000
-EVIDENTLY_SCRIPT = Path(__file__).parent / "benchmarks" / "evidently_compare.py"
+EVIDENTLY_SCRIPT = Path(__file__).parent / "evidently_compare.py"
 # our check -> Evidently's column, for comparing verdicts
 SAME_QUESTION = {
     "claim_text": "claim",

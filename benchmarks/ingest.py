@@ -77,7 +77,7 @@ def _texts(settings: Settings) -> tuple[list[str], list[str], list[str]]:
 def generate(settings: Settings, root: Path, lines: int, seed: int = 0) -> dict[str, Any]:
     """Write ``lines`` feedback lines as date-partitioned parts under ``root``; return the
     tally of what each must become (accepted, duplicates, conflicts, quarantined, leaked)."""
-    cfg = settings.ingest
+    cfg = settings.bench
     rng = random.Random(seed)
     claims, test_claims, snippets = _texts(settings)
     n_claims = len(claims)
@@ -89,11 +89,11 @@ def generate(settings: Settings, root: Path, lines: int, seed: int = 0) -> dict[
     tally: Counter[str] = Counter()
     start = datetime(2026, 1, 1, tzinfo=UTC)
     step = timedelta(days=60) / max(lines, 1)
-    part_lines = cfg.bench_part_lines
+    part_lines = cfg.ingest_part_lines
     handle = None
-    bad_cut = cfg.bench_bad_fraction
-    dup_cut = bad_cut + cfg.bench_duplicate_fraction
-    conflict_cut = dup_cut + cfg.bench_conflict_fraction
+    bad_cut = cfg.ingest_bad_fraction
+    dup_cut = bad_cut + cfg.ingest_duplicate_fraction
+    conflict_cut = dup_cut + cfg.ingest_conflict_fraction
     leak_cut = conflict_cut + 0.005
     for i in range(lines):
         if i % part_lines == 0:
@@ -237,7 +237,7 @@ def run_bench(
     Raises:
         BenchError: the child failed or its report differs from the generator's tally.
     """
-    lines = settings.ingest.bench_lines
+    lines = settings.bench.ingest_lines
     work = settings.home / "bench" / f"ingest-{os.getpid()}-{int(time.time())}"
     logs = work / "logs"
     try:
@@ -257,7 +257,11 @@ def run_bench(
         }
         started = time.perf_counter()
         child = subprocess.run(
-            [sys.executable, "-c", "from citeops.tasks.ingest.bench import worker_main; worker_main()"],
+            [
+                sys.executable,
+                "-c",
+                "from citeops.benchmarks.ingest import worker_main; worker_main()",
+            ],
             env=env,
             capture_output=True,
             text=True,

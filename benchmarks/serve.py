@@ -403,7 +403,13 @@ def run_serve_bench(
     try:
         port = _free_port()
         progress("starting the baseline: transformers pipeline, fp32, one request at a time")
-        baseline_cmd = [sys.executable, "-m", "citeops.serving.baseline", "--model", str(folder)]
+        baseline_cmd = [
+            sys.executable,
+            "-m",
+            "citeops.benchmarks.serve_baseline",
+            "--model",
+            str(folder),
+        ]
         servers.append(
             start_server(
                 [*baseline_cmd, "--port", str(port)], baseline_env, port, workdir, "/health"

@@ -2,7 +2,7 @@
 
 One transformers ``pipeline("text-classification")`` call per request, fp32, one request
 at a time (Gradio's default concurrency limit of 1), evidence as ``text`` and the claim
-as ``text_pair``. Run: ``python -m serving.baseline --model DIR --port PORT``.
+as ``text_pair``. Run: ``python -m citeops.benchmarks.serve_baseline --model DIR --port PORT``.
 """
 
 from __future__ import annotations

@@ -155,11 +155,6 @@ class IngestSettings(_Section):
     progress_every_lines: int = Field(100_000, ge=1)  # CLI progress line on stderr
     task_retries: int = Field(3, ge=0)  # Prefect retries of the S3 and database tasks
     sqlite_busy_timeout_seconds: float = Field(60.0, gt=0)
-    bench_lines: int = Field(1_000_000, ge=1)
-    bench_part_lines: int = Field(100_000, ge=1)
-    bench_bad_fraction: float = Field(0.03, ge=0, lt=1)
-    bench_duplicate_fraction: float = Field(0.03, ge=0, lt=1)
-    bench_conflict_fraction: float = Field(0.005, ge=0, lt=1)
 
 
 class DriftSettings(_Section):
@@ -237,6 +232,19 @@ class StackSettings(_Section):
     serve: bool = True  # `citeops up` also starts the serving endpoint
 
 
+class BenchSettings(_Section):
+    """Workloads and goals of the benchmarks (`citeops bench ...`), apart from the product."""
+
+    ingest_lines: int = Field(1_000_000, ge=1)  # generated feedback lines
+    ingest_part_lines: int = Field(100_000, ge=1)  # lines per generated log object
+    ingest_bad_fraction: float = Field(0.03, ge=0, lt=1)
+    ingest_duplicate_fraction: float = Field(0.03, ge=0, lt=1)
+    ingest_conflict_fraction: float = Field(0.005, ge=0, lt=1)
+    drift_rows: int = Field(100_000, ge=30)  # generated, mostly distinct queries
+    drift_target_seconds: float = Field(30.0, gt=0)
+    drift_min_distinct_share: float = Field(0.9, ge=0, le=1)  # goal: distinct / rows
+
+
 class Settings(BaseSettings):
     """All of citeops' configuration. Build with :func:`load_settings`."""
 
@@ -267,6 +275,7 @@ class Settings(BaseSettings):
     retrain: RetrainSettings = RetrainSettings()
     promote: PromoteSettings = PromoteSettings()
     stack: StackSettings = StackSettings()
+    bench: BenchSettings = BenchSettings()
 
     @field_validator("home", "data_dir")
     @classmethod

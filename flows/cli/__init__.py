@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from citeops.flows.cli import bench as bench_cli
 from citeops.flows.cli import data as data_cli
 from citeops.flows.cli import drift as drift_cli
 from citeops.flows.cli import ingest as ingest_cli
@@ -25,14 +26,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="Benchmarks that print figures side by side with a baseline.")
 
 app.add_typer(data_cli.app, name="data")
-app.add_typer(bench_app, name="bench")
-model_cli.register(app, bench_app)
-ingest_cli.register(app, bench_app)
-serve_cli.register(app, bench_app)
-drift_cli.register(app, bench_app)
+app.add_typer(bench_cli.app, name="bench")
+model_cli.register(app)
+ingest_cli.register(app)
+serve_cli.register(app)
+drift_cli.register(app)
 stack_cli.register(app)
 
 

@@ -1,4 +1,4 @@
-"""`citeops ingest`, `citeops feedback stats`, `citeops bench ingest`."""
+"""`citeops ingest`, `citeops feedback stats`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from citeops.flows.cli.common import info, print_json, settings_from
 feedback_app = typer.Typer(help="The curated feedback store.", no_args_is_help=True)
 
 
-def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add the ingest commands to the root and bench apps."""
+def register(app: typer.Typer) -> None:
+    """Add the ingest commands to the root app."""
     app.command("ingest")(ingest)
     app.add_typer(feedback_app, name="feedback")
-    bench_app.command("ingest")(bench_ingest)
 
 
 def ingest(
@@ -87,28 +86,3 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     typer.echo(f"last ingest    {summary['last_ingest'] or 'never'}")
     typer.echo(f"last training  {summary['last_training'] or 'never'}")
     typer.echo(f"new since last training  {summary['new_feedback_since_last_training']:,}")
-
-
-def bench_ingest(
-    lines: int | None = typer.Option(None, "--lines", help="Lines to generate (1,000,000)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """Generate realistic feedback lines, ingest them into a fresh SQLite store, and report
-    lines/s and peak memory beside the baseline of reading and JSON-parsing them only."""
-    from citeops.tasks.ingest.bench import run_bench
-
-    settings = settings_from(ingest={"bench_lines": lines})
-    result = run_bench(settings, progress=info)
-    if as_json:
-        print_json(result)
-        return
-    typer.echo(
-        f"ingest   {result['lines']:>10,} lines in {result['seconds']:7.1f} s  "
-        f"{result['lines_per_second']:>10,.0f} lines/s  peak RSS {result['peak_rss_mb']:,.0f} MB"
-    )
-    base = result["baseline"]
-    typer.echo(
-        f"baseline {result['lines']:>10,} lines in {base['seconds']:7.1f} s  "
-        f"{base['lines_per_second']:>10,.0f} lines/s  (read + JSON parse only)"
-    )
-    typer.echo(f"report   {result['report']}")

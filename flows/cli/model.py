@@ -1,4 +1,4 @@
-"""`citeops train`, `citeops evaluate`, `citeops bench train` (registered on the root app)."""
+"""`citeops train`, `citeops evaluate` (registered on the root app)."""
 
 from __future__ import annotations
 
@@ -86,42 +86,7 @@ def evaluate_command(
     typer.echo(f"mean macro F1 {result.mean_f1_macro:.3f}")
 
 
-def bench_train_command(
-    base_model: str | None = typer.Option(None, help="minilm | tiny | HF id or local folder."),
-    steps: int = typer.Option(4, min=1, help="Optimiser steps on each side."),
-    batch_size: int = typer.Option(16, min=1, help="Pairs per step."),
-    max_length: int = typer.Option(512, min=16, help="Token limit (the baseline pads to it)."),
-    eval_examples: int = typer.Option(64, min=1, help="Dev pairs scored for macro F1."),
-    with_fp32: bool = typer.Option(False, "--with-fp32", help="Also time ours without bf16."),
-    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
-) -> None:
-    """Training throughput: pad-to-512 pyvers-style loop vs ours (bucketed, bf16)."""
-    from citeops.tasks.model.bench import bench_train
-
-    settings = settings_from(model={"base_model": base_model})
-    figures = bench_train(
-        settings, steps, batch_size, max_length, eval_examples, with_fp32=with_fp32, progress=info
-    )
-    if as_json:
-        print_json(figures)
-        return
-    typer.echo(
-        f"{figures['base_model']}, {figures['dataset']}, batch {batch_size}, "
-        f"{steps} steps, max_length {max_length}, {figures['threads']} threads"
-    )
-    for name in ("baseline", "ours_fp32", "ours"):
-        if name in figures:
-            f = figures[name]
-            typer.echo(
-                f"{name:10s} {f['padding']:17s} {f['precision']:13s} "
-                f"{f['samples_per_s']:7.2f} samples/s  {f['tokens_per_batch']:7.0f} tokens/batch  "
-                f"macro F1 {f['f1_macro']:.3f}"
-            )
-    typer.echo(f"ratio {figures['ratio']:.2f}x  (F1 difference {figures['f1_diff']:+.3f})")
-
-
-def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add the model commands to the root and bench apps."""
+def register(app: typer.Typer) -> None:
+    """Add the model commands to the root app."""
     app.command("train")(train_command)
     app.command("evaluate")(evaluate_command)
-    bench_app.command("train")(bench_train_command)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from citeops.benchmarks.drift import EVIDENTLY_SCRIPT, _evidently, run_speed_bench
+from citeops.benchmarks.drift_calibration import _calibration_data, calibration_round
 from citeops.configs.settings import load_settings
-from citeops.tasks.drift.bench import EVIDENTLY_SCRIPT, _evidently, run_speed_bench
-from citeops.tasks.drift.calibration import _calibration_data, calibration_round
 
 
 def test_evidently_comparison_is_skipped_cleanly_without_its_environment(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from citeops.configs.settings import load_settings
 
 @pytest.mark.slow
 def test_million_lines_are_accounted_in_bounded_memory() -> None:
-    from citeops.tasks.ingest.bench import run_bench
+    from citeops.benchmarks.ingest import run_bench
 
-    result = run_bench(load_settings(ingest={"bench_lines": 1_000_000}))
+    result = run_bench(load_settings(bench={"ingest_lines": 1_000_000}))
     report = result["report"]
     assert result["lines"] == report["lines"] == 1_000_000
     assert (

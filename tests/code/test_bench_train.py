@@ -28,9 +28,9 @@ def test_bench_train_compares_the_two_loops(capsys: pytest.CaptureFixture[str]) 
 def test_pad_to_max_dataset_tokenises_on_every_access() -> None:
     from transformers import AutoTokenizer
 
+    from citeops.benchmarks.train import PadToMaxDataset
     from citeops.tasks.data.multivers import Example
     from citeops.tasks.model.base import minilm_path
-    from citeops.tasks.model.bench import PadToMaxDataset
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     calls = []

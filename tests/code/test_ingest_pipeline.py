@@ -77,14 +77,14 @@ def test_every_bad_line_kind_is_quarantined_with_its_reason(
 
 
 def test_accounting_identity_matches_generated_tally(log_root: Path) -> None:
-    from citeops.tasks.ingest.bench import generate
+    from citeops.benchmarks.ingest import generate
 
     settings = load_settings(
-        ingest={
-            "bench_part_lines": 700,
-            "bench_bad_fraction": 0.1,
-            "bench_duplicate_fraction": 0.1,
-            "bench_conflict_fraction": 0.05,
+        bench={
+            "ingest_part_lines": 700,
+            "ingest_bad_fraction": 0.1,
+            "ingest_duplicate_fraction": 0.1,
+            "ingest_conflict_fraction": 0.05,
         }
     )
     tally = generate(settings, log_root, 3000, seed=7)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from citeops.benchmarks.serve import BenchOptions, LoadResult, format_report, run_serve_bench
 from citeops.configs.settings import load_settings
-from citeops.serving.bench import BenchOptions, LoadResult, format_report, run_serve_bench
 from tests.integration.serve_support import save_tiny_model
 
 

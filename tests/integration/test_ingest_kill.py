@@ -39,11 +39,11 @@ def committed(settings) -> tuple[int, int, int]:  # noqa: ANN001
 def test_killed_ingest_then_rerun_equals_one_clean_run(
     citeops_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from citeops.tasks.ingest.bench import generate
+    from citeops.benchmarks.ingest import generate
     from citeops.tasks.ingest.pipeline import ingest
 
     root = tmp_path / "logs"
-    generate(load_settings(ingest={"bench_part_lines": PART_LINES}), root, OBJECTS * PART_LINES)
+    generate(load_settings(bench={"ingest_part_lines": PART_LINES}), root, OBJECTS * PART_LINES)
     monkeypatch.setenv("CITEOPS_LOG_ROOT", str(root))
     monkeypatch.setenv("CITEOPS_INGEST__CHUNK_LINES", "500")
     monkeypatch.setenv("CITEOPS_INGEST__PROGRESS_EVERY_LINES", "500")

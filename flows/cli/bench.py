@@ -1,0 +1,202 @@
+"""`citeops bench …`: the benchmarks (package ``citeops.benchmarks``), each beside its baseline.
+
+Commands: ``train``, ``serve``, ``ingest``, ``drift``, ``drift-calibration``. Each prints a
+human-readable summary, or with ``--json`` the benchmark's figures as JSON on stdout
+(progress goes to stderr).
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from citeops.flows.cli.common import info, print_json, settings_from
+
+EVIDENTLY_PYTHON_ENV = "CITEOPS_EVIDENTLY_PYTHON"
+
+app = typer.Typer(help="Benchmarks that print figures side by side with a baseline.")
+
+
+def _names(value: str | None) -> list[str] | None:
+    """A comma-separated option as a list (``None`` when not given or empty)."""
+    return [d.strip() for d in value.split(",") if d.strip()] if value else None
+
+
+@app.command("train")
+def bench_train_command(
+    base_model: str | None = typer.Option(None, help="minilm | tiny | HF id or local folder."),
+    steps: int = typer.Option(4, min=1, help="Optimiser steps on each side."),
+    batch_size: int = typer.Option(16, min=1, help="Pairs per step."),
+    max_length: int = typer.Option(512, min=16, help="Token limit (the baseline pads to it)."),
+    eval_examples: int = typer.Option(64, min=1, help="Dev pairs scored for macro F1."),
+    with_fp32: bool = typer.Option(False, "--with-fp32", help="Also time ours without bf16."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Training throughput: pad-to-512 pyvers-style loop vs ours (bucketed, bf16)."""
+    from citeops.benchmarks.train import bench_train
+
+    settings = settings_from(model={"base_model": base_model})
+    figures = bench_train(
+        settings, steps, batch_size, max_length, eval_examples, with_fp32=with_fp32, progress=info
+    )
+    if as_json:
+        print_json(figures)
+        return
+    typer.echo(
+        f"{figures['base_model']}, {figures['dataset']}, batch {batch_size}, "
+        f"{steps} steps, max_length {max_length}, {figures['threads']} threads"
+    )
+    for name in ("baseline", "ours_fp32", "ours"):
+        if name in figures:
+            f = figures[name]
+            typer.echo(
+                f"{name:10s} {f['padding']:17s} {f['precision']:13s} "
+                f"{f['samples_per_s']:7.2f} samples/s  {f['tokens_per_batch']:7.0f} tokens/batch  "
+                f"macro F1 {f['f1_macro']:.3f}"
+            )
+    typer.echo(f"ratio {figures['ratio']:.2f}x  (F1 difference {figures['f1_diff']:+.3f})")
+
+
+@app.command("serve")
+def bench_serve(
+    model_uri: str | None = typer.Option(
+        None, help="Model to benchmark (default: MiniLM with an untrained head, saved to a folder)."
+    ),
+    clients: str = typer.Option("1,4,16,32", help="Comma-separated concurrency levels."),
+    seconds: float = typer.Option(12.0, min=1.0, help="Load time per concurrency level."),
+    swap_requests: int = typer.Option(5000, min=0, help="Requests in the swap test (0: skip)."),
+    swap_clients: int = typer.Option(16, min=1, help="Concurrent clients in the swap test."),
+    swap_every: float = typer.Option(1.0, min=0.1, help="Seconds between deploys / rollbacks."),
+    precision: str | None = typer.Option(None, help="Serving precision (serve.precision)."),
+    tuned_baseline: bool = typer.Option(
+        False, help="Give the baseline our serve.omp_wait_policy too (it runs untuned by default)."
+    ),
+    agreement_pairs: int = typer.Option(
+        0, min=0, help="Also check serve.precision against fp32 in-process on N test pairs."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Throughput and latency of `citeops serve` against a per-request transformers
+    pipeline server (fp32, same model), plus a blue-green swap test under load."""
+    from citeops.benchmarks.serve import BenchOptions, format_report, run_serve_bench
+    from citeops.serving.app import apply_omp_wait_policy
+
+    settings = settings_from(serve={"precision": precision})
+    apply_omp_wait_policy(settings)  # for the in-process agreement check
+    options = BenchOptions(
+        model_uri=model_uri,
+        clients=tuple(int(c) for c in clients.split(",") if c.strip()),
+        seconds=seconds,
+        swap_requests=swap_requests,
+        swap_clients=swap_clients,
+        swap_every=swap_every,
+        tuned_baseline=tuned_baseline,
+        agreement_pairs=agreement_pairs,
+    )
+    report = run_serve_bench(settings, options, progress=info)
+    if as_json:
+        print_json(report)
+    else:
+        typer.echo(format_report(report))
+
+
+@app.command("ingest")
+def bench_ingest(
+    lines: int | None = typer.Option(None, "--lines", help="Lines to generate (1,000,000)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Generate realistic feedback lines, ingest them into a fresh SQLite store, and report
+    lines/s and peak memory beside the baseline of reading and JSON-parsing them only."""
+    from citeops.benchmarks.ingest import run_bench
+
+    settings = settings_from(bench={"ingest_lines": lines})
+    result = run_bench(settings, progress=info)
+    if as_json:
+        print_json(result)
+        return
+    typer.echo(
+        f"ingest   {result['lines']:>10,} lines in {result['seconds']:7.1f} s  "
+        f"{result['lines_per_second']:>10,.0f} lines/s  peak RSS {result['peak_rss_mb']:,.0f} MB"
+    )
+    base = result["baseline"]
+    typer.echo(
+        f"baseline {result['lines']:>10,} lines in {base['seconds']:7.1f} s  "
+        f"{base['lines_per_second']:>10,.0f} lines/s  (read + JSON parse only)"
+    )
+    typer.echo(f"report   {result['report']}")
+
+
+@app.command("drift")
+def bench_drift(
+    rows: int | None = typer.Option(
+        None, "--rows", min=30, help="current queries to check (bench.drift_rows, 100000)"
+    ),
+    evidently_python: str | None = typer.Option(
+        None,
+        "--evidently-python",
+        help=f"python of a venv with evidently==0.7.23 (or ${EVIDENTLY_PYTHON_ENV})",
+    ),
+    scenario: str = typer.Option(
+        "same", "--scenario", help="same: training dataset mix; mixed: uniform (a shift)"
+    ),
+    reference_datasets: str | None = typer.Option(
+        None, "--reference-datasets", help="comma-separated, default: the training datasets"
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Time a drift run on ROWS generated distinct queries; compare with Evidently when
+    available."""
+    from citeops.benchmarks.drift import run_speed_bench
+
+    settings = settings_from(bench={"drift_rows": rows})
+    python = evidently_python or os.environ.get(EVIDENTLY_PYTHON_ENV)
+    names = _names(reference_datasets)
+    result = run_speed_bench(
+        settings,
+        settings.bench.drift_rows,
+        python,
+        progress=info,
+        scenario=scenario,
+        datasets=tuple(names) if names else None,
+    )
+    if as_json:
+        print_json(result)
+        return
+    for key, value in result.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command("drift-calibration")
+def bench_drift_calibration(
+    rounds: int = typer.Option(40, "--rounds", min=1, help="random same-data splits"),
+    mix_rounds: int = typer.Option(10, "--mix-rounds", min=0, help="rounds per mix share"),
+    current_rows: int = typer.Option(300, "--current-rows", min=30),
+    workers: int = typer.Option(1, "--workers", min=1, help="processes running rounds"),
+    shares: str = typer.Option(
+        "1,0.5,0.25,0.1", "--shares", help="shares of Citation-Integrity in the power rounds"
+    ),
+    pool: str = typer.Option(
+        "scifact",
+        "--pool",
+        help="datasets re-split for the false-alarm rounds (with citint: no power rounds)",
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """False-alarm rate (SciFact vs SciFact) and power (Citation-Integrity mixed in)."""
+    from citeops.benchmarks.drift_calibration import format_calibration, run_calibration
+
+    result = run_calibration(
+        settings_from(),
+        rounds,
+        mix_rounds,
+        current_rows,
+        shares=[float(x) for x in shares.split(",") if x.strip()],
+        progress=info,
+        workers=workers,
+        pool_datasets=tuple(_names(pool) or ["scifact"]),
+    )
+    if as_json:
+        print_json(result)
+        return
+    typer.echo(format_calibration(result))
