@@ -1,15 +1,16 @@
-"""``train_model(settings)``: fine-tune the verifier, track it in MLflow, register a version.
+"""Fine-tune the verifier and track it in MLflow (:func:`fit_candidate`), then register it
+as a new version (:func:`register_candidate`); :func:`train_model` does both for ``citeops
+train``, the ``retrain`` flow puts its gate between them.
 
-Plain function (the CLI and the Prefect flow call it): reads the configured datasets, trains
-with Lightning (length-bucketed batches, AdamW with warm-up and linear decay, optional
-class weights, bf16 autocast where it is fast), selects the epoch with the best dev macro
-F1 (early stopping on it), logs parameters, per-epoch metrics, dataset digests and the
-model to MLflow and registers a new version of ``settings.mlflow.registered_model``.
+Fitting trains with Lightning (length-bucketed batches, AdamW with warm-up and linear
+decay, optional class weights, bf16 autocast where it is fast), selects the epoch with the
+best dev macro F1 (early stopping on it), and logs parameters, per-epoch metrics, dataset
+digests, resources (device, wall time, device-hours, peak memory, estimated cost) and the
+model to one MLflow run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -17,7 +18,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +28,17 @@ from citeops.tasks.data.multivers import (
     corpus_file,
     files_digest,
     label_counts,
-    read_splits,
-    shuffled,
 )
-from citeops.tasks.errors import CiteopsError
+from citeops.tasks.model.training_set import (
+    FEEDBACK_DATASET,
+    TrainingError,
+    TrainingSet,
+    build_training_set,
+    rows_digest,
+)
+
+if TYPE_CHECKING:
+    from citeops.tasks.model.registry import RegisteredModel
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -41,8 +48,38 @@ if TYPE_CHECKING:
 SELECTION_METRIC = "val_f1_macro_by_dataset"
 
 
-class TrainingError(CiteopsError):
-    """Training cannot start or did not produce a model (e.g. no training examples)."""
+__all__ = [
+    "FEEDBACK_DATASET",
+    "Candidate",
+    "TrainResult",
+    "TrainingError",
+    "fit_candidate",
+    "load_training_data",
+    "register_candidate",
+    "train_model",
+]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Candidate:
+    """A fitted model logged in an MLflow run, not yet registered."""
+
+    run_id: str
+    logged_model_uri: str
+    metrics: dict[str, float]
+    best_epoch: int | None = None
+    epochs_run: int = 0
+    steps: int = 0
+    train_examples: int = 0
+    dev_examples: int = 0
+    wall_seconds: float = 0.0
+    resources: dict[str, float | str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cost_usd(self) -> float:
+        return float(self.resources.get("estimated_cost_usd", 0.0))
 
 
 @dataclass
@@ -97,28 +134,9 @@ def resolve_precision(precision: str, accelerator: str) -> str:
 
 
 def load_training_data(settings: Settings) -> tuple[list[Example], list[Example]]:
-    """Train and dev examples of the configured datasets, shuffled by the seed and capped.
-
-    Raises:
-        DataFileError: a dataset file is missing or corrupt.
-        TrainingError: the cap leaves no training example.
-    """
-    cfg = settings.train
-    train = read_splits(settings.data_dir, cfg.datasets, "train", seed=cfg.seed)
-    dev = read_splits(settings.data_dir, cfg.datasets, "dev", seed=cfg.seed)
-    if cfg.include_feedback:
-        from citeops.tasks.store.queries import training_feedback
-
-        feedback = training_feedback(settings)
-        if feedback:
-            train = shuffled(train + feedback, cfg.seed)
-    if cfg.max_examples:
-        train = train[: cfg.max_examples]
-    if cfg.max_eval_examples:
-        dev = dev[: cfg.max_eval_examples]
-    if not train:
-        raise TrainingError(f"no training examples in {settings.data_dir} for {cfg.datasets}")
-    return train, dev
+    """Train and dev examples (see :func:`build_training_set`; the hold-out left out)."""
+    data = build_training_set(settings)
+    return data.train, data.dev
 
 
 def training_params(settings: Settings, precision: str) -> dict[str, Any]:
@@ -145,17 +163,6 @@ def training_params(settings: Settings, precision: str) -> dict[str, Any]:
         "threads": cfg.threads,
         "seed": cfg.seed,
     }
-
-
-FEEDBACK_DATASET = "feedback"  # the dataset name of curated feedback examples
-
-
-def rows_digest(rows: Sequence[Example]) -> str:
-    """SHA-256 over the examples' text and labels, in order: a version of data without files."""
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(f"{row.claim}\x1f{row.evidence}\x1f{row.label}\x1e".encode())
-    return digest.hexdigest()
 
 
 def log_dataset_inputs(
@@ -213,7 +220,8 @@ def build_trainer(settings: Settings, precision: str, callbacks: list[Any], prog
         callbacks = [*callbacks, RichProgressBar(console_kwargs={"stderr": True}), EpochSummary()]
     return L.Trainer(
         accelerator=cfg.accelerator,
-        devices=1,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
         precision=precision,
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -228,12 +236,41 @@ def build_trainer(settings: Settings, precision: str, callbacks: list[Any], prog
     )
 
 
-def train_model(settings: Settings, progress: bool = True) -> TrainResult:
-    """Fine-tune ``settings.model.base_model`` on the configured datasets and register it.
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    import resource
 
-    Returns the run id, the registered model URI (``models:/<name>/<version>``), the
-    version and the selected epoch's dev metrics. Sets ``settings.train.register_alias``
-    (when set) on the new version.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def resources_used(settings: Settings, trainer: Any, wall_seconds: float) -> dict[str, float | str]:
+    """Device type and count, wall time, device-hours, peak memory and the estimated cost."""
+    import torch
+
+    device = trainer.strategy.root_device.type
+    count = int(trainer.num_devices)
+    hours = wall_seconds / 3600.0 * count
+    out: dict[str, float | str] = {
+        "device_type": device,
+        "device_count": float(count),
+        "wall_seconds": wall_seconds,
+        "device_hours": hours,
+        "gpu_hours": hours if device == "cuda" else 0.0,
+        "peak_rss_mb": peak_rss_mb(),
+        "estimated_cost_usd": hours * settings.train.cost_per_device_hour,
+    }
+    if device == "cuda":
+        out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def fit_candidate(
+    settings: Settings, data: TrainingSet | None = None, progress: bool = True
+) -> Candidate:
+    """Fine-tune ``settings.model.base_model`` on ``data`` (default: the configured
+    datasets and feedback, :func:`build_training_set`) and log it in one MLflow run.
+
+    Registers nothing: the caller decides (:func:`register_candidate`).
 
     Raises:
         DataFileError, BaseModelError, TrainingError: clear, user-facing problems.
@@ -250,16 +287,9 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
         MlflowEpochLogger,
         OptimConfig,
     )
-    from citeops.tasks.model.registry import (
-        ensure_experiment,
-        log_verifier,
-        register_version,
-        save_hf_folder,
-        set_alias,
-    )
+    from citeops.tasks.model.registry import ensure_experiment, log_verifier, save_hf_folder
 
     started = time.perf_counter()
-    data_cutoff = datetime.now(UTC)  # feedback ingested after this is new for the next run
     _quiet_lightning()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = settings.train
@@ -268,13 +298,14 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
 
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, verbose=False)
-    train, dev = load_training_data(settings)
+    data = data or build_training_set(settings)
+    train, dev = data.train, data.dev
     model, tokenizer = load_base(settings.model, seed=cfg.seed)
     model.train()  # from_pretrained returns eval mode: dropout would stay off
     weights = (
         class_weights([ex.label for ex in train], len(LABELS)) if cfg.class_weighted_loss else None
     )
-    data = ClaimDataModule(
+    datamodule = ClaimDataModule(
         tokenizer,
         train,
         dev,
@@ -289,7 +320,7 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
         model,
         OptimConfig(cfg.learning_rate, cfg.weight_decay, cfg.layer_lr_decay, cfg.warmup_ratio),
         class_weights=weights,
-        groups=data.groups,
+        groups=datamodule.groups,
     )
     precision = resolve_precision(cfg.precision, cfg.accelerator)
     params = training_params(settings, precision)
@@ -308,30 +339,44 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
             )
         )
     trainer = build_trainer(settings, precision, callbacks, progress)
+    log.info(
+        "fitting %s on %d examples (%d dev), precision %s",
+        settings.model.base_model,
+        len(train),
+        len(dev),
+        precision,
+    )
 
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
+        mlflow.set_tag("citeops.kind", "training")
         mlflow.log_params(params)
         mlflow.log_params(
             {
                 "train_examples": len(train),
                 "dev_examples": len(dev),
-                "feedback_examples": sum(ex.dataset == FEEDBACK_DATASET for ex in train),
+                "feedback_examples": data.feedback_examples,
+                "holdout_examples": len(data.holdout),
                 **{f"train_labels_{k}": v for k, v in label_counts(train).items()},
             }
         )
         log_dataset_inputs(settings, train, "train", "training")
         if dev:
             log_dataset_inputs(settings, dev, "dev", "validation")
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, datamodule=datamodule)
         restored = best.restore(module)
         if dev and not restored:  # max_steps ended training before any validation
-            trainer.validate(module, datamodule=data, verbose=False)
+            trainer.validate(module, datamodule=datamodule, verbose=False)
             best.best_metrics = dict(module.last_val_metrics)
         metrics = {k: float(v) for k, v in best.best_metrics.items()}
         mlflow.log_metrics({f"best_val_{k}": v for k, v in metrics.items()})
         wall = time.perf_counter() - started
-        mlflow.log_metrics({"train_seconds": wall, "steps": float(trainer.global_step)})
+        resources = resources_used(settings, trainer, wall)
+        mlflow.log_metrics(
+            {"train_seconds": wall, "steps": float(trainer.global_step)}
+            | {k: v for k, v in resources.items() if isinstance(v, float)}
+        )
+        mlflow.set_tag("device_type", str(resources["device_type"]))
         if best.best_epoch is not None:
             mlflow.log_metric("best_epoch", best.best_epoch)
         meta = {
@@ -344,25 +389,63 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
         with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:
             folder = save_hf_folder(module.model, tokenizer, Path(tmp) / "hf_model", meta)
             logged_uri = log_verifier(folder)
-    registered = register_version(settings, logged_uri, run.info.run_id)
-    if cfg.include_feedback:
-        from citeops.tasks.store.queries import mark_training
-
-        mark_training(settings, at=data_cutoff, note=f"run {run.info.run_id}")
-    if cfg.register_alias:
-        set_alias(settings, registered.version, cfg.register_alias)
-    return TrainResult(
+    log.info("fitted in %.0f s: dev %s", wall, {k: round(v, 3) for k, v in metrics.items()})
+    return Candidate(
         run_id=run.info.run_id,
-        model_uri=registered.model_uri,
-        model_version=registered.version,
-        metrics=metrics,
         logged_model_uri=logged_uri,
-        alias=cfg.register_alias,
+        metrics=metrics,
         best_epoch=best.best_epoch,
         epochs_run=trainer.current_epoch,
         steps=int(trainer.global_step),
         train_examples=len(train),
         dev_examples=len(dev),
         wall_seconds=time.perf_counter() - started,
+        resources=resources,
         params=params,
+    )
+
+
+def register_candidate(
+    settings: Settings, candidate: Candidate, alias: str | None = None
+) -> RegisteredModel:
+    """Register the candidate's logged model as a new version; point ``alias`` at it."""
+    from citeops.tasks.model.registry import register_version, set_alias
+
+    registered = register_version(settings, candidate.logged_model_uri, candidate.run_id)
+    if alias:
+        set_alias(settings, registered.version, alias)
+    log.info("registered %s%s", registered.model_uri, f" as @{alias}" if alias else "")
+    return registered
+
+
+def train_model(settings: Settings, progress: bool = True) -> TrainResult:
+    """Fit, register (alias ``train.register_alias``) and mark the store: ``citeops train``.
+
+    Returns the run id, the registered model URI (``models:/<name>/<version>``), the
+    version and the selected epoch's dev metrics.
+
+    Raises:
+        DataFileError, BaseModelError, TrainingError: clear, user-facing problems.
+    """
+    data = build_training_set(settings)
+    candidate = fit_candidate(settings, data, progress)
+    registered = register_candidate(settings, candidate, settings.train.register_alias)
+    if settings.train.include_feedback:
+        from citeops.tasks.store.queries import mark_training
+
+        mark_training(settings, at=data.cutoff, note=f"run {candidate.run_id}")
+    return TrainResult(
+        run_id=candidate.run_id,
+        model_uri=registered.model_uri,
+        model_version=registered.version,
+        metrics=candidate.metrics,
+        logged_model_uri=candidate.logged_model_uri,
+        alias=settings.train.register_alias,
+        best_epoch=candidate.best_epoch,
+        epochs_run=candidate.epochs_run,
+        steps=candidate.steps,
+        train_examples=candidate.train_examples,
+        dev_examples=candidate.dev_examples,
+        wall_seconds=candidate.wall_seconds,
+        params=candidate.params,
     )

@@ -175,6 +175,39 @@ training_marks = Table(
 )
 
 
+# One row per retrain / promote / rollback run: what was tried, why, and how it ended.
+promotions = Table(
+    "promotions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # retrain | promote | rollback
+    Column("version", String(32)),  # the candidate (or, for a rollback, the restored one)
+    Column("previous_version", String(32)),  # the champion before
+    Column("outcome", String(32), nullable=False),  # promoted | gate_failed | rolled_back | ...
+    Column("trigger", Text),  # JSON: causes and reasons of the decision that started it
+    Column("gate", Text),  # JSON: passed, reasons, table, thresholds
+    Column("bake", Text),  # JSON: bake figures per endpoint
+    Column("data", Text),  # JSON: training-set counts and digests
+    Column("detail", Text),  # one line: why it ended so
+    Column("cost_usd", Float),  # estimated cost of the training run
+    Column("flow_run_id", String(64)),
+    Column("mlflow_run_ids", Text),  # JSON: {"train": ..., "validate": ...}
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Index("ix_promotions_started", "started_at"),
+)
+
+# Named locks with an owner and an expiry (one retrain / promotion at a time).
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(256), nullable=False),  # host:pid:token
+    Column("acquired_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)
+
+
 def _v1(conn: Connection) -> None:
     metadata.create_all(
         conn,
@@ -190,7 +223,11 @@ def _v1(conn: Connection) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1}
+def _v2(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[promotions, locks])
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

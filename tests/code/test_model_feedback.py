@@ -25,13 +25,15 @@ def _ingest_three(tmp_path: Path) -> None:
 
 def test_feedback_joins_training_data(tmp_path: Path) -> None:
     _ingest_three(tmp_path)
-    settings = load_settings(train={"max_examples": 100_000})
+    settings = load_settings(train={"max_examples": 100_000}, retrain={"holdout_share": 0.0})
     train, _ = load_training_data(settings)
     from_feedback = [ex for ex in train if ex.dataset == FEEDBACK_DATASET]
     assert sorted(ex.label_name for ex in from_feedback) == ["NEI", "REFUTE", "SUPPORT"]
     assert train[-3:] != from_feedback  # shuffled in, not appended
 
-    without = load_settings(train={"max_examples": 100_000, "include_feedback": False})
+    without = load_settings(
+        train={"max_examples": 100_000, "include_feedback": False}, retrain={"holdout_share": 0.0}
+    )
     assert len(load_training_data(without)[0]) == len(train) - 3
 
 
