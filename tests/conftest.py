@@ -1,4 +1,10 @@
-"""Shared fixtures: every test gets its own CITEOPS_HOME and reads ../shared/data."""
+"""Shared fixtures: every test gets its own CITEOPS_HOME and reads the benchmark data.
+
+The data is found the way the tool finds it (CITEOPS_DATA_DIR, else the fetched
+``.citeops/data``, else it is fetched; see :mod:`tests.harness`). Tests that need
+PostgreSQL or Chromium ask for the ``postgres_admin_url`` or ``chromium`` fixture and skip
+when the service is missing; the session summary names them once.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import (
+    TestData,
+    TestDataError,
+    chromium_missing,
+    find_chromium,
+    missing_service_summary,
+    postgres_missing,
+    resolve_test_data,
+)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("CITEOPS_TEST_DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
+_TEST_DATA = pytest.StashKey[TestData]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -103,17 +119,63 @@ def s3_bucket(moto_s3: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    if not (SHARED_DATA / "scifact" / "corpus.jsonl").is_file():
-        pytest.fail(f"benchmark data not found in {SHARED_DATA}; set CITEOPS_TEST_DATA_DIR")
-    return SHARED_DATA
+def data_dir(request: pytest.FixtureRequest) -> Path:
+    """The benchmark data folder, found (or fetched) once per session as the tool does.
+
+    Stops the whole session with one message when the data can be neither found nor fetched.
+    """
+    try:
+        found = resolve_test_data(PROJECT_ROOT)
+    except TestDataError as error:
+        pytest.exit(f"error: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
+    request.config.stash[_TEST_DATA] = found
+    return found.path
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """URL of the local PostgreSQL server's ``test`` database; skips the test when it is down."""
+    from tests.harness import PG_ADMIN_URL
+
+    reason = postgres_missing(PG_ADMIN_URL)
+    if reason:
+        pytest.skip(reason)
+    return PG_ADMIN_URL
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Path of a headless-capable Chromium; skips the test when none is installed."""
+    reason = chromium_missing()
+    if reason:
+        pytest.skip(reason)
+    found = find_chromium()
+    assert found is not None
+    return found
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001
+    """Say once where the data came from and which tests a missing service skipped."""
+    found = config.stash.get(_TEST_DATA, None)
+    if found is not None:
+        terminalreporter.write_line(f"benchmark data: {found.path} ({found.source})")
+    skips = [
+        (report.nodeid, report.longrepr[2])
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple)
+    ]
+    lines = missing_service_summary(skips)
+    if lines:
+        terminalreporter.section("skipped: service not on this machine", yellow=True)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)
 def citeops_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> Path:
-    """Isolate state: test profile, a fresh CITEOPS_HOME, the shared data folder."""
+    """Isolate state: test profile, a fresh CITEOPS_HOME, the session's data folder."""
     for key in list(os.environ):
-        if key.startswith("CITEOPS_") and key != "CITEOPS_TEST_DATA_DIR":
+        if key.startswith("CITEOPS_"):
             monkeypatch.delenv(key)
     home = tmp_path / "citeops-home"
     monkeypatch.setenv("CITEOPS_PROFILE", "test")

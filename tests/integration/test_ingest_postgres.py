@@ -18,8 +18,10 @@ ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh database with a unique name; dropped afterwards. Yields its SQLAlchemy URL."""
+def pg_database(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh database with a unique name; dropped afterwards. Yields its SQLAlchemy URL.
+
+    Skips (named once in the session summary) when PostgreSQL is not on this machine."""
     psycopg = pytest.importorskip("psycopg")
     name = f"citeops_ingest_{uuid.uuid4().hex[:10]}"
     try:

@@ -25,12 +25,13 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.harness import find_chromium
 
 pytestmark = pytest.mark.integration
 
 PG = "postgres@127.0.0.1:5432"
 CITEOPS = str(Path(sys.executable).with_name("citeops"))
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = str(find_chromium() or "chromium")
 UI_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -74,7 +75,10 @@ def citeops(
 
 @pytest.fixture(scope="module")
 def production_stack(
-    tmp_path_factory: pytest.TempPathFactory, moto_s3: str, data_dir: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    moto_s3: str,
+    data_dir: Path,
+    postgres_admin_url: str,  # skips every test of the stack, named once, without PostgreSQL
 ) -> Iterator[Stack]:
     """`citeops up --no-serve` with the production profile on fresh databases and a fresh
     bucket; `citeops down` and the databases dropped afterwards."""
@@ -302,9 +306,7 @@ def _chromium(args: list[str], profile: Path, timeout: float = 90) -> str:
     return result.stdout
 
 
-@pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="chromium not installed (apt-get install chromium)"
-)
+@pytest.mark.usefixtures("chromium")  # skips, named in the summary, without Chromium
 def test_both_uis_in_headless_chromium(
     production_stack: Stack, champion: dict[str, str], tmp_path: Path
 ) -> None:
@@ -328,9 +330,9 @@ def test_training_deployment_on_the_gpu_pool(
 ) -> None:
     """The README's GPU-machine worker (`prefect worker start --pool gpu`) runs the
     quarterly training deployment; a new version lands in the registry, files in S3."""
-    from mlflow import MlflowClient
     from citeops.tasks.stack.processes import start_process, stop_process
     from citeops.tasks.stack.services import project_dir
+    from mlflow import MlflowClient
 
     api = production_stack.prefect_api
     env = dict(production_stack.env)
