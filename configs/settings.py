@@ -215,6 +215,47 @@ class TriggerSettings(_Section):
     retrain_deployment: str | None = None  # "train/<name>"; default: any deployment of "train"
 
 
+class GateSettings(_Section):
+    """When a candidate may replace the champion (the ``retrain`` flow's gate).
+
+    Per benchmark, candidate and champion are compared on the same examples: a paired
+    bootstrap 95 % interval of the macro-F1 difference wholly below 0, or a point drop of
+    more than ``max_f1_drop``, refuses; the mean difference over the benchmarks and the
+    feedback hold-out must reach ``min_improvement``. With 300-600 examples a macro-F1
+    interval is several points wide, so ``max_f1_drop`` (0.02) stays well inside it.
+
+    ``class_f1_floor`` (0.05) catches a class that collapsed (never or almost never
+    predicted) on a benchmark, not a weak one: the rarest class (Citation-Integrity NEI,
+    7 % of pairs) has few test examples, so its F1 is itself noisy. Only classes present in
+    a benchmark's gold labels are checked, and not on the feedback hold-out (few labels,
+    given by users). The local and test profiles set 0.0 (off): the CPU recipe never
+    predicts Citation-Integrity NEI (BENCHMARKS.md, train run B) and the tiny random model
+    predicts one class.
+
+    ``max_latency_increase`` (0.5) is generous because the p95 of single pairs on a CPU
+    shared with other work is noisy; it still refuses a model that is twice as slow.
+
+    ``behaviour_min_pass`` (0.8): the suite has three checks per claim (self-evidence is
+    SUPPORT, whitespace and case invariance). Permuted labels fail every self-evidence
+    check (share at most 0.67) and are refused; a weak model that misses some
+    self-evidence checks while staying invariant passes.
+
+    Without a champion only absolute floors apply (class floor, behaviour) and the
+    candidate's macro F1 must exceed the majority-class baseline's by more than
+    ``baseline_margin`` on each benchmark (0.0: strictly beat it; negative tolerates a
+    candidate below it, -1.0 turns the rule off).
+    """
+
+    max_f1_drop: float = Field(0.02, ge=0, le=1)
+    min_improvement: float = Field(0.0, ge=-1, le=1)
+    class_f1_floor: float = Field(0.05, ge=0, le=1)
+    max_latency_increase: float = Field(0.5, ge=0)
+    behaviour_min_pass: float = Field(0.8, ge=0, le=1)
+    baseline_margin: float = Field(0.0, ge=-1, le=1)
+    bootstrap_resamples: int = Field(1000, ge=200, le=100_000)
+    seed: int = 0
+
+
 class StackSettings(_Section):
     """The local stack started by `citeops up`."""
 
@@ -275,6 +316,7 @@ class Settings(BaseSettings):
     retrain: RetrainSettings = RetrainSettings()
     promote: PromoteSettings = PromoteSettings()
     stack: StackSettings = StackSettings()
+    gate: GateSettings = GateSettings()
     bench: BenchSettings = BenchSettings()
 
     @field_validator("home", "data_dir")
