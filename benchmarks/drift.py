@@ -1,39 +1,54 @@
-"""`citeops bench drift`: time a drift run on N generated production queries and, when an
-Evidently environment is given, run Evidently's DataDriftPreset on the same data.
+"""`citeops bench drift`: time a drift run on N generated, distinct production queries and,
+when an Evidently environment is given, run Evidently's DataDriftPreset on the same data.
 
-The queries are (claim, evidence) pairs drawn with replacement from the dev and test splits
-of the training datasets (scenario ``same``: in the datasets' training proportions;
-``mixed``: uniformly, which changes the dataset mix), scored by the stand-in classifier of
-:mod:`citeops.benchmarks.drift_calibration`, and written as date-partitioned query-log JSONL
-files; the
-timed part is what ``citeops drift`` does: read the files, load the reference, run every
-check, write the HTML + JSON report (MLflow logging and alerting excluded).
+Production traffic is mostly distinct, and the checks collapse repeated texts into
+weights, so the workload must not repeat a few thousand benchmark pairs. Each query is
+made from the dev and test pairs of the training datasets (the *pool*) of one dataset:
+
+- a pool pair is drawn; its **claim** is the head of the pair's claim, cut at a random
+  word, continued by words of another pool claim to the same length (so claim lengths
+  keep their distribution);
+- its **evidence** is the pair's abstract with one sentence (two in abstracts of six or
+  more) replaced by sentences of other pool abstracts of the same dataset.
+
+A generated pair already seen is drawn again (seeded), so the rows are distinct by
+construction; ``distinct_rows`` is nonetheless counted from the files read back. The
+dataset of each query follows scenario ``same`` (the datasets' training proportions) or
+``mixed`` (their shares of the pool, which changes the mix). Queries are scored by the
+stand-in classifier of :mod:`citeops.benchmarks.drift_calibration` and written as
+date-partitioned query-log JSONL files. The timed part is what ``citeops drift`` does:
+read the files, load the reference, run every check, write the HTML + JSON report
+(MLflow logging and alerting excluded).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import random
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from citeops.benchmarks.drift_calibration import fit_standin
-from citeops.tasks.data.multivers import LABELS, read_splits
+from citeops.tasks.data.multivers import LABELS, Example, corpus_file, read_splits
 from citeops.tasks.drift.checks import token_lengths
 from citeops.tasks.drift.current import read_query_folder
 from citeops.tasks.drift.detect import detect_drift
 from citeops.tasks.drift.reference import ReferencePredictions, holdout_examples, load_reference
 from citeops.tasks.drift.report import write_report
+from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
 
 PART_LINES = 10_000
+SCENARIOS = ("same", "mixed")
+MAX_REDRAWS = 50  # draws per query before the generator gives up on distinctness
 EVIDENTLY_SCRIPT = Path(__file__).parent / "evidently_compare.py"
 # our check -> Evidently's column, for comparing verdicts
 SAME_QUESTION = {
@@ -46,7 +61,23 @@ SAME_QUESTION = {
 }
 
 
+class BenchDriftError(CiteopsError):
+    """The drift benchmark cannot build its workload (unknown scenario, too little data)."""
+
+
+@dataclass(frozen=True)
+class DatasetPool:
+    """One dataset's raw material: its distinct pool claims (as words), cited abstracts
+    (as sentences), and the pool's pairs as (claim index, abstract index)."""
+
+    name: str
+    claims: list[list[str]]
+    abstracts: list[list[str]]
+    pairs: list[tuple[int, int]]
+
+
 def write_queries(folder: Path, records: list[dict[str, Any]]) -> None:
+    """Write ``records`` as query-log parts of ``PART_LINES`` lines under one date."""
     day = folder / "queries" / "date=2026-11-20"
     day.mkdir(parents=True, exist_ok=True)
     for part, start in enumerate(range(0, len(records), PART_LINES)):
@@ -55,21 +86,139 @@ def write_queries(folder: Path, records: list[dict[str, Any]]) -> None:
                 handle.write(json.dumps(row) + "\n")
 
 
-def _draw(pool: list[Any], train: list[Any], rows: int, scenario: str, seed: int) -> np.ndarray:
-    """Indices into ``pool``. ``same``: datasets in their training proportions (no drift
-    expected); ``mixed``: uniform over the pool, whose dataset mix differs from training."""
-    rng = np.random.default_rng(seed)
-    if scenario == "mixed":
-        return rng.integers(len(pool), size=rows)
-    if scenario != "same":
-        raise ValueError(f"unknown scenario {scenario!r}: same or mixed")
-    names = sorted({e.dataset for e in train})
-    share = np.array([sum(e.dataset == n for e in train) for n in names], dtype=float)
-    chosen = rng.choice(len(names), size=rows, p=share / share.sum())
-    members = {
-        k: np.array([i for i, e in enumerate(pool) if e.dataset == n]) for k, n in enumerate(names)
-    }
-    return np.array([members[k][rng.integers(len(members[k]))] for k in chosen])
+def _abstract_sentences(data_dir: Path, dataset: str, doc_ids: set[int]) -> dict[int, list[str]]:
+    """The non-empty sentences of the abstracts ``doc_ids`` of ``dataset``'s corpus."""
+    found: dict[int, list[str]] = {}
+    with corpus_file(data_dir, dataset).open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if int(row["doc_id"]) in doc_ids:
+                sentences = [str(s).strip() for s in row.get("abstract") or [] if str(s).strip()]
+                if sentences:
+                    found[int(row["doc_id"])] = sentences
+    return found
+
+
+def dataset_pools(data_dir: Path, pool: Sequence[Example]) -> list[DatasetPool]:
+    """Group the pool by dataset: distinct claims split into words, cited abstracts split
+    into sentences.
+
+    Raises:
+        BenchDriftError: a dataset has fewer than two distinct claims or abstracts.
+    """
+    pools = []
+    for name in sorted({e.dataset for e in pool}):
+        members = [e for e in pool if e.dataset == name and e.claim.split()]
+        sentences = _abstract_sentences(data_dir, name, {e.doc_id for e in members})
+        claim_index = {c: i for i, c in enumerate(dict.fromkeys(e.claim for e in members))}
+        doc_index = {d: i for i, d in enumerate(sorted(sentences))}
+        pairs = [
+            (claim_index[e.claim], doc_index[e.doc_id]) for e in members if e.doc_id in doc_index
+        ]
+        if len(claim_index) < 2 or len(doc_index) < 2:
+            raise BenchDriftError(
+                f"bench drift: {name} has {len(claim_index)} claims and {len(doc_index)} "
+                "abstracts in its dev + test splits; at least two of each are needed"
+            )
+        claims = [c.split() for c in claim_index]
+        pools.append(DatasetPool(name, claims, [sentences[d] for d in doc_index], pairs))
+    return pools
+
+
+def splice_claim(claims: list[list[str]], first: int, rng: random.Random) -> str:
+    """The head of claim ``first`` continued by words of another claim, to its length."""
+    second = rng.randrange(len(claims) - 1)
+    second += second >= first  # any claim but the first
+    head, other = claims[first], claims[second]
+    cut = rng.randint(1, max(len(head) - 1, 1))
+    need = len(head) - cut
+    start = rng.randint(0, max(len(other) - need, 0))
+    tail = other[start : start + need]
+    return " ".join(head[:cut] + tail + head[cut + len(tail) : len(head)])
+
+
+def mixed_evidence(abstracts: list[list[str]], index: int, rng: random.Random) -> str:
+    """Abstract ``index`` with one sentence (two from six sentences on) replaced by
+    sentences of other abstracts."""
+    sentences = list(abstracts[index])
+    for _ in range(1 + (len(sentences) >= 6)):
+        donor = rng.randrange(len(abstracts) - 1)
+        donor += donor >= index  # any abstract but this one
+        sentences[rng.randrange(len(sentences))] = rng.choice(abstracts[donor])
+    return " ".join(sentences)
+
+
+def distinct_queries(
+    pools: Sequence[DatasetPool], weights: Sequence[float], rows: int, seed: int
+) -> list[tuple[str, str]]:
+    """``rows`` distinct (claim, evidence) pairs; each query's dataset drawn by ``weights``.
+
+    Raises:
+        BenchDriftError: ``MAX_REDRAWS`` draws in a row gave pairs already generated (the
+            pool is too small for ``rows`` distinct queries).
+    """
+    rng = random.Random(seed)
+    chosen = rng.choices(range(len(pools)), weights=weights, k=rows)
+    seen: set[tuple[str, str]] = set()
+    queries: list[tuple[str, str]] = []
+    for k in chosen:
+        pool = pools[k]
+        for _ in range(MAX_REDRAWS):
+            claim, abstract = pool.pairs[rng.randrange(len(pool.pairs))]
+            pair = (
+                splice_claim(pool.claims, claim, rng),
+                mixed_evidence(pool.abstracts, abstract, rng),
+            )
+            if pair not in seen:
+                break
+        else:
+            raise BenchDriftError(
+                f"bench drift: no new distinct query after {MAX_REDRAWS} draws at row "
+                f"{len(queries)}; ask for fewer --rows"
+            )
+        seen.add(pair)
+        queries.append(pair)
+    return queries
+
+
+def scenario_weights(
+    pools: Sequence[DatasetPool], pool: Sequence[Example], train: Sequence[Example], scenario: str
+) -> list[float]:
+    """Dataset shares: ``same``: as in training (no shift of the mix); ``mixed``: as in
+    the pool (the dev + test sizes, a different mix).
+
+    Raises:
+        BenchDriftError: unknown scenario.
+    """
+    if scenario not in SCENARIOS:
+        raise BenchDriftError(
+            f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}"
+        )
+    source = train if scenario == "same" else pool
+    return [float(sum(e.dataset == p.name for e in source)) for p in pools]
+
+
+def query_records(
+    queries: Sequence[tuple[str, str]], predict: Callable[..., Any]
+) -> list[dict[str, Any]]:
+    """Query-log lines for ``queries``, scored by ``predict`` (probabilities per label)."""
+    probs = predict([c for c, _ in queries], [e for _, e in queries])
+    return [
+        {
+            "request_id": f"bench-{n}",
+            "datetime": "2026-11-20T12:00:00+00:00",
+            "claim": claim,
+            "evidence": evidence,
+            "model_version": "bench",
+            "slot": "blue",
+            "prediction": LABELS[int(p.argmax())],
+            "probabilities": dict(zip(LABELS, map(float, p), strict=True)),
+            "latency_ms": 1.0,
+        }
+        for n, ((claim, evidence), p) in enumerate(zip(queries, probs, strict=True))
+    ]
 
 
 def run_speed_bench(
@@ -80,13 +229,30 @@ def run_speed_bench(
     scenario: str = "same",
     datasets: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
+    """Generate ``rows`` distinct queries, time a drift run on them, compare with Evidently.
+
+    Returns the JSON-able figures: ``rows``, ``distinct_rows`` (distinct (claim, evidence)
+    pairs read back), ``seconds`` and its parts, the goals (``target_seconds``,
+    ``target_distinct_rows``) and whether they were met (``goals_met``), the verdicts,
+    and ``evidently`` (its figures, or why it was skipped).
+
+    Raises:
+        BenchDriftError: unknown scenario, or too little data for ``rows`` distinct queries.
+        DataFileError: a dataset file is missing or corrupt.
+    """
     say = progress or (lambda _msg: None)
+    bench = settings.bench
     datasets = tuple(datasets or settings.train.datasets)
-    pool = read_splits(settings.data_dir, datasets, "dev") + read_splits(
-        settings.data_dir, datasets, "test"
-    )
-    predict = fit_standin(read_splits(settings.data_dir, datasets, "train"), settings.drift.seed)
-    pool_probs = predict([e.claim for e in pool], [e.evidence for e in pool])
+    seed = settings.drift.seed
+    data = settings.data_dir
+    pool = read_splits(data, datasets, "dev") + read_splits(data, datasets, "test")
+    train = read_splits(data, datasets, "train")
+    pools = dataset_pools(data, pool)
+    weights = scenario_weights(pools, pool, train, scenario)
+    say(f"generating {rows:,} distinct queries from {len(pool):,} {'+'.join(datasets)} pairs")
+    queries = distinct_queries(pools, weights, rows, seed)
+    predict = fit_standin(train, seed)
+    records = query_records(queries, predict)
     held = holdout_examples(settings, datasets)
     preds = ReferencePredictions(
         "stand-in: tf-idf + logistic regression",
@@ -96,29 +262,10 @@ def run_speed_bench(
         predict([e.claim for e in held], [e.evidence for e in held]),
         gold=[e.label for e in held],
     )
-    pick = _draw(
-        pool, read_splits(settings.data_dir, datasets, "train"), rows, scenario, settings.drift.seed
-    )
-    records = []
-    for n, i in enumerate(pick):
-        p = pool_probs[i]
-        records.append(
-            {
-                "request_id": f"bench-{n}",
-                "datetime": "2026-11-20T12:00:00+00:00",
-                "claim": pool[i].claim,
-                "evidence": pool[i].evidence,
-                "model_version": "bench",
-                "slot": "blue",
-                "prediction": LABELS[int(p.argmax())],
-                "probabilities": dict(zip(LABELS, map(float, p), strict=True)),
-                "latency_ms": 1.0,
-            }
-        )
     with tempfile.TemporaryDirectory(prefix="citeops-bench-drift-") as tmp:
         root = Path(tmp)
         write_queries(root, records)
-        say(f"{rows} queries written; timing the drift run")
+        say(f"{rows:,} queries written; timing the drift run")
         t0 = time.perf_counter()
         window = read_query_folder(root)
         t1 = time.perf_counter()
@@ -128,20 +275,31 @@ def run_speed_bench(
         t3 = time.perf_counter()
         write_report(report, root / "reports")
         t4 = time.perf_counter()
+        distinct_rows = len(set(zip(window.claims, window.evidences, strict=True)))
+        target_distinct = math.ceil(bench.drift_min_distinct_share * rows)
         result: dict[str, Any] = {
             "rows": len(window),
+            "distinct_rows": distinct_rows,
+            "distinct_claims": len(set(window.claims)),
+            "distinct_evidences": len(set(window.evidences)),
             "seconds": round(t4 - t0, 2),
             "read_seconds": round(t1 - t0, 2),
             "reference_seconds": round(t2 - t1, 2),
             "checks_seconds": round(t3 - t2, 2),
             "report_seconds": round(t4 - t3, 2),
-            "target_seconds": 30,
+            "target_seconds": bench.drift_target_seconds,
+            "target_distinct_rows": target_distinct,
+            "goals_met": {
+                "seconds": t4 - t0 <= bench.drift_target_seconds,
+                "distinct_rows": distinct_rows >= target_distinct,
+            },
             "distinct_pairs": len({(e.claim, e.evidence) for e in pool}),
             "text_sample_rows": min(rows, settings.drift.text_sample_size),
             "reference": f"{'+'.join(datasets)} train; held-out: dev sample",
             "scenario": scenario,
-            "current": f"{'+'.join(datasets)} dev+test pairs drawn with replacement"
-            + (" in training proportions" if scenario == "same" else ", uniformly"),
+            "current": f"distinct queries recombined from {'+'.join(datasets)} dev+test pairs "
+            "(spliced claims, abstracts with sentences of other abstracts)"
+            + (", datasets in training proportions" if scenario == "same" else ", pool mix"),
             "drift": report.drift,
             "checks": {c.name: c.drift for c in report.checks},
         }

@@ -282,7 +282,7 @@ class BenchSettings(_Section):
     ingest_duplicate_fraction: float = Field(0.03, ge=0, lt=1)
     ingest_conflict_fraction: float = Field(0.005, ge=0, lt=1)
     drift_rows: int = Field(100_000, ge=30)  # generated, mostly distinct queries
-    drift_target_seconds: float = Field(30.0, gt=0)
+    drift_target_seconds: int = Field(30, ge=1)
     drift_min_distinct_share: float = Field(0.9, ge=0, le=1)  # goal: distinct / rows
 
 

@@ -1,11 +1,34 @@
-"""The full-size ingest benchmark (slow): a million generated lines, accounted exactly,
-in bounded memory."""
+"""`citeops bench ingest`: a small run through the CLI checks its own tally; the full-size
+run (slow) accounts a million generated lines exactly, in bounded memory."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from citeops.configs.settings import load_settings
+
+
+def test_bench_ingest_small_run_checks_its_tally(capsys: pytest.CaptureFixture[str]) -> None:
+    from citeops.flows.cli import app
+    from citeops.flows.cli.common import run_cli
+
+    code = run_cli(app, ["bench", "ingest", "--lines", "2000", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["lines"] == 2000
+    assert result["seconds"] > 0 and result["peak_rss_mb"] > 0
+    assert result["baseline"]["lines"] == 2000
+    report = result["report"]
+    assert report["quarantined"] > 0 and report["duplicates"] > 0
+
+
+def test_bench_ingest_workload_comes_from_the_bench_section() -> None:
+    settings = load_settings(bench={"ingest_lines": 5, "ingest_part_lines": 2})
+    assert (settings.bench.ingest_lines, settings.bench.ingest_part_lines) == (5, 2)
+    assert not any(name.startswith("bench") for name in type(settings.ingest).model_fields)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""`citeops ingest`, `citeops feedback stats`, `citeops bench ingest` through the CLI app."""
+"""`citeops ingest`, `citeops feedback stats` through the CLI app."""
 
 from __future__ import annotations
 
@@ -49,14 +49,3 @@ def test_ingest_text_output_and_missing_source(
     write_part(tmp_path, "feedback", "2026-01-05", "a.jsonl", [feedback_line()])
     code, out, _ = run(capsys, "ingest", "--source", str(tmp_path))
     assert code == 0 and "accepted" in out and "objects" in out
-
-
-def test_bench_ingest_small_run_checks_its_tally(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "bench", "ingest", "--lines", "2000", "--json")
-    assert code == 0, err
-    result = json.loads(out)
-    assert result["lines"] == 2000
-    assert result["seconds"] > 0 and result["peak_rss_mb"] > 0
-    assert result["baseline"]["lines"] == 2000
-    report = result["report"]
-    assert report["quarantined"] > 0 and report["duplicates"] > 0
