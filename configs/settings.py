@@ -121,6 +121,7 @@ class ServeSettings(_Section):
     max_wait_ms: float = Field(5.0, ge=0)
     queue_size: int = Field(256, ge=1)
     max_batch_request: int = Field(64, ge=1)  # pairs in one POST /predict/batch
+    # the API enforces ingest.max_claim_chars / max_evidence_chars; this can only tighten them
     max_text_chars: int = Field(20000, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1)
     # bf16 autocast: 99.89% label agreement with fp32 on the 906 test pairs (BENCHMARKS.md)
@@ -128,6 +129,8 @@ class ServeSettings(_Section):
     threads: int | None = Field(None, ge=1)
     log_part_max_lines: int = Field(1000, ge=1)
     log_part_max_seconds: float = Field(60.0, gt=0)
+    # /feedback answers 202 only once its line is in the part file; 503 after this long
+    feedback_write_timeout_seconds: float = Field(10.0, gt=0)
     smoke_agreement_threshold: float = Field(0.0, ge=0, le=1)
     # base URLs of the serving replicas that a promotion deploys to, in turn; empty: the
     # one local endpoint at http://<host>:<port>

@@ -12,13 +12,19 @@ after ``serve.log_part_max_lines`` lines, after ``serve.log_part_max_seconds``, 
 UTC date changes, and at shutdown. Readers skip names starting with ``.`` or ending in
 ``.tmp``, so they never see a half-written line.
 
-Crash loss: lines of the part being written (and lines still queued in memory) are lost
-if the process dies; published parts are complete. For S3, parts whose upload failed
-stay in a local spool folder and are retried at the next rotation and at start.
+Crash recovery: a writer holds an exclusive ``flock`` on each part it writes. At start,
+hidden parts that no live writer holds were left by a writer that died (kill -9, power
+loss): their complete lines are published under the part's visible name, and a torn last
+line is moved to ``<part>.jsonl.torn`` beside it (never read by ingestion). Lines still
+queued in memory when the process died are lost; :meth:`LogWriter.write_durable` waits
+until a line is flushed to the file, so a process crash cannot lose it. For S3, parts
+whose upload failed stay in a local spool folder and are retried at the next rotation
+and at start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -27,6 +33,7 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +43,12 @@ if TYPE_CHECKING:
     from citeops.configs.settings import Settings
 
 STREAMS = ("queries", "feedback")
+TORN_SUFFIX = ".torn"
 log = logging.getLogger("citeops.serving.logs")
+
+
+class LogWriteFailed(Exception):
+    """A record could not be written durably (queue full, writer stopped, disk error)."""
 
 
 def part_name(now: datetime) -> str:
@@ -61,6 +73,7 @@ class _OpenPart:
     handle: Any
     opened_at: float
     lines: int = 0
+    waiting: list[Future[None]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -94,6 +107,13 @@ class LocalSink(PartSink):
     def publish(self, tmp: Path, key: str) -> None:
         os.replace(tmp, self.root / key)
 
+    def leftovers(self) -> list[tuple[Path, str]]:
+        """Hidden parts a dead writer left under the stream folders, to publish now."""
+        found: list[tuple[Path, str]] = []
+        for stream in STREAMS:
+            found.extend(recover_parts(self.root, stream))
+        return found
+
 
 class S3Sink(PartSink):
     """Parts are spooled locally and uploaded whole (one PUT) to ``s3://bucket/prefix/key``."""
@@ -120,20 +140,64 @@ class S3Sink(PartSink):
 
     def leftovers(self) -> list[tuple[Path, str]]:
         """Spooled parts of an earlier run (failed uploads or a crash), to publish now."""
-        found = []
-        for tmp in sorted(self.spool.rglob(".*.tmp")):
-            drop_partial_line(tmp)
-            key = str(tmp.relative_to(self.spool).with_name(tmp.name[1 : -len(".tmp")]))
-            found.append((tmp, key))
+        if not self.spool.is_dir():
+            return []
+        found: list[tuple[Path, str]] = []
+        for stream in STREAMS:
+            found.extend(recover_parts(self.spool, stream))
         return found
 
 
-def drop_partial_line(path: Path) -> None:
-    """Cut a file after its last newline (a crash can leave half a line at the end)."""
+def drop_partial_line(path: Path) -> bytes:
+    """Cut a file after its last newline (a crash can leave half a line at the end);
+    return the bytes cut off (empty when the file ends with a newline)."""
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end < len(data):
         path.write_bytes(data[:end])
+    return data[end:]
+
+
+def _lock(handle: Any, wait: bool) -> bool:
+    """Take the exclusive lock on an open part (released when the handle closes, or when
+    the process dies); without ``wait``, False if another handle holds it."""
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def recover_parts(root: Path, stream: str) -> list[tuple[Path, str]]:
+    """``(hidden part, key to publish it under)`` for every part of ``stream`` under
+    ``root`` that was left by a writer that died.
+
+    A part whose lock a live writer holds (in any process) is left alone. A torn last
+    line is moved to ``<part>.jsonl.torn`` beside the part's visible name; a part with no
+    complete line is removed.
+    """
+    folder = root / stream
+    if not folder.is_dir():
+        return []
+    found: list[tuple[Path, str]] = []
+    for tmp in sorted(folder.rglob(".*.jsonl.tmp")):
+        with tmp.open("rb") as handle:
+            if not _lock(handle, wait=False):
+                continue  # a live writer's open part
+            key = str(tmp.relative_to(root).with_name(tmp.name[1 : -len(".tmp")]))
+            torn = drop_partial_line(tmp)
+            if torn:
+                torn_path = root / (key + TORN_SUFFIX)
+                torn_path.write_bytes(torn)
+                log.warning("torn last line of %s (%d bytes) kept in %s", key, len(torn), torn_path)
+            if tmp.stat().st_size == 0:
+                tmp.unlink()
+                continue
+        log.info("recovering log part %s left by a writer that stopped", key)
+        found.append((tmp, key))
+    return found
 
 
 @dataclass
@@ -161,7 +225,7 @@ class LogWriter:
         self.max_lines = max_lines
         self.max_seconds = max_seconds
         self.stats = LogWriterStats()
-        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(queue_size)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(queue_size)
         self._open: dict[str, _OpenPart] = {}
         self._pending: list[tuple[Path, str]] = []
         self._thread: threading.Thread | None = None
@@ -169,11 +233,30 @@ class LogWriter:
     # ---- request side -----------------------------------------------------------------
     def write(self, stream: str, record: dict[str, Any]) -> bool:
         """Queue one record (never blocks). False if the queue is full (counted as dropped)."""
+        return self._put((stream, record, None))
+
+    async def write_durable(self, stream: str, record: dict[str, Any], timeout: float) -> None:
+        """Queue one record and wait until it is flushed to its part file (then a process
+        crash cannot lose it: the part is recovered at the next start).
+
+        Raises:
+            LogWriteFailed: the queue is full, the writer is not running, the line could
+                not be written, or it was not written within ``timeout`` seconds.
+        """
+        done: Future[None] = Future()
+        if self._thread is None or not self._put((stream, record, done)):
+            raise LogWriteFailed("the log writer is not accepting lines")
         try:
-            self._queue.put_nowait((stream, record))
+            await asyncio.wait_for(asyncio.wrap_future(done), timeout)
+        except TimeoutError:
+            raise LogWriteFailed(f"the line was not written within {timeout:.0f} s") from None
+
+    def _put(self, item: _Item) -> bool:
+        try:
+            self._queue.put_nowait(item)
         except queue.Full:
             self.stats.dropped += 1
-            log.error("log queue full: %s record dropped", stream)
+            log.error("log queue full: %s record dropped", item[0])
             return False
         return True
 
@@ -204,13 +287,13 @@ class LogWriter:
                 break
             try:
                 if item:
-                    stream, record = item
-                    self._append(stream, record)
+                    self._append(*item)
                     self._drain()
                 self._rotate_aged()
-            except Exception:  # noqa: BLE001 - a disk or network error must not stop logging
+            except Exception as error:  # noqa: BLE001 - a disk or network error must not stop logging
                 self.stats.write_errors += 1
                 log.exception("log writer error; continuing")
+                self._fail_waiting(error)
         for stream in list(self._open):
             self._publish(stream)
         self._retry_pending()
@@ -228,26 +311,49 @@ class LogWriter:
             self._append(*item)
         for part in self._open.values():
             part.handle.flush()
+            _settle(part.waiting)
 
-    def _append(self, stream: str, record: dict[str, Any]) -> None:
+    def _fail_waiting(self, error: Exception) -> None:
+        for part in self._open.values():
+            _settle(part.waiting, LogWriteFailed(f"{type(error).__name__}: {error}"))
+
+    def _append(self, stream: str, record: dict[str, Any], done: Future[None] | None) -> None:
         day = str(record.get("datetime", ""))[:10] or datetime.now(UTC).strftime("%Y-%m-%d")
+        try:
+            line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+            line.encode("utf-8")
+        except (TypeError, ValueError) as error:  # UnicodeEncodeError is a ValueError
+            self.stats.write_errors += 1
+            log.error("%s record not writable, dropped: %s", stream, error)
+            if done is not None:
+                _settle([done], LogWriteFailed(f"record not writable: {error}"))
+            return
         part = self._open.get(stream)
         if part is not None and part.day != day:
             self._publish(stream)
             part = None
         if part is None:
             part = self._open_part(stream, day)
-        part.handle.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        part.handle.write(line)
+        if done is not None:
+            part.waiting.append(done)
         part.lines += 1
         self.stats.lines[stream] += 1
         if part.lines >= self.max_lines:
             self._publish(stream)
 
     def _open_part(self, stream: str, day: str) -> _OpenPart:
-        name = part_name(datetime.now(UTC))
-        key = f"{partition(stream, day)}/{name}"
-        tmp = self.sink.tmp_path(key)
-        part = _OpenPart(stream, day, name, tmp, tmp.open("w", encoding="utf-8"), time.monotonic())
+        """A new hidden part, locked so that a writer starting elsewhere leaves it alone."""
+        while True:
+            name = part_name(datetime.now(UTC))
+            key = f"{partition(stream, day)}/{name}"
+            tmp = self.sink.tmp_path(key)
+            handle = tmp.open("x", encoding="utf-8")
+            _lock(handle, wait=True)  # waits only while a starting writer inspects it
+            if tmp.exists() and os.path.samestat(os.fstat(handle.fileno()), tmp.stat()):
+                break
+            handle.close()  # removed as empty by a starting writer before we locked it
+        part = _OpenPart(stream, day, name, tmp, handle, time.monotonic())
         self._open[stream] = part
         return part
 
@@ -263,9 +369,10 @@ class LogWriter:
         part = self._open.pop(stream)
         part.handle.flush()
         os.fsync(part.handle.fileno())
-        part.handle.close()
+        _settle(part.waiting)
         self._pending.append((part.local_tmp, part.key))
-        self._retry_pending()
+        self._retry_pending()  # the lock is held until the part is renamed (local root)
+        part.handle.close()
 
     def _retry_pending(self) -> None:
         still: list[tuple[Path, str]] = []
@@ -281,6 +388,23 @@ class LogWriter:
                 log.warning("could not publish log part %s (%s); will retry", key, error)
                 still.append((tmp, key))
         self._pending = still
+
+
+_Item = tuple[str, dict[str, Any], Future[None] | None]
+
+
+def _settle(waiting: list[Future[None]], error: Exception | None = None) -> None:
+    """Resolve (or fail) the futures of written lines and empty the list; a future its
+    caller stopped waiting for (cancelled) is skipped."""
+    for done in waiting:
+        try:
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+        except InvalidStateError:
+            pass
+    waiting.clear()
 
 
 def build_log_writer(settings: Settings) -> LogWriter:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from citeops.serving.logwriter import LogWriterStats
+    from citeops.serving.slots import Slots
 
 ROUTES = (
     "/predict",
@@ -109,3 +113,20 @@ def build_metrics() -> ServingMetrics:
             "citeops_log_lines_dropped", "Log lines dropped (queue full).", registry=registry
         ),
     )
+
+
+def refresh_gauges(
+    metrics: ServingMetrics, slots: Slots, log_stats: LogWriterStats, queue_depth: int
+) -> None:
+    """Set the gauges that mirror state (slot models, log counters, queue depth) just
+    before the registry is rendered."""
+    info = metrics.model_info
+    info.clear()
+    live_name = slots.live[0]
+    for name, model in slots.models.items():
+        if model is not None:
+            info.labels(name, model.model_version, model.model_uri).set(int(name == live_name))
+    for stream, count in log_stats.lines.items():
+        metrics.log_lines.labels(stream).set(count)
+    metrics.log_dropped.set(log_stats.dropped)
+    metrics.queue_depth.set(queue_depth)

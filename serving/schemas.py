@@ -1,8 +1,20 @@
-"""Request and response bodies of the serving API, and the input checks that name fields."""
+"""Request and response bodies of the serving API, and the input checks that name fields.
+
+Whatever the API acknowledges must be accepted downstream: every text field refuses a NUL
+character and lone surrogates (which the log writer cannot encode and PostgreSQL cannot
+store), and the length limits are ingestion's own (:class:`TextLimits`), so a line the API
+logged is never quarantined as ``text_too_long``.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, StrictStr
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import AfterValidator, BaseModel, Field, StrictStr
+
+if TYPE_CHECKING:
+    from citeops.configs.settings import Settings
 
 
 class BadInput(Exception):
@@ -14,9 +26,32 @@ class BadInput(Exception):
         self.message = message
 
 
+def storable_text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be logged and stored as UTF-8 text, or None if it can."""
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000), which cannot be stored"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = ord(value[error.start])
+        return f"contains a lone surrogate (\\u{bad:04x} at {error.start}), which is not valid text"
+    return None
+
+
+def _storable(value: str) -> str:
+    problem = storable_text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# A JSON string that can be written as UTF-8 and stored in any text column.
+Text = Annotated[StrictStr, AfterValidator(_storable)]
+
+
 class PredictRequest(BaseModel):
-    claim: StrictStr = Field(description="The claim to verify.")
-    evidence: StrictStr = Field(description="Text of the cited paper (e.g. its abstract).")
+    claim: Text = Field(description="The claim to verify.")
+    evidence: Text = Field(description="Text of the cited paper (e.g. its abstract).")
 
 
 class BatchRequest(BaseModel):
@@ -38,11 +73,11 @@ class BatchResponse(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    request_id: StrictStr | None = Field(None, description="The prediction this feedback is about.")
-    claim: StrictStr
-    evidence: StrictStr
-    prediction: StrictStr | None = Field(None, description="The label the model gave.")
-    user_label: StrictStr = Field(description="The label the user believes is right.")
+    request_id: Text | None = Field(None, description="The prediction this feedback is about.")
+    claim: Text
+    evidence: Text
+    prediction: Text | None = Field(None, description="The label the model gave.")
+    user_label: Text = Field(description="The label the user believes is right.")
 
 
 class FeedbackAccepted(BaseModel):
@@ -51,17 +86,61 @@ class FeedbackAccepted(BaseModel):
 
 
 class DeployRequest(BaseModel):
-    model_uri: StrictStr = Field(
+    model_uri: Text = Field(
         description="models:/name/version, models:/name@alias, runs:/..., or a folder."
     )
 
 
+@dataclass(frozen=True)
+class TextLimits:
+    """Longest accepted texts, in characters.
+
+    Ingestion's limits (``ingest.max_claim_chars``, ``ingest.max_evidence_chars`` and the
+    128-character limit on request ids) are the definition; ``serve.max_text_chars`` can
+    only tighten them for the API (it bounds tokenisation work per request).
+    """
+
+    claim: int
+    evidence: int
+    request_id: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TextLimits:
+        from citeops.tasks.ingest.parse import MAX_META_CHARS
+
+        serve_cap = settings.serve.max_text_chars
+        return cls(
+            claim=min(settings.ingest.max_claim_chars, serve_cap),
+            evidence=min(settings.ingest.max_evidence_chars, serve_cap),
+            request_id=MAX_META_CHARS,
+        )
+
+
 def check_text(field: str, value: str, max_chars: int) -> str:
-    """The text unchanged, or :class:`BadInput` if empty, blank or longer than ``max_chars``."""
+    """The text unchanged, or :class:`BadInput` if empty, blank, longer than ``max_chars``
+    or not storable (NUL, lone surrogate)."""
     if not value.strip():
         raise BadInput(field, "must not be empty or whitespace only")
     if len(value) > max_chars:
         raise BadInput(field, f"is {len(value)} characters; at most {max_chars} are accepted")
+    problem = storable_text_problem(value)
+    if problem:
+        raise BadInput(field, problem)
+    return value
+
+
+def check_pair(prefix: str, claim: str, evidence: str, limits: TextLimits) -> None:
+    """Check one (claim, evidence) pair; field names get ``prefix`` (e.g. ``pairs[2].``)."""
+    check_text(prefix + "claim", claim, limits.claim)
+    check_text(prefix + "evidence", evidence, limits.evidence)
+
+
+def check_request_id(field: str, value: str | None, limits: TextLimits) -> str | None:
+    """A request id within ``limits.request_id`` characters (None passes)."""
+    if value is not None and len(value) > limits.request_id:
+        raise BadInput(
+            field, f"is {len(value)} characters; at most {limits.request_id} are accepted"
+        )
     return value
 
 

@@ -80,7 +80,7 @@ def bench_serve(
     """Throughput and latency of `citeops serve` against a per-request transformers
     pipeline server (fp32, same model), plus a blue-green swap test under load."""
     from citeops.benchmarks.serve import BenchOptions, format_report, run_serve_bench
-    from citeops.serving.app import apply_omp_wait_policy
+    from citeops.serving.server import apply_omp_wait_policy
 
     settings = settings_from(serve={"precision": precision})
     apply_omp_wait_policy(settings)  # for the in-process agreement check

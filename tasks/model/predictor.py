@@ -71,15 +71,23 @@ class ClaimVerifier:
         max_length: int | None = None,
         **kw: Any,
     ) -> ClaimVerifier:
-        """Load a ``save_pretrained`` folder (as written by training)."""
+        """Load a ``save_pretrained`` folder (as written by training).
+
+        Raises:
+            ModelLoadError: the folder is not a model, or its weights do not match the
+                architecture (see :func:`check_loading_info`).
+        """
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         folder = Path(path)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForSequenceClassification.from_pretrained(folder)
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                folder, output_loading_info=True
+            )
         except (OSError, ValueError) as error:
             raise ModelLoadError(f"{folder}: not a loadable model folder ({error})") from None
+        check_loading_info(folder, info)
         meta = _read_meta(folder)
         labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
         length = max_length or int(meta.get("max_length", 512))
@@ -165,6 +173,39 @@ class ClaimVerifier:
     def predict_labels(self, claims: Sequence[str], evidences: Sequence[str]) -> list[str]:
         probs = self.predict_proba(claims, evidences)
         return [self.labels[i] for i in probs.argmax(axis=1)]
+
+
+def check_loading_info(folder: Path, info: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose weights do not match its architecture.
+
+    ``info`` is what ``from_pretrained(..., output_loading_info=True)`` returns. A missing
+    weight would be randomly initialised (for example a folder without ``classifier.*``
+    would serve a random head), an unexpected one means the files belong to another
+    architecture; either way the model is not the one that was trained and evaluated.
+
+    Raises:
+        ModelLoadError: listing the missing, unexpected and mismatched weights.
+    """
+    problems = []
+    for key, what in (
+        ("missing_keys", "missing"),
+        ("unexpected_keys", "unexpected"),
+        ("mismatched_keys", "mismatched"),
+    ):
+        names = sorted(str(name) for name in info.get(key) or ())
+        if names:
+            shown = ", ".join(names[:10]) + (
+                f" and {len(names) - 10} more" if len(names) > 10 else ""
+            )
+            problems.append(f"{what} weights: {shown}")
+    if info.get("error_msgs"):
+        problems.append("errors: " + "; ".join(str(m) for m in info["error_msgs"]))
+    if problems:
+        raise ModelLoadError(
+            f"{folder}: the checkpoint does not match the model ({'; '.join(problems)}); "
+            "refusing to load it with randomly initialised weights. Use a folder written "
+            "by training (save_pretrained of the fine-tuned classifier)."
+        )
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:

@@ -190,7 +190,7 @@ def test_omp_wait_policy_is_exported_unless_inherited(monkeypatch: pytest.Monkey
     import os
 
     from citeops.configs.settings import load_settings
-    from citeops.serving.app import apply_omp_wait_policy
+    from citeops.serving.server import apply_omp_wait_policy
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     apply_omp_wait_policy(load_settings(serve={"omp_wait_policy": "inherit"}))
@@ -212,3 +212,117 @@ def test_bf16_predictions_stay_close_to_fp32() -> None:
     reduced = fp32.predict_encoded(encoded)
     assert reduced.dtype == np.float32 and reduced.shape == reference.shape
     np.testing.assert_allclose(reduced, reference, atol=0.02)
+
+
+DAY = "2026-01-02T03:04:05+00:00"
+
+
+def test_hidden_part_left_by_a_dead_writer_is_published_at_start(tmp_path: Path) -> None:
+    folder = tmp_path / "feedback" / "date=2026-01-02"
+    folder.mkdir(parents=True)
+    (folder / ".20260102T030405-h-1-abc.jsonl.tmp").write_bytes(b'{"a":1}\n{"a":2}\n{"a":')
+    (folder / ".20260102T030406-h-1-def.jsonl.tmp").write_bytes(b"")  # opened, nothing written
+    writer = LogWriter(LocalSink(tmp_path), max_lines=100, max_seconds=60)
+    writer.start()
+    writer.close()
+    assert [r["a"] for r in _read_lines(tmp_path)] == [1, 2]
+    assert (folder / "20260102T030405-h-1-abc.jsonl").is_file()
+    assert (folder / "20260102T030405-h-1-abc.jsonl.torn").read_bytes() == b'{"a":'
+    assert not list(tmp_path.rglob(".*")), "every hidden part is published or removed"
+
+
+def test_part_of_a_live_writer_is_not_taken_by_a_second_writer(tmp_path: Path) -> None:
+    first = LogWriter(LocalSink(tmp_path), max_lines=100, max_seconds=60)
+    first.start()
+    asyncio.run(first_line(first))
+    second = LogWriter(LocalSink(tmp_path), max_lines=100, max_seconds=60)
+    second.start()
+    second.close()
+    assert _read_lines(tmp_path) == [], "the live writer's part stays hidden and its own"
+    first.close()
+    assert [r["n"] for r in _read_lines(tmp_path)] == [1]
+
+
+async def first_line(writer: LogWriter) -> None:
+    await writer.write_durable("queries", {"n": 1, "datetime": DAY}, timeout=10)
+
+
+def test_killed_writer_loses_no_durably_written_line(tmp_path: Path) -> None:
+    """kill -9 right after write_durable returned: the next writer publishes every line."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = f"""
+import asyncio, os, signal
+from pathlib import Path
+from citeops.serving.logwriter import LocalSink, LogWriter
+
+async def main():
+    writer = LogWriter(LocalSink(Path({str(tmp_path)!r})), max_lines=1000, max_seconds=600)
+    writer.start()
+    for i in range(200):
+        await writer.write_durable("feedback", {{"n": i, "datetime": "{DAY}"}}, timeout=10)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+    done = subprocess.run([sys.executable, "-c", script], timeout=120, check=False)
+    assert done.returncode == -signal.SIGKILL
+    assert _read_lines(tmp_path) == [] and list(tmp_path.rglob(".*.jsonl.tmp"))
+    writer = LogWriter(LocalSink(tmp_path), max_lines=1000, max_seconds=600)
+    writer.start()
+    writer.close()
+    assert sorted(r["n"] for r in _read_lines(tmp_path)) == list(range(200))
+    assert os.listdir(tmp_path / "feedback" / "date=2026-01-02")[0].endswith(".jsonl")
+
+
+def test_write_durable_refuses_a_record_it_cannot_encode_and_keeps_writing(
+    tmp_path: Path,
+) -> None:
+    from citeops.serving.logwriter import LogWriteFailed
+
+    writer = LogWriter(LocalSink(tmp_path), max_lines=100, max_seconds=60)
+    writer.start()
+
+    async def scenario() -> None:
+        with pytest.raises(LogWriteFailed, match="not writable"):
+            await writer.write_durable("feedback", {"claim": "\ud800", "datetime": DAY}, 10)
+        await writer.write_durable("feedback", {"claim": "ok", "datetime": DAY}, 10)
+
+    asyncio.run(scenario())
+    writer.close()
+    assert [r["claim"] for r in _read_lines(tmp_path)] == ["ok"]
+    assert writer.stats.write_errors == 1
+
+
+def test_write_durable_refuses_when_the_writer_is_not_running(tmp_path: Path) -> None:
+    from citeops.serving.logwriter import LogWriteFailed
+
+    writer = LogWriter(LocalSink(tmp_path), max_lines=100, max_seconds=60)
+    with pytest.raises(LogWriteFailed, match="not accepting"):
+        asyncio.run(writer.write_durable("feedback", {"datetime": DAY}, 1))
+
+
+@pytest.mark.parametrize(("value", "message"), [("a\x00b", "NUL"), ("a\ud800", "lone surrogate")])
+def test_check_text_refuses_text_that_cannot_be_stored(value: str, message: str) -> None:
+    with pytest.raises(BadInput, match=message) as info:
+        check_text("evidence", value, max_chars=100)
+    assert info.value.field == "evidence"
+
+
+def test_api_text_limits_are_ingestions_limits() -> None:
+    from citeops.configs.settings import load_settings
+    from citeops.serving.schemas import TextLimits
+    from citeops.tasks.ingest.parse import MAX_META_CHARS
+
+    settings = load_settings(profile="test")
+    limits = TextLimits.from_settings(settings)
+    assert limits.claim <= settings.ingest.max_claim_chars
+    assert limits.evidence <= settings.ingest.max_evidence_chars
+    assert limits.request_id == MAX_META_CHARS
+    tight = TextLimits.from_settings(
+        load_settings(profile="test", ingest={"max_claim_chars": 50}, serve={"max_text_chars": 80})
+    )
+    assert (tight.claim, tight.evidence) == (50, 80)

@@ -63,3 +63,16 @@ def running_server(app: Any, ready_path: str = "/ready", timeout: float = 60.0) 
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def strip_weights(folder: Path, prefix: str, extra: str | None = None) -> Path:
+    """Remove every weight named ``prefix*`` from ``model.safetensors`` (and add an
+    unexpected one named ``extra``): a checkpoint that no longer matches its config."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    weights = {k: v for k, v in load_file(path).items() if not k.startswith(prefix)}
+    if extra:
+        weights[extra] = next(iter(weights.values())).clone()
+    save_file(weights, path, metadata={"format": "pt"})
+    return folder

@@ -15,7 +15,7 @@ import pytest
 
 from citeops.configs.settings import Settings, load_settings
 from citeops.serving.app import create_app
-from tests.integration.serve_support import running_server, save_tiny_model
+from tests.integration.serve_support import running_server, save_tiny_model, strip_weights
 
 pytestmark = pytest.mark.integration
 TOKEN = "test-admin-token"
@@ -28,21 +28,25 @@ PAIR = {
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two tiny model folders (different seeds), one that raises, one with 2 labels."""
+    """Two tiny model folders (different seeds), one that raises, one without its
+    classification head, one with a weight its architecture does not have."""
     root = tmp_path_factory.mktemp("models")
     return {
         "a": save_tiny_model(root / "model-a", seed=0),
         "b": save_tiny_model(root / "model-b", seed=1),
         "raises": save_tiny_model(root / "model-raises", vocab_size=50),
+        "headless": strip_weights(save_tiny_model(root / "model-headless"), "classifier."),
+        "extra": strip_weights(save_tiny_model(root / "model-extra"), "-", extra="extra.weight"),
     }
 
 
-def make_settings(home: Path, **serve: Any) -> Settings:
+def make_settings(home: Path, ingest: dict[str, Any] | None = None, **serve: Any) -> Settings:
     return load_settings(
         profile="test",
         home=home,
         admin_token=TOKEN,
         serve={"log_part_max_seconds": 0.3, "precision": "fp32", **serve},
+        ingest=ingest or {},
     )
 
 
@@ -71,6 +75,7 @@ def server(
     """One server for the round-trip and bad-input tests."""
     settings = make_settings(
         tmp_path_factory.mktemp("home"),
+        ingest={"max_claim_chars": 100},  # below serve.max_text_chars: ingestion's limit wins
         max_text_chars=200,
         max_body_bytes=4000,
         max_batch_request=3,
@@ -165,18 +170,33 @@ BAD_INPUTS = [
     ("/feedback", {**PAIR, "user_label": "NEI", "prediction": "YES"}, 422, "prediction"),
     ("/feedback", {**PAIR, "user_label": 1}, 422, "user_label"),
     ("/feedback", {"claim": "", "evidence": "e", "user_label": "NEI"}, 422, "claim"),
+    # text the log writer or PostgreSQL cannot store is refused before any acknowledgement
+    ("/predict", {"claim": "a\u0000b", "evidence": "e"}, 422, "claim"),
+    ("/predict", {"claim": "c", "evidence": "e\ud800"}, 422, "evidence"),
+    (
+        "/predict/batch",
+        {"pairs": [PAIR, {"claim": "\udfff", "evidence": "e"}]},
+        422,
+        "pairs[1].claim",
+    ),
+    ("/feedback", {**PAIR, "evidence": "e\ud800", "user_label": "NEI"}, 422, "evidence"),
+    ("/feedback", {**PAIR, "claim": "\u0000", "user_label": "NEI"}, 422, "claim"),
+    ("/feedback", {**PAIR, "user_label": "NEI", "request_id": "r\u0000"}, 422, "request_id"),
+    # ingestion's limits (ingest.max_claim_chars, 128-character request ids) hold at the API
+    ("/predict", {"claim": "c" * 101, "evidence": "e"}, 422, "claim"),
+    ("/feedback", {**PAIR, "claim": "c" * 101, "user_label": "NEI"}, 422, "claim"),
+    ("/feedback", {**PAIR, "user_label": "NEI", "request_id": "r" * 129}, 422, "request_id"),
 ]
 
 
 @pytest.mark.parametrize(("route", "body", "status", "field"), BAD_INPUTS)
 def test_bad_input_gets_4xx_naming_the_field(server, route, body, status, field) -> None:  # noqa: ANN001
     base, _ = server
-    if isinstance(body, bytes):
-        response = httpx.post(
-            base + route, content=body, headers={"content-type": "application/json"}
-        )
-    else:
-        response = httpx.post(base + route, json=body)
+    # json.dumps escapes lone surrogates as \\udXXX, as a client in any language may send
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.post(
+        base + route, content=content, headers={"content-type": "application/json"}
+    )
     assert response.status_code == status, response.text
     detail = response.json()["detail"]
     assert detail.startswith(f"{field}:"), detail
@@ -273,6 +293,8 @@ def test_broken_candidates_never_go_live(models, tmp_path: Path) -> None:  # noq
             (str(tmp_path / "missing"), "no such model folder"),
             (str(tmp_path / "empty"), "cannot load"),
             (str(models["raises"]), "raised"),
+            (str(models["headless"]), "missing weights: classifier.bias, classifier.weight"),
+            (str(models["extra"]), "unexpected weights: extra.weight"),
         ]:
             response = httpx.post(
                 base + "/admin/deploy", json={"model_uri": uri}, headers=AUTH, timeout=60
@@ -285,9 +307,21 @@ def test_broken_candidates_never_go_live(models, tmp_path: Path) -> None:  # noq
             assert httpx.get(base + "/version").json()["live"] == before
             assert httpx.post(base + "/predict", json=PAIR).json()["model_version"] == "model-a"
         metrics = httpx.get(base + "/metrics").text
-        assert "citeops_deploy_failures_total 3.0" in metrics
+        assert "citeops_deploy_failures_total 5.0" in metrics
         nothing = httpx.post(base + "/admin/rollback", headers=AUTH)
         assert nothing.status_code == 409 and "nothing to roll back" in nothing.json()["detail"]
+
+
+def test_loader_refuses_a_checkpoint_that_does_not_match_its_model(models, tmp_path: Path) -> None:  # noqa: ANN001
+    """The gate and evaluation load candidates through load_verifier: they refuse it too."""
+    from citeops.tasks.model.predictor import ModelLoadError, load_verifier
+
+    settings = make_settings(tmp_path / "home")
+    with pytest.raises(ModelLoadError, match="missing weights: classifier.bias, classifier.weight"):
+        load_verifier(str(models["headless"]), settings)
+    with pytest.raises(ModelLoadError, match="unexpected weights: extra.weight"):
+        load_verifier(str(models["extra"]), settings)
+    assert load_verifier(str(models["a"]), settings).labels == ("SUPPORT", "NEI", "REFUTE")
 
 
 def test_concurrent_deploys_one_wins_other_gets_409(models, tmp_path: Path) -> None:  # noqa: ANN001
@@ -421,7 +455,11 @@ def test_citeops_serve_command_serves_and_flushes_logs_on_shutdown(
 
     from tests.conftest import free_port, wait_for_http
 
-    cli = [sys.executable, "-c", "import sys; from citeops.flows.cli import main; main(sys.argv[1:])"]
+    cli = [
+        sys.executable,
+        "-c",
+        "import sys; from citeops.flows.cli import main; main(sys.argv[1:])",
+    ]
     bad = subprocess.run(
         [*cli, "serve", "--model-uri", "/no/such/model"],
         capture_output=True,

@@ -1,0 +1,76 @@
+"""Starting the serving endpoint as a process: the OpenMP wait policy, the first model
+load, then uvicorn. ``citeops serve`` calls :func:`run_server`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from citeops.configs.settings import Settings
+    from citeops.tasks.model.predictor import ClaimVerifier
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+def apply_omp_wait_policy(settings: Settings) -> None:
+    """Set ``OMP_WAIT_POLICY`` from ``serve.omp_wait_policy`` (before torch is imported;
+    OpenMP reads it once when it loads)."""
+    import os
+    import sys
+
+    policy = settings.serve.omp_wait_policy
+    if policy == "inherit":
+        return
+    if "torch" in sys.modules:
+        log.warning("serve.omp_wait_policy has no effect: torch is already imported")
+    os.environ["OMP_WAIT_POLICY"] = policy.upper()
+
+
+def load_first_model(
+    settings: Settings, model_uri: str | None, progress: Progress
+) -> ClaimVerifier | None:
+    """The model to serve at start, loaded before the server binds its port.
+
+    Returns None when no URI was given and the default (persisted live slot, else the
+    champion alias) cannot be loaded: the server then starts unready until a deploy.
+
+    Raises:
+        CiteopsError: ``model_uri`` was given and cannot be loaded.
+    """
+    from citeops.serving.bluegreen import default_loader, startup_uri
+    from citeops.tasks.errors import CiteopsError
+
+    load_uri, shown_uri = startup_uri(settings, model_uri)
+    progress(f"loading {shown_uri} ({settings.serve.precision})")
+    try:
+        return default_loader(settings)(load_uri)
+    except CiteopsError as error:
+        if model_uri:  # a URI the user gave: stop with one line
+            raise
+        progress(f"warning: no model loaded ({error}); /ready answers 503 until POST /admin/deploy")
+        return None
+
+
+def run_server(settings: Settings, model_uri: str | None, progress: Progress) -> None:
+    """Serve until interrupted (SIGINT / SIGTERM publish the open log parts on the way out).
+
+    Raises:
+        CiteopsError: ``model_uri`` was given and cannot be loaded.
+    """
+    import uvicorn
+
+    from citeops.serving.app import create_app
+
+    apply_omp_wait_policy(settings)
+    verifier = load_first_model(settings, model_uri, progress)
+    if settings.admin_token is None:
+        progress("admin routes are disabled: no admin token (set CITEOPS_ADMIN_TOKEN)")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(settings, model_uri, initial=verifier)
+    serve = settings.serve
+    progress(f"serving on http://{serve.host}:{serve.port} (docs at /docs)")
+    uvicorn.run(app, host=serve.host, port=serve.port, log_level="warning", lifespan="on")
