@@ -14,6 +14,7 @@ from citeops.flows.cli import bench as bench_cli
 from citeops.flows.cli import data as data_cli
 from citeops.flows.cli import drift as drift_cli
 from citeops.flows.cli import ingest as ingest_cli
+from citeops.flows.cli import lifecycle as lifecycle_cli
 from citeops.flows.cli import model as model_cli
 from citeops.flows.cli import serve as serve_cli
 from citeops.flows.cli import stack as stack_cli
@@ -33,6 +34,7 @@ model_cli.register(app)
 ingest_cli.register(app)
 serve_cli.register(app)
 drift_cli.register(app)
+lifecycle_cli.register(app)
 stack_cli.register(app)
 
 

@@ -194,14 +194,12 @@ def delete_alias(settings: Settings, alias: str) -> None:
         pass
 
 
-def latest_version(settings: Settings) -> str | None:
-    """The highest registered version number, or ``None`` when nothing is registered."""
+def require_version(settings: Settings, version: str | int) -> None:
+    """Raise :class:`RegistryError` unless ``version`` of the registered model exists."""
     from mlflow.exceptions import MlflowException
 
+    name = settings.mlflow.registered_model
     try:
-        versions = client(settings).search_model_versions(
-            f"name='{settings.mlflow.registered_model}'"
-        )
+        client(settings).get_model_version(name, str(version))
     except MlflowException:
-        return None
-    return str(max(int(v.version) for v in versions)) if versions else None
+        raise RegistryError(f"version {version} of {name!r} is not registered") from None

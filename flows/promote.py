@@ -1,0 +1,34 @@
+"""Manual promotion and rollback flows (deployments ``promote/manual``, ``rollback/manual``).
+
+Wiring only: :func:`citeops.tasks.model.lifecycle.promote_version` and
+:func:`~citeops.tasks.model.lifecycle.rollback_last` do the work and keep the record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+
+@flow(name="promote")
+def promote(version: int, skip_gate: bool = False, reason: str = "manual") -> dict[str, Any]:
+    """Gate an existing registered version against the champion (unless ``skip_gate``,
+    recorded as such), deploy it blue-green to every endpoint with a bake, move aliases."""
+    from citeops.tasks.model.lifecycle import load, promote_version
+    from citeops.tasks.store.promotions import hold_lock
+
+    settings = load()
+    with hold_lock(settings):
+        return promote_version(settings, str(version), skip_gate, reason).to_dict()
+
+
+@flow(name="rollback")
+def rollback() -> dict[str, Any]:
+    """Undo the last promotion on every endpoint and put the aliases back."""
+    from citeops.tasks.model.lifecycle import load, rollback_last
+    from citeops.tasks.store.promotions import hold_lock
+
+    settings = load()
+    with hold_lock(settings):
+        return rollback_last(settings).to_dict()

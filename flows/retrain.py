@@ -1,0 +1,48 @@
+"""The retrain flow: training set → train candidate → validate against the champion →
+gate → blue-green promotion with bake → record. Wiring only; the work is in
+:mod:`citeops.tasks.model.steps`.
+
+One retrain runs at a time (a lock row in the store). Every run leaves a promotion record
+(``citeops history``) whatever its outcome: ``skipped`` (the trigger did not fire),
+``gate_failed``, ``rolled_back`` (refused by an endpoint or broke the bake), ``failed``,
+``promoted``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from citeops.tasks.model import steps
+
+
+@flow(name="retrain")
+def retrain(
+    force: bool = False,
+    trigger: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Retrain when the trigger fires (or ``force``), and promote the candidate if the
+    gate passes. ``trigger``: the decision that started the run (from ``monitor``);
+    ``train``: overrides of the ``train`` settings for this run. Returns the record."""
+    from citeops.tasks.model.lifecycle import RetrainRun
+
+    run = RetrainRun.start(trigger, overrides={"train": train} if train else None)
+    with run.locked():
+        decision = steps.decide_retraining(force or bool(trigger), run.overrides)
+        if not run.should_go(decision):
+            return run.finish("skipped", "; ".join(decision.reasons))
+        data = steps.training_set(run.overrides)
+        candidate = steps.train_candidate(data, run.overrides)
+        challenger = steps.register_challenger(candidate)
+        run.trained(data, candidate, challenger)
+        validation = steps.validate_candidate(challenger.model_uri, run.champion_uri, data.holdout)
+        with run.stage("gate_failed"):
+            decision = steps.gate_candidate(validation)
+        run.gated(decision, validation)
+        with run.stage("rolled_back"):
+            promotion = steps.promote_candidate(challenger.model_uri)
+        run.baked(promotion)
+        steps.move_champion(challenger.version)
+        return run.finish("promoted", f"version {challenger.version} is live")

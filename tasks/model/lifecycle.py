@@ -1,0 +1,275 @@
+"""The bookkeeping around promotion: the record of a retrain run as it goes, a manual
+promotion of an existing version, and the rollback of the last promotion.
+
+:class:`RetrainRun` keeps the :class:`~citeops.tasks.store.promotions.PromotionRecord`
+of one ``retrain`` flow run up to date (stored at the start, at each stage, and at the
+end), holds the one-at-a-time lock, and turns a stage's exception into the record's
+outcome before letting it fail the flow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from citeops.tasks.errors import CiteopsError
+from citeops.tasks.store.promotions import (
+    PromotionRecord,
+    finish_record,
+    hold_lock,
+    last_promotion,
+    save_record,
+)
+
+if TYPE_CHECKING:
+    from citeops.configs.settings import Settings
+    from citeops.tasks.model.gate import GateDecision
+    from citeops.tasks.model.promote import Promotion
+    from citeops.tasks.model.registry import RegisteredModel
+    from citeops.tasks.model.train import Candidate
+    from citeops.tasks.model.training_set import TrainingSet
+    from citeops.tasks.model.validate import Validation
+    from citeops.tasks.trigger.decision import RetrainDecision
+
+log = logging.getLogger(__name__)
+
+
+class NothingToRollBack(CiteopsError):
+    """No promotion to undo, or no previous version to go back to."""
+
+
+def gate_record(decision: GateDecision) -> dict[str, Any]:
+    """The decision as stored in a promotion record, with its terminal table."""
+    return decision.to_dict() | {"text_table": decision.text_table()}
+
+
+def flow_run_id() -> str | None:
+    """The current Prefect flow run's id, ``None`` outside a flow run."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return str(context.flow_run.id) if context and context.flow_run else None
+
+
+def load(overrides: dict[str, Any] | None = None) -> Settings:
+    from citeops.configs.settings import load_settings
+
+    return load_settings(**(overrides or {}))
+
+
+@dataclass
+class RetrainRun:
+    """One retrain's record, lock and settings overrides."""
+
+    settings: Settings
+    record: PromotionRecord
+    overrides: dict[str, Any] | None = None
+    champion_uri: str | None = None
+    finished: bool = field(default=False)
+
+    @classmethod
+    def start(
+        cls,
+        trigger: dict[str, Any] | None,
+        overrides: dict[str, Any] | None = None,
+        kind: str = "retrain",
+    ) -> RetrainRun:
+        """Store a ``running`` record naming the champion and what started the run."""
+        from citeops.tasks.model.promote import CHAMPION, model_uri_for
+        from citeops.tasks.model.registry import get_version_by_alias
+
+        settings = load(overrides)
+        champion = get_version_by_alias(settings, CHAMPION)
+        record = PromotionRecord(
+            kind=kind,
+            previous_version=champion,
+            trigger=dict(trigger or {}),
+            flow_run_id=flow_run_id(),
+        )
+        save_record(settings, record)
+        uri = model_uri_for(settings, champion) if champion else None
+        return cls(settings, record, overrides, uri)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the retrain lock; a failure that no stage recorded ends as ``failed``."""
+        try:
+            with hold_lock(self.settings):
+                yield
+        except BaseException as error:
+            if not self.finished:
+                self.finish("failed", f"{type(error).__name__}: {error}")
+            raise
+
+    @contextmanager
+    def stage(self, outcome: str) -> Iterator[None]:
+        """A stage whose :class:`CiteopsError` ends the run with ``outcome``."""
+        try:
+            yield
+        except CiteopsError as error:
+            decision = getattr(error, "decision", None)
+            if decision is not None:
+                self.record.gate = gate_record(decision)
+            bake = getattr(error, "bake", None)
+            if bake:
+                self.record.bake = {"endpoints": [b.to_dict() for b in bake]}
+            self.finish(outcome, str(error))
+            raise
+
+    def should_go(self, decision: RetrainDecision) -> bool:
+        if not self.record.trigger:
+            self.record.trigger = decision.to_dict()
+        return decision.retrain
+
+    def trained(self, data: TrainingSet, candidate: Candidate, challenger: RegisteredModel) -> None:
+        self.record.version = challenger.version
+        self.record.data = data.summary()
+        self.record.cost_usd = candidate.cost_usd
+        self.record.mlflow_run_ids["train"] = candidate.run_id
+        save_record(self.settings, self.record)
+
+    def gated(self, decision: GateDecision, validation: Validation) -> None:
+        self.record.gate = gate_record(decision)
+        if validation.run_id:
+            self.record.mlflow_run_ids["validate"] = validation.run_id
+        save_record(self.settings, self.record)
+
+    def baked(self, promotion: Promotion) -> None:
+        self.record.bake = {"endpoints": [b.to_dict() for b in promotion.bake]}
+        save_record(self.settings, self.record)
+
+    def finish(self, outcome: str, detail: str) -> dict[str, Any]:
+        self.finished = True
+        finish_record(self.settings, self.record, outcome, detail)
+        log.info("retrain %s: %s", outcome, detail)
+        return self.record.to_dict()
+
+
+def promote_version(
+    settings: Settings, version: str, skip_gate: bool = False, reason: str = "manual"
+) -> PromotionRecord:
+    """Promote an existing registered version: gate against the champion (unless
+    ``skip_gate``, recorded as such), deploy to every endpoint with bake, move aliases.
+
+    Raises:
+        RegistryError: the version does not exist.
+        GateFailed, PromotionFailed, BakeFailed: refused; recorded, nothing moved.
+    """
+    from citeops.tasks.model.gate import decide, require_gate
+    from citeops.tasks.model.promote import (
+        CHAMPION,
+        model_uri_for,
+        move_aliases,
+        promote_blue_green,
+    )
+    from citeops.tasks.model.registry import get_version_by_alias, require_version
+    from citeops.tasks.model.validate import log_validation, validate_against_champion
+
+    require_version(settings, version)
+    champion = get_version_by_alias(settings, CHAMPION)
+    record = PromotionRecord(
+        kind="promote",
+        version=str(version),
+        previous_version=champion,
+        trigger={"causes": ["manual"], "reasons": [reason], "skip_gate": skip_gate},
+        flow_run_id=flow_run_id(),
+    )
+    save_record(settings, record)
+    uri = model_uri_for(settings, version)
+    try:
+        if skip_gate:
+            record.gate = {"skipped": True, "passed": None, "reasons": ["--skip-gate"]}
+        else:
+            from citeops.tasks.model.training_set import build_training_set
+
+            holdout = build_training_set(settings).holdout
+            champion_uri = model_uri_for(settings, champion) if champion else None
+            validation = validate_against_champion(settings, uri, champion_uri, holdout)
+            decision = decide(
+                validation.benchmarks, validation.latency, validation.behaviour, settings.gate
+            )
+            log_validation(settings, validation, decision)
+            record.gate = gate_record(decision)
+            try:
+                require_gate(decision)
+            except CiteopsError as error:
+                finish_record(settings, record, "gate_failed", str(error))
+                raise
+        try:
+            promotion = promote_blue_green(settings, uri)
+        except CiteopsError as error:
+            bake = getattr(error, "bake", None)
+            if bake:
+                record.bake = {"endpoints": [b.to_dict() for b in bake]}
+            finish_record(settings, record, "rolled_back", str(error))
+            raise
+        record.bake = {"endpoints": [b.to_dict() for b in promotion.bake]}
+        move_aliases(settings, str(version))
+        return finish_record(settings, record, "promoted", f"version {version} is live")
+    except BaseException as error:
+        if record.finished_at is None:
+            finish_record(settings, record, "failed", f"{type(error).__name__}: {error}")
+        raise
+
+
+def rollback_last(settings: Settings) -> PromotionRecord:
+    """Undo the last promotion: every endpoint back to the previous model, ``champion``
+    back to the previous version (``previous`` then names the version rolled back).
+
+    Raises:
+        NothingToRollBack: no promotion recorded, or it had no previous version.
+        PromotionFailed: an endpoint could neither roll back nor deploy the previous one.
+    """
+    from citeops.tasks.model.promote import (
+        CHAMPION,
+        PREVIOUS,
+        PromotionFailed,
+        admin_client,
+        deploy_endpoint,
+        live_version,
+        model_uri_for,
+        rollback_endpoint,
+    )
+    from citeops.tasks.model.registry import get_version_by_alias, set_alias
+
+    last = last_promotion(settings)
+    if last is None:
+        raise NothingToRollBack("no promotion recorded: nothing to roll back")
+    target = last.previous_version or get_version_by_alias(settings, PREVIOUS)
+    if target is None:
+        raise NothingToRollBack(
+            f"the last promotion (version {last.version}) had no previous champion to go back to"
+        )
+    record = PromotionRecord(
+        kind="rollback",
+        version=target,
+        previous_version=last.version,
+        trigger={"causes": ["manual"], "reasons": [f"undo promotion #{last.id}"]},
+        flow_run_id=flow_run_id(),
+    )
+    save_record(settings, record)
+    endpoints: list[dict[str, Any]] = []
+    with admin_client(settings) as client:
+        for endpoint in settings.serving_endpoints:
+            how = "rollback"
+            try:
+                rollback_endpoint(client, endpoint)
+                if live_version(client, endpoint) != str(target):
+                    raise PromotionFailed(f"{endpoint}: the idle slot did not hold {target}")
+            except PromotionFailed:
+                how = "deploy"
+                try:
+                    deploy_endpoint(client, endpoint, model_uri_for(settings, target))
+                except PromotionFailed as error:
+                    finish_record(settings, record, "failed", str(error))
+                    raise
+            endpoints.append({"endpoint": endpoint, "how": how, "live": str(target)})
+            log.info("%s back on version %s (%s)", endpoint, target, how)
+    set_alias(settings, target, CHAMPION)
+    if last.version:
+        set_alias(settings, last.version, PREVIOUS)
+    record.bake = {"endpoints": endpoints}
+    return finish_record(settings, record, "rollback", f"version {target} is live again")

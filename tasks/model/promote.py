@@ -1,0 +1,303 @@
+"""Blue-green promotion through the serving endpoints' admin API, a bake window, aliases.
+
+:func:`promote_blue_green` deploys a model URI to every endpoint in turn
+(``/admin/deploy``: load into the idle slot, smoke checks, switch). If one refuses, the
+endpoints already switched are rolled back and nothing else changes. Then, for
+``promote.bake_seconds``, each endpoint's own ``/metrics`` and ``/ready`` are read: the
+error rate and p95 latency of ``/predict*`` during the window must stay within the
+thresholds, else every endpoint is rolled back (:class:`BakeFailed`). Only after a clean
+bake do the registry aliases move, in one step (:func:`move_aliases`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from citeops.tasks.errors import CiteopsError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from citeops.configs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
+PREDICT_ROUTES = ("/predict", "/predict/batch")
+REQUESTS = "citeops_http_requests_total"
+DURATION = "citeops_http_request_duration_seconds"
+
+
+class PromotionFailed(CiteopsError):
+    """An endpoint refused the candidate; the endpoints already switched were rolled back."""
+
+
+class BakeFailed(CiteopsError):
+    """The new live model broke a bake threshold; every endpoint was rolled back."""
+
+    def __init__(self, message: str, bake: list[BakeFigures]) -> None:
+        super().__init__(message)
+        self.bake = bake
+
+
+@dataclass
+class Snapshot:
+    """Cumulative request counts and latency buckets of the predict routes at one time."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    buckets: dict[float, float] = field(default_factory=dict)  # upper bound -> count
+
+
+@dataclass
+class BakeFigures:
+    """What one endpoint did during the bake window."""
+
+    endpoint: str
+    requests: int
+    errors: int
+    error_rate: float
+    p95_ms: float | None
+    ready: bool
+    breach: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Promotion:
+    """The result of a promotion that baked cleanly."""
+
+    model_uri: str
+    endpoints: list[str]
+    deploys: list[dict[str, Any]]
+    bake: list[BakeFigures]
+
+
+# ---- HTTP -----------------------------------------------------------------------------------
+@contextmanager
+def admin_client(settings: Settings) -> Iterator[httpx.Client]:
+    """An HTTP client with the admin bearer token (when there is one)."""
+    import httpx
+
+    token = settings.admin_secret()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(headers=headers, timeout=settings.promote.request_timeout_seconds) as client:
+        yield client
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
+
+
+def deploy_endpoint(client: httpx.Client, endpoint: str, model_uri: str) -> dict[str, Any]:
+    """``POST /admin/deploy``; raises :class:`PromotionFailed` with the endpoint's reason."""
+    import httpx
+
+    try:
+        response = client.post(f"{endpoint}/admin/deploy", json={"model_uri": model_uri})
+    except httpx.HTTPError as error:
+        raise PromotionFailed(f"{endpoint}: deploy request failed: {error}") from None
+    if response.status_code != 200:
+        raise PromotionFailed(
+            f"{endpoint} refused {model_uri} ({response.status_code}): {_detail(response)}"
+        )
+    return response.json()
+
+
+def rollback_endpoint(client: httpx.Client, endpoint: str) -> dict[str, Any]:
+    """``POST /admin/rollback``; raises :class:`PromotionFailed` when it does not answer 200."""
+    import httpx
+
+    try:
+        response = client.post(f"{endpoint}/admin/rollback")
+    except httpx.HTTPError as error:
+        raise PromotionFailed(f"{endpoint}: rollback request failed: {error}") from None
+    if response.status_code != 200:
+        raise PromotionFailed(
+            f"{endpoint}: rollback refused ({response.status_code}): {_detail(response)}"
+        )
+    return response.json()
+
+
+def live_version(client: httpx.Client, endpoint: str) -> str | None:
+    """The model version live on the endpoint (``/version``), ``None`` when unknown."""
+    import httpx
+
+    try:
+        body = client.get(f"{endpoint}/version").json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    live = body.get("live") or {}
+    return live.get("model_version") if isinstance(live, dict) else None
+
+
+def is_ready(client: httpx.Client, endpoint: str) -> bool:
+    import httpx
+
+    try:
+        return client.get(f"{endpoint}/ready").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def read_snapshot(client: httpx.Client, endpoint: str) -> Snapshot:
+    """Parse the predict routes' counters and latency histogram from ``/metrics``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get(f"{endpoint}/metrics").text
+    snap = Snapshot()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("route") not in PREDICT_ROUTES:
+                continue
+            if sample.name == REQUESTS:
+                snap.requests += sample.value
+                if sample.labels.get("status", "").startswith("5"):
+                    snap.errors += sample.value
+            elif sample.name == f"{DURATION}_bucket":
+                bound = float(sample.labels["le"])
+                snap.buckets[bound] = snap.buckets.get(bound, 0.0) + sample.value
+    return snap
+
+
+def p95_from_buckets(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The upper bound (ms) of the histogram bucket holding the 95th percentile of the
+    observations made between two snapshots; ``None`` when there were none."""
+    deltas = sorted((bound, after.get(bound, 0.0) - before.get(bound, 0.0)) for bound in after)
+    total = deltas[-1][1] if deltas else 0.0
+    if total <= 0:
+        return None
+    for bound, cumulative in deltas:
+        if cumulative >= 0.95 * total:
+            return bound * 1000.0
+    return None
+
+
+def bake_figures(
+    settings: Settings, endpoint: str, before: Snapshot, after: Snapshot, ready: bool
+) -> BakeFigures:
+    """The window's figures for one endpoint and the first threshold they break."""
+    cfg = settings.promote
+    requests = int(after.requests - before.requests)
+    errors = int(after.errors - before.errors)
+    rate = errors / requests if requests else 0.0
+    p95 = p95_from_buckets(before.buckets, after.buckets)
+    breach = None
+    if not ready:
+        breach = f"{endpoint}: /ready failed during the bake window"
+    elif rate > cfg.max_error_rate:
+        breach = (
+            f"{endpoint}: error rate {rate:.3f} ({errors} of {requests} requests) is over "
+            f"promote.max_error_rate {cfg.max_error_rate}"
+        )
+    elif p95 is not None and p95 > cfg.max_p95_ms:
+        breach = (
+            f"{endpoint}: p95 latency {p95:.0f} ms (histogram bucket bound) is over "
+            f"promote.max_p95_ms {cfg.max_p95_ms:.0f}"
+        )
+    return BakeFigures(endpoint, requests, errors, rate, p95, ready, breach)
+
+
+def bake(settings: Settings, client: httpx.Client, endpoints: list[str]) -> list[BakeFigures]:
+    """Watch every endpoint for ``promote.bake_seconds``; stop at the first breach."""
+    cfg = settings.promote
+    start = {endpoint: read_snapshot(client, endpoint) for endpoint in endpoints}
+    deadline = time.monotonic() + cfg.bake_seconds
+    log.info("baking for %.0f s on %d endpoint(s)", cfg.bake_seconds, len(endpoints))
+    while True:
+        last = time.monotonic() >= deadline
+        figures = [
+            bake_figures(
+                settings,
+                endpoint,
+                start[endpoint],
+                read_snapshot(client, endpoint),
+                is_ready(client, endpoint),
+            )
+            for endpoint in endpoints
+        ]
+        if last or any(f.breach for f in figures):
+            return figures
+        time.sleep(min(cfg.bake_poll_seconds, max(0.0, deadline - time.monotonic())))
+
+
+def roll_back(client: httpx.Client, endpoints: list[str]) -> list[str]:
+    """Roll back each endpoint; returns the problems (empty when all went back)."""
+    problems = []
+    for endpoint in endpoints:
+        try:
+            rollback_endpoint(client, endpoint)
+            log.warning("%s rolled back", endpoint)
+        except PromotionFailed as error:
+            problems.append(str(error))
+    return problems
+
+
+def promote_blue_green(settings: Settings, model_uri: str) -> Promotion:
+    """Deploy ``model_uri`` to every endpoint, bake, and roll everything back on failure.
+
+    Raises:
+        PromotionFailed: an endpoint refused; the ones already switched were rolled back.
+        BakeFailed: a bake threshold broke; every endpoint was rolled back.
+    """
+    endpoints = list(settings.serving_endpoints)
+    deploys: list[dict[str, Any]] = []
+    with admin_client(settings) as client:
+        switched: list[str] = []
+        for endpoint in endpoints:
+            try:
+                deploys.append(deploy_endpoint(client, endpoint, model_uri))
+            except PromotionFailed as error:
+                problems = roll_back(client, switched)
+                extra = f"; rollback problems: {'; '.join(problems)}" if problems else ""
+                rolled = f"; rolled back {', '.join(switched)}" if switched else ""
+                raise PromotionFailed(f"{error}{rolled}{extra}") from None
+            switched.append(endpoint)
+            log.info("%s now serves %s", endpoint, model_uri)
+        figures = bake(settings, client, endpoints)
+        breaches = [f.breach for f in figures if f.breach]
+        if breaches:
+            problems = roll_back(client, endpoints)
+            extra = f"; rollback problems: {'; '.join(problems)}" if problems else ""
+            raise BakeFailed(
+                f"bake failed, every endpoint rolled back: {'; '.join(breaches)}{extra}", figures
+            )
+    return Promotion(model_uri, endpoints, deploys, figures)
+
+
+# ---- aliases ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AliasMove:
+    """Where ``champion`` and ``previous`` point before and after a move."""
+
+    champion_before: str | None
+    champion_after: str
+    previous_after: str | None
+
+
+def move_aliases(settings: Settings, new_champion: str) -> AliasMove:
+    """``champion`` → ``new_champion``, ``previous`` → the old champion, ``challenger`` removed."""
+    from citeops.tasks.model.registry import delete_alias, get_version_by_alias, set_alias
+
+    old = get_version_by_alias(settings, CHAMPION)
+    set_alias(settings, new_champion, CHAMPION)
+    if old is not None and old != str(new_champion):
+        set_alias(settings, old, PREVIOUS)
+    delete_alias(settings, CHALLENGER)
+    log.info("aliases: champion %s -> %s, previous -> %s", old, new_champion, old)
+    return AliasMove(old, str(new_champion), old)
+
+
+def model_uri_for(settings: Settings, version: str) -> str:
+    return f"models:/{settings.mlflow.registered_model}/{version}"

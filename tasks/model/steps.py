@@ -1,0 +1,128 @@
+"""Prefect tasks of the model stages: thin wrappers over the plain functions beside them.
+
+Each loads the settings itself (the flow passes only plain, typed values), logs through
+``logging`` (shown in the Prefect run logs), and publishes what a reviewer needs as an
+artifact: the training set's counts, the gate's "candidate vs champion" table.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+if TYPE_CHECKING:
+    from citeops.tasks.data.multivers import Example
+    from citeops.tasks.model.gate import GateDecision
+    from citeops.tasks.model.promote import AliasMove, Promotion
+    from citeops.tasks.model.registry import RegisteredModel
+    from citeops.tasks.model.train import Candidate
+    from citeops.tasks.model.training_set import TrainingSet
+    from citeops.tasks.model.validate import Validation
+    from citeops.tasks.trigger.decision import RetrainDecision
+
+log = logging.getLogger(__name__)
+
+
+def _settings(overrides: dict[str, Any] | None = None) -> Any:
+    from citeops.configs.settings import load_settings
+
+    return load_settings(**(overrides or {}))
+
+
+def _artifact(kind: str, key: str, body: Any, description: str) -> None:
+    """A Prefect artifact when running inside a flow run (plain calls skip it)."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:
+        return
+    if kind == "table":
+        create_table_artifact(table=body, key=key, description=description)
+    else:
+        create_markdown_artifact(markdown=body, key=key, description=description)
+
+
+@task(name="decide-retraining", cache_policy=NO_CACHE)
+def decide_retraining(force: bool, overrides: dict[str, Any] | None = None) -> RetrainDecision:
+    """The trigger rule now: new feedback since the last training, or forced."""
+    from citeops.tasks.trigger.decision import should_retrain
+
+    return should_retrain(_settings(overrides), force=force, record=False)
+
+
+@task(name="training-set", cache_policy=NO_CACHE)
+def training_set(overrides: dict[str, Any] | None = None) -> TrainingSet:
+    """Benchmarks + accepted feedback minus the hold-out (artifact: counts and digests)."""
+    from citeops.tasks.model.training_set import build_training_set
+
+    data = build_training_set(_settings(overrides))
+    _artifact("markdown", "training-set", data.markdown(), "training set: counts and digests")
+    return data
+
+
+@task(name="train-candidate", cache_policy=NO_CACHE)
+def train_candidate(data: TrainingSet, overrides: dict[str, Any] | None = None) -> Candidate:
+    """Fit a candidate and log it in an MLflow run; marks the store's training time."""
+    from citeops.tasks.model.train import fit_candidate
+    from citeops.tasks.store.queries import mark_training
+
+    settings = _settings(overrides)
+    candidate = fit_candidate(settings, data, progress=False)
+    if settings.train.include_feedback:
+        mark_training(settings, at=data.cutoff, note=f"retrain run {candidate.run_id}")
+    return candidate
+
+
+@task(name="register-challenger", cache_policy=NO_CACHE)
+def register_challenger(candidate: Candidate) -> RegisteredModel:
+    """A new registered version with alias ``challenger``; no other alias moves."""
+    from citeops.tasks.model.promote import CHALLENGER
+    from citeops.tasks.model.train import register_candidate
+
+    return register_candidate(_settings(), candidate, CHALLENGER)
+
+
+@task(name="validate-candidate", cache_policy=NO_CACHE)
+def validate_candidate(
+    candidate_uri: str, champion_uri: str | None, holdout: list[Example]
+) -> Validation:
+    """Candidate and champion on the same benchmark examples and feedback hold-out."""
+    from citeops.tasks.model.validate import validate_against_champion
+
+    return validate_against_champion(_settings(), candidate_uri, champion_uri, holdout)
+
+
+@task(name="gate-candidate", cache_policy=NO_CACHE)
+def gate_candidate(validation: Validation) -> GateDecision:
+    """Decide, log the decision to MLflow and as the "candidate vs champion" artifact,
+    then raise :class:`GateFailed` when the candidate is refused."""
+    from citeops.tasks.model.gate import decide, require_gate
+    from citeops.tasks.model.validate import log_validation
+
+    settings = _settings()
+    decision = decide(
+        validation.benchmarks, validation.latency, validation.behaviour, settings.gate
+    )
+    log_validation(settings, validation, decision)
+    _artifact("markdown", "candidate-vs-champion", decision.markdown_table(), "gate decision")
+    require_gate(decision)
+    return decision
+
+
+@task(name="promote-blue-green", cache_policy=NO_CACHE)
+def promote_candidate(model_uri: str) -> Promotion:
+    """Deploy to every endpoint, bake, roll back on failure (aliases untouched)."""
+    from citeops.tasks.model.promote import promote_blue_green
+
+    return promote_blue_green(_settings(), model_uri)
+
+
+@task(name="move-aliases", cache_policy=NO_CACHE)
+def move_champion(version: str) -> AliasMove:
+    """``champion`` → the new version, ``previous`` → the old one, ``challenger`` removed."""
+    from citeops.tasks.model.promote import move_aliases
+
+    return move_aliases(_settings(), version)

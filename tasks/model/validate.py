@@ -1,0 +1,165 @@
+"""The retrain flow's validation stage: candidate and champion on the same examples.
+
+Both models are loaded the way serving loads them (``serve.precision``), score the same
+benchmark test examples and the feedback hold-out, and are timed one pair per call in
+alternation (so that both see the same machine load). The candidate also runs the
+behavioural suite. Everything is logged to one MLflow run (``validate``), candidate and
+champion side by side; the gate (:mod:`citeops.tasks.model.gate`) then decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from citeops.tasks.data.multivers import Example, read_split, shuffled
+
+if TYPE_CHECKING:
+    from citeops.configs.settings import Settings
+    from citeops.tasks.model.behaviour import BehaviourReport
+    from citeops.tasks.model.gate import BenchmarkPredictions, LatencyComparison
+    from citeops.tasks.model.predictor import ClaimVerifier
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_HOLDOUT = "feedback-holdout"
+
+
+@dataclass
+class Validation:
+    """What the gate needs: per-benchmark predictions of both models, latency, behaviour."""
+
+    candidate_uri: str
+    champion_uri: str | None
+    benchmarks: list[BenchmarkPredictions]
+    latency: LatencyComparison
+    behaviour: BehaviourReport
+    run_id: str | None = None
+    examples: dict[str, int] = field(default_factory=dict)
+
+
+def benchmark_examples(settings: Settings) -> dict[str, list[Example]]:
+    """The evaluation split of each ``evaluate.datasets`` (capped by ``evaluate.max_examples``
+    after a seeded shuffle, so both models see the same subset)."""
+    cfg = settings.evaluate
+    out = {}
+    for dataset in cfg.datasets:
+        examples = read_split(settings.data_dir, dataset, cfg.split)
+        if cfg.max_examples:
+            examples = shuffled(examples, seed=0)[: cfg.max_examples]
+        out[dataset] = examples
+    return out
+
+
+def majority_label(settings: Settings, dataset: str) -> int:
+    """The most frequent label of the dataset's training split (the baseline's answer)."""
+    labels = Counter(ex.label for ex in read_split(settings.data_dir, dataset, "train"))
+    return labels.most_common(1)[0][0]
+
+
+def predict_ids(verifier: ClaimVerifier, examples: Sequence[Example], batch_size: int) -> list[int]:
+    """Predicted label ids, in the order of ``examples``."""
+    probs = verifier.predict_proba(
+        [ex.claim for ex in examples], [ex.evidence for ex in examples], batch_size
+    )
+    return [int(i) for i in np.asarray(probs).argmax(axis=1)] if len(examples) else []
+
+
+def paired_latency_p95(
+    candidate: ClaimVerifier,
+    champion: ClaimVerifier | None,
+    examples: Sequence[Example],
+    samples: int,
+) -> tuple[float, float | None]:
+    """p95 ms of one pair per call for each model, calls alternating pair by pair."""
+    chosen = list(examples[: max(samples, 1)])
+    models = [candidate] + ([champion] if champion is not None else [])
+    times: list[list[float]] = [[] for _ in models]
+    for model in models:  # warm-up
+        model.predict_proba([chosen[0].claim], [chosen[0].evidence])
+    for ex in chosen:
+        for i, model in enumerate(models):
+            start = time.perf_counter()
+            model.predict_proba([ex.claim], [ex.evidence])
+            times[i].append((time.perf_counter() - start) * 1000.0)
+    p95 = [float(np.percentile(t, 95)) for t in times]
+    return p95[0], (p95[1] if champion is not None else None)
+
+
+def validate_against_champion(
+    settings: Settings,
+    candidate_uri: str,
+    champion_uri: str | None,
+    holdout: Sequence[Example],
+) -> Validation:
+    """Score candidate and champion on the same benchmark examples and feedback hold-out.
+
+    Raises:
+        ModelLoadError: a model cannot be loaded (e.g. weights missing).
+        DataFileError: a dataset file is missing or corrupt.
+    """
+    from citeops.tasks.model.behaviour import run_behaviour_checks
+    from citeops.tasks.model.gate import BenchmarkPredictions, LatencyComparison
+    from citeops.tasks.model.predictor import load_verifier
+
+    precision = settings.serve.precision
+    candidate = load_verifier(candidate_uri, settings, precision)
+    champion = load_verifier(champion_uri, settings, precision) if champion_uri else None
+    batch = settings.evaluate.batch_size
+    sets = benchmark_examples(settings)
+    benchmarks = []
+    for name, examples in [*sets.items(), (FEEDBACK_HOLDOUT, list(holdout))]:
+        log.info("validating on %s (%d examples)", name, len(examples))
+        benchmarks.append(
+            BenchmarkPredictions(
+                name=name,
+                gold=[ex.label for ex in examples],
+                candidate=predict_ids(candidate, examples, batch),
+                champion=predict_ids(champion, examples, batch) if champion else None,
+                majority_label=None if name == FEEDBACK_HOLDOUT else majority_label(settings, name),
+            )
+        )
+    timing = shuffled([ex for examples in sets.values() for ex in examples], seed=1)
+    cand_p95, champ_p95 = paired_latency_p95(
+        candidate, champion, timing, settings.evaluate.latency_samples
+    )
+    behaviour = run_behaviour_checks(candidate.predict_labels)
+    return Validation(
+        candidate_uri=candidate_uri,
+        champion_uri=champion_uri,
+        benchmarks=benchmarks,
+        latency=LatencyComparison(cand_p95, champ_p95),
+        behaviour=behaviour,
+        examples={b.name: len(b.gold) for b in benchmarks},
+    )
+
+
+def log_validation(settings: Settings, validation: Validation, decision: Any) -> str:
+    """One MLflow run ``validate``: both models' figures side by side, the gate's decision
+    (metrics, ``gate.json``, ``gate.md``) and its thresholds as parameters."""
+    import mlflow
+    from citeops.tasks.model.registry import ensure_experiment
+
+    experiment_id = ensure_experiment(settings)
+    with mlflow.start_run(experiment_id=experiment_id, run_name="validate") as run:
+        mlflow.set_tags(
+            {
+                "citeops.kind": "validation",
+                "candidate_uri": validation.candidate_uri,
+                "champion_uri": validation.champion_uri or "",
+                "gate.passed": str(decision.passed).lower(),
+            }
+        )
+        mlflow.log_params({f"gate.{k}": v for k, v in decision.thresholds.items()})
+        mlflow.log_params({f"examples.{k}": v for k, v in validation.examples.items()})
+        mlflow.log_metrics(decision.mlflow_metrics())
+        mlflow.log_dict(decision.to_dict(), "gate.json")
+        mlflow.log_text(decision.markdown_table(), "gate.md")
+    validation.run_id = run.info.run_id
+    return run.info.run_id
