@@ -10,15 +10,35 @@ STAMP := $(VENV)/.installed
 help:
 	@awk '/^## /{line=substr($$0,4); i=index(line,": "); printf "  %-10s %s\n", substr(line,1,i-1), substr(line,i+2)}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
-	python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+LOCK := requirements.lock
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+# torch is installed by pip, before the rest and outside the lock, so that it is the CPU build
+# (pip takes it from the local wheels where the machine has them). Elsewhere, for example:
+#   make setup TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIP_ARGS ?=
+# where `make lock` finds torch's CPU wheel, so that no CUDA-only package enters the lock
+TORCH_WHEELS ?= $(or $(PIP_FIND_LINKS),https://download.pytorch.org/whl/cpu/torch/)
+
+$(UV):
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml $(LOCK) | $(UV)
+	$(PY) -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
+	$(UV) pip install -q --python $(PY) --require-hashes --no-deps -r $(LOCK)
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	$(UV) pip check -q --python $(PY)
 	touch $(STAMP)
 
-## setup: create .venv and install citeops with its pinned dependencies (torch CPU first)
+## setup: create .venv and install citeops from requirements.lock (torch CPU first, then uv)
 setup: $(STAMP)
+
+## lock: re-resolve every dependency into requirements.lock (hashes) after a pin changes
+lock: | $(UV)
+	$(UV) pip compile -q pyproject.toml --extra test --generate-hashes --python-version 3.11 \
+	  --no-emit-package torch --find-links $(TORCH_WHEELS) \
+	  --custom-compile-command "make lock" -o $(LOCK)
 
 ## data: fetch SciFact + Citation-Integrity into the data dir (verified) if it is empty
 data: setup
@@ -60,4 +80,4 @@ down: setup
 clean:
 	rm -rf .citeops .pytest_cache .ruff_cache
 
-.PHONY: help setup data run test test-full lint format clean up down
+.PHONY: help setup lock data run test test-full lint format clean up down
