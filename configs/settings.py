@@ -215,7 +215,7 @@ class TriggerSettings(_Section):
 
     min_new_feedback: int = Field(100, ge=1)
     quarterly_cron: str = "0 3 1 1,4,7,10 *"
-    retrain_deployment: str | None = None  # "train/<name>"; default: any deployment of "train"
+    retrain_deployment: str | None = None  # "retrain/<name>"; default: first of flow "retrain"
 
 
 class GateSettings(_Section):
@@ -392,9 +392,13 @@ class Settings(BaseSettings):
         path = self.state_dir / "admin-token"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(32))
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process made it first
+                pass
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(32))
         return path.read_text().strip()
 
     @property

@@ -103,7 +103,7 @@ def create_app(
             import torch
 
             torch.set_num_threads(settings.serve.threads)
-        if settings.admin_token is None:
+        if settings.admin_secret() is None:
             log.warning("admin routes are disabled: no admin token (set CITEOPS_ADMIN_TOKEN)")
         state.writer.start()
         state.batcher.start()

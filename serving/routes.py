@@ -46,15 +46,14 @@ def add_routes(app: FastAPI, state: ServingState) -> None:
     settings = state.settings
 
     def require_admin(request: Request) -> None:
-        token = settings.admin_token
-        if token is None:
+        expected = settings.admin_secret()
+        if expected is None:
             raise HTTPException(
                 403,
                 "admin routes are disabled: no admin token is configured "
                 "(set CITEOPS_ADMIN_TOKEN and restart)",
             )
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        expected = token.get_secret_value()
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
             raise HTTPException(
                 401,
