@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import typer
 
 from citeops.flows.cli.common import print_json, settings_from
+from citeops.tasks.times import parse_utc
 
 
 def _datasets(value: str | None) -> list[str] | None:
@@ -15,10 +16,13 @@ def _datasets(value: str | None) -> list[str] | None:
 
 
 def _since(value: str | None) -> datetime | None:
+    """``--since`` as an aware datetime (no offset means UTC)."""
     if not value:
         return None
-    moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return parse_utc(value)
+    except ValueError as error:
+        raise typer.BadParameter(f"{value!r} is not an ISO date or date-time") from error
 
 
 def drift(
@@ -35,18 +39,19 @@ def drift(
     as_json: bool = typer.Option(False, "--json", help="print the JSON summary"),
 ) -> None:
     """Compare production queries with the training data; write the HTML + JSON report."""
-    from citeops.tasks.drift.monitor import run_drift
+    from citeops.tasks.drift.monitor import alert_on_drift, check_drift
 
     settings = settings_from()
-    report = run_drift(
+    report = check_drift(
         settings,
         current,
         _datasets(reference_datasets),
         model_uri,
         _since(since),
         log_mlflow=mlflow_log,
-        alert=alert,
     )
+    if alert:
+        alert_on_drift(settings, report)
     if as_json:
         print_json(report.summary())
         return
@@ -72,7 +77,7 @@ def trigger(
     """Decide whether to retrain (feedback count, latest drift, --force); record the decision."""
     import json
 
-    from citeops.tasks.trigger import latest_drift_summary, should_retrain
+    from citeops.tasks.trigger.decision import latest_drift_summary, should_retrain
 
     settings = settings_from()
     summary = (

@@ -1,11 +1,42 @@
-"""The drift alert hook: a JSON POST to ``drift.alert_webhook_url`` when drift is found."""
+"""The drift alert hook: a JSON POST to ``drift.alert_webhook_url`` when drift is found.
+
+:func:`post_alert` makes one delivery; retries belong to the caller (the ``monitor``
+flow wraps it in a Prefect task with retries, see :mod:`~citeops.tasks.drift.steps`;
+connection failures are also retried by httpx's transport). :func:`alert_if_drift` never
+raises: an alert that cannot be delivered must not hide the drift result.
+"""
 
 from __future__ import annotations
 
-import time
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from citeops.tasks.drift.detect import DriftReport
+from citeops.tasks.errors import CiteopsError
+
+logger = logging.getLogger(__name__)
+
+CONNECT_RETRIES = 2  # httpx transport retries: connection errors only, not HTTP answers
+
+
+class AlertDeliveryError(CiteopsError):
+    """The webhook could not be reached or answered 5xx (a retry may succeed)."""
+
+
+@dataclass(frozen=True)
+class AlertDelivery:
+    """What became of an alert: delivered (``sent``), the status code, or the error."""
+
+    url: str
+    sent: bool
+    status_code: int | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record kept in the drift summary (``alert``): only the fields that are set."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def alert_payload(report: DriftReport) -> dict[str, Any]:
@@ -25,40 +56,41 @@ def alert_payload(report: DriftReport) -> dict[str, Any]:
     }
 
 
-def send_alert(
-    url: str, payload: dict[str, Any], timeout: float = 10.0, attempts: int = 3
-) -> dict[str, Any]:
-    """POST ``payload`` as JSON; retries on errors and 5xx.
+def post_alert(url: str, payload: dict[str, Any], timeout: float = 10.0) -> AlertDelivery:
+    """POST ``payload`` as JSON once. A 4xx answer is returned as not sent (the same
+    payload would be refused again).
 
-    Never raises: an alert that cannot be delivered must not hide the drift result; the
-    returned record says whether it was delivered (``sent``), the status code or the error.
+    Raises:
+        AlertDeliveryError: the webhook cannot be reached or answers 5xx.
     """
     import httpx
 
-    error = ""
-    for attempt in range(attempts):
-        try:
-            response = httpx.post(url, json=payload, timeout=timeout)
-            if response.status_code < 500:
-                return {
-                    "url": url,
-                    "sent": response.is_success,
-                    "status_code": response.status_code,
-                }
-            error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        if attempt + 1 < attempts:
-            time.sleep(0.5 * 2**attempt)
-    return {"url": url, "sent": False, "error": error}
+    transport = httpx.HTTPTransport(retries=CONNECT_RETRIES)
+    try:
+        with httpx.Client(transport=transport, timeout=timeout) as client:
+            response = client.post(url, json=payload)
+    except httpx.HTTPError as exc:
+        raise AlertDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+    if response.status_code >= 500:
+        raise AlertDeliveryError(f"HTTP {response.status_code}")
+    return AlertDelivery(url, response.is_success, status_code=response.status_code)
 
 
 def alert_if_drift(
-    report: DriftReport, url: str | None, timeout: float = 10.0
-) -> dict[str, Any] | None:
-    """Send the alert when the report found drift and a webhook is configured; the
-    delivery record is also kept on ``report.alert``."""
+    report: DriftReport,
+    url: str | None,
+    timeout: float = 10.0,
+    post: Callable[[str, dict[str, Any], float], AlertDelivery] = post_alert,
+) -> AlertDelivery | None:
+    """Send the alert with ``post`` when the report found drift and a webhook is
+    configured; the delivery record is also kept on ``report.alert``. Never raises."""
     if not report.drift or not url:
         return None
-    report.alert = send_alert(url, alert_payload(report), timeout)
+    try:
+        report.alert = post(url, alert_payload(report), timeout)
+    except AlertDeliveryError as exc:
+        logger.warning("drift alert to %s not delivered: %s", url, exc)
+        report.alert = AlertDelivery(url, False, error=str(exc))
+    else:
+        logger.info("drift alert to %s: HTTP %s", url, report.alert.status_code)
     return report.alert

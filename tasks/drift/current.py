@@ -1,9 +1,9 @@
 """The current window: production queries since a date (or in the last N days).
 
-Sources, in order: a folder of query-log JSONL files given explicitly (``--current DIR``:
-``queries/date=YYYY-MM-DD/<part>.jsonl`` partitions or a plain folder of ``*.jsonl``);
-the curated query store of the ingestion stage when it provides a loader
-(:func:`store_query_loader`); else the ``queries/`` folder under a local log root.
+Sources: a folder of query-log JSONL files given explicitly (``--current DIR``:
+``queries/date=YYYY-MM-DD/<part>.jsonl`` partitions or a plain folder of ``*.jsonl``),
+else the queries the ingestion stage accepted into the curated store (run ``citeops
+ingest`` or the ``monitor`` flow, which ingests first).
 
 Query-log line: ``request_id``, ``datetime``, ``claim``, ``evidence``, ``model_version``,
 ``slot``, ``prediction``, ``probabilities`` {label: p}, ``latency_ms``. Files whose name
@@ -14,9 +14,10 @@ not JSON objects with a claim and an evidence are counted in ``skipped_lines``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,9 +26,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.times import parse_utc_or_none
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 PARTITION_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
@@ -63,11 +67,6 @@ class QueryWindow:
             self.skipped_lines += 1
             return False
         probs = row.get("probabilities")
-        if isinstance(probs, str):  # a store may keep the mapping as JSON text
-            try:
-                probs = json.loads(probs)
-            except ValueError:
-                probs = None
         prediction = row.get("prediction")
         confidence = math.nan
         if isinstance(probs, Mapping) and probs:
@@ -102,6 +101,7 @@ class QueryWindow:
 def window_from_records(
     records: Iterable[Mapping[str, Any]], source: str = "records"
 ) -> QueryWindow:
+    """A window of query-log records (mappings with the query-log fields)."""
     window = QueryWindow(source=source)
     for row in records:
         window.add(row)
@@ -128,16 +128,6 @@ def query_log_files(folder: Path, since: datetime | None = None) -> list[Path]:
             continue
         files.append(path)
     return files
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _lines(paths: Iterable[Path]) -> Iterator[str]:
@@ -174,81 +164,42 @@ def read_query_folder(folder: Path | str, since: datetime | None = None) -> Quer
             window.skipped_lines += 1
             continue
         if since is not None:
-            moment = _parse_time(row.get("datetime"))
+            moment = parse_utc_or_none(row.get("datetime"))
             if moment is not None and moment < since:
                 continue
         window.add(row)
+    logger.info(
+        "current window: %d queries from %d files under %s (%d lines skipped)",
+        len(window),
+        window.files,
+        root,
+        window.skipped_lines,
+    )
     return window
 
 
-STORE_MODULES = ("citeops.tasks.store.queries", "citeops.tasks.store")
-
-
-def store_function(*names: str) -> Callable[..., Any] | None:
-    """The first of ``names`` found in the curated store's reader modules, else ``None``.
-
-    SEAM: the curated store belongs to the ingestion area; its readers
-    (``load_queries(settings, since)``, ``accepted_feedback_since(settings, since)``) are
-    used as soon as they exist, and until then the callers fall back to the log folders.
-    """
-    import importlib
-
-    for module_name in STORE_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        for name in names:
-            found = getattr(module, name, None)
-            if callable(found):
-                return found
-    return None
-
-
-def store_query_loader() -> Callable[..., Any] | None:
-    """The ingestion stage's ``load_queries(settings, since)``, if it exists (a seam)."""
-    return store_function("load_queries", "queries_since")
-
-
 def window_start(settings: Settings, since: datetime | None = None) -> datetime:
+    """``since``, else ``drift.window_days`` days before now (aware UTC)."""
     return since or datetime.now(UTC) - timedelta(days=settings.drift.window_days)
 
 
 def load_current_window(
     settings: Settings, current_dir: Path | str | None = None, since: datetime | None = None
 ) -> QueryWindow:
-    """The current window from ``current_dir``, else the query store, else (the store is
-    absent or holds no queries in the window) the ``queries/`` folder of a local log root.
+    """The current window: the query logs under ``current_dir`` when given, else the
+    queries the ingestion stage stored in the curated store since ``since`` (default: the
+    last ``drift.window_days`` days).
 
     Raises:
-        QueryWindowError: no source can be read.
+        QueryWindowError: ``current_dir`` does not exist.
+        StoreError: the curated store cannot be reached.
     """
     if current_dir is not None:
         return read_query_folder(current_dir, since)
+    from citeops.tasks.store.queries import load_queries
+
     start = window_start(settings, since)
-    loader = store_query_loader()
-    if loader is not None:
-        window = window_from_records(_as_mappings(loader(settings, start)), "query store")
-        window.since = start.isoformat()
-        if len(window) or settings.is_s3_log_root:
-            return window
-    if settings.is_s3_log_root:
-        raise QueryWindowError(
-            f"log root {settings.log_root} is on S3 and the query store is not available; "
-            "pass --current DIR with a local copy of the query logs"
-        )
-    root = Path(str(settings.log_root).removeprefix("file://")) / "queries"
-    if not root.is_dir():
-        return QueryWindow(source=str(root), since=start.isoformat())
-    return read_query_folder(root, start)
-
-
-def _as_mappings(rows: Iterable[Any]) -> Iterator[Mapping[str, Any]]:
-    """Store rows may be dicts, dataclasses or ORM objects; read them as mappings."""
-    for row in rows:
-        if isinstance(row, Mapping):
-            yield row
-        elif hasattr(row, "_mapping"):
-            yield row._mapping
-        else:
-            yield vars(row)
+    window = window_from_records(load_queries(settings, start), "query store")
+    window.since = start.isoformat()
+    logger.info("current window: %d queries in the query store since %s", len(window), start)
+    return window

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +26,11 @@ from citeops.tasks.drift.checks import (
 )
 from citeops.tasks.drift.current import QueryWindow
 from citeops.tasks.drift.reference import Reference
+
+if TYPE_CHECKING:
+    from citeops.tasks.drift.alert import AlertDelivery
+
+logger = logging.getLogger(__name__)
 
 NO_REFERENCE_PREDICTIONS = "no reference predictions"
 CHECK_NAMES = (
@@ -56,7 +62,7 @@ class DriftReport:
     report: str | None = None  # HTML path
     summary_path: str | None = None  # JSON path
     mlflow_run_id: str | None = None
-    alert: dict[str, Any] | None = None
+    alert: AlertDelivery | None = None
 
     @property
     def drifted_checks(self) -> list[str]:
@@ -78,7 +84,7 @@ class DriftReport:
             "created_at": self.created_at,
             "seconds": round(self.seconds, 3),
             "mlflow_run_id": self.mlflow_run_id,
-            "alert": self.alert,
+            "alert": self.alert.to_dict() if self.alert else None,
         }
 
 
@@ -108,6 +114,7 @@ def detect_drift(
         "window": current.describe(),
     }
     if rows < settings.min_rows:
+        logger.info("drift: %d queries, fewer than %d: not enough data", rows, settings.min_rows)
         checks = [
             CheckResult(
                 name,
@@ -166,7 +173,15 @@ def detect_drift(
     ]
     verdict = overall_verdict(checks, settings.verdict_rule)
     status = NOT_ENOUGH_DATA if verdict is None else ("drift" if verdict else "no drift")
-    return DriftReport(status, verdict, checks, seconds=time.perf_counter() - started, **base)
+    report = DriftReport(status, verdict, checks, seconds=time.perf_counter() - started, **base)
+    logger.info(
+        "drift: %s on %d queries (drifted: %s) in %.1f s",
+        status,
+        rows,
+        ", ".join(report.drifted_checks) or "none",
+        report.seconds,
+    )
+    return report
 
 
 def _prediction_checks(

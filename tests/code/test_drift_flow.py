@@ -18,46 +18,62 @@ def citint_queries(tmp_path: Path, data_dir: Path) -> Path:
     return tmp_path / "logs"
 
 
-def test_monitor_flow_records_decision_without_train_deployment(
+def test_monitor_flow_records_decision_without_retrain_deployment(
     prefect_harness, citint_queries: Path
 ) -> None:
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
 
     from citeops.flows.monitor import monitor
 
-    result = monitor(
-        current_dir=str(citint_queries), reference_datasets=["scifact"], force=True, ingest=False
+    state = monitor(
+        current_dir=str(citint_queries),
+        reference_datasets=["scifact"],
+        force=True,
+        ingest=False,
+        return_state=True,
     )
+    result = state.result()
     assert result["drift"]["drift"] is True and Path(result["drift"]["report"]).is_file()
     decision = result["decision"]
     assert decision["retrain"] is True and decision["causes"] == ["drift", "forced"]
     assert decision["deployment"]["started"] is False
-    assert "no deployment" in decision["deployment"]["reason"]
+    assert "no deployment of flow 'retrain'" in decision["deployment"]["reason"]
     recorded = json.loads((Path(decision["record"]).parent / "latest.json").read_text())
     assert recorded["deployment"] == decision["deployment"]
+    APILogWorker.drain_all(timeout=5)
+    run_logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts()
         drift_artifacts = [a for a in artifact if a.key == "drift-report"]
+        logs = client.read_logs(run_logs)
     assert drift_artifacts and "| claim_text |" in drift_artifacts[0].data
+    stage_logs = {log.name for log in logs if log.name.startswith("citeops.")}  # in the UI
+    assert {"citeops.tasks.drift.detect", "citeops.tasks.trigger.launch"} <= stage_logs
 
 
-def test_monitor_flow_starts_train_deployment(prefect_harness, citint_queries: Path) -> None:
+def test_monitor_flow_starts_retrain_deployment(prefect_harness, citint_queries: Path) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
 
     from citeops.flows.monitor import monitor
 
-    @flow(name="train")
-    def train_stub() -> None:
-        """Stands in for flows/train.py's flow: only its name and deployment matter here."""
+    @flow(name="retrain")
+    def retrain_stub() -> None:
+        """Stands in for flows/retrain.py's flow: only its name and deployment matter here."""
 
-    deployment_id = train_stub.to_deployment(name="drift-test").apply()
+    deployment_id = retrain_stub.to_deployment(name="drift-test").apply()
     try:
         result = monitor(
             current_dir=str(citint_queries), reference_datasets=["scifact"], ingest=False
         )
         started = result["decision"]["deployment"]
-        assert started["started"] is True and started["deployment"] == "train/drift-test"
+        assert started["started"] is True and started["deployment"] == "retrain/drift-test"
+        recorded = json.loads(
+            (Path(result["decision"]["record"]).parent / "latest.json").read_text()
+        )
+        assert recorded["deployment"]["flow_run_id"] == started["flow_run_id"]
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(started["flow_run_id"])
         assert run.deployment_id == deployment_id
@@ -65,6 +81,17 @@ def test_monitor_flow_starts_train_deployment(prefect_harness, citint_queries: P
     finally:
         with get_client(sync_client=True) as client:
             client.delete_deployment(deployment_id)
+
+
+def test_monitor_flow_with_configured_deployment_that_is_missing(
+    prefect_harness, citint_queries: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from citeops.flows.monitor import monitor
+
+    monkeypatch.setenv("CITEOPS_TRIGGER__RETRAIN_DEPLOYMENT", "retrain/nowhere")
+    result = monitor(current_dir=str(citint_queries), reference_datasets=["scifact"], ingest=False)
+    started = result["decision"]["deployment"]
+    assert started["started"] is False and "'retrain/nowhere'" in started["reason"]
 
 
 def test_cli_drift_and_trigger_json(
@@ -95,3 +122,5 @@ def test_cli_drift_and_trigger_json(
     assert decision["inputs"]["drift_report"] == out["report"]
     assert run_cli(app, ["drift", "--current", str(citint_queries / "missing")]) == 2
     assert "no such folder" in capsys.readouterr().err
+    assert run_cli(app, ["drift", "--since", "yesterday"]) == 2
+    assert "'yesterday' is not an ISO date" in capsys.readouterr().err

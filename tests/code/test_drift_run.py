@@ -18,7 +18,11 @@ from citeops.configs.settings import load_settings
 from citeops.tasks.data.multivers import LABELS, Example, read_split
 from citeops.tasks.drift.current import load_current_window, read_query_folder, window_from_records
 from citeops.tasks.drift.detect import CHECK_NAMES, detect_drift
-from citeops.tasks.drift.reference import ReferencePredictions, load_reference, reference_predictions
+from citeops.tasks.drift.reference import (
+    ReferencePredictions,
+    load_reference,
+    reference_predictions,
+)
 from citeops.tasks.drift.report import render_markdown, write_report
 
 
@@ -128,9 +132,9 @@ def test_report_renders_every_check(scifact_dev: list[Example], citint_dev: list
         gold=[ex.label for ex in held],
     )
     reference = load_reference(settings, ["scifact"], preds)
-    report = detect_drift(
-        reference, window_from_records(query_records(citint_dev[:200])), settings.drift
-    )
+    window = window_from_records(query_records(citint_dev[:200]))
+    window.source = "<script>alert('x')</script>"  # text from outside is escaped
+    report = detect_drift(reference, window, settings.drift)
     assert all(c.status in ("drift", "no drift") for c in report.checks)  # every check judged
     html_path, json_path = write_report(report, settings.reports_dir)
     page = html_path.read_text()
@@ -140,6 +144,7 @@ def test_report_renders_every_check(scifact_dev: list[Example], citint_dev: list
     for name in CHECK_NAMES:  # a chart in every check's section
         assert "<svg" in page.split(f'id="{name}"')[1].split("<section")[0]
     assert "<script" not in page and "src=" not in page and "<link" not in page  # self-contained
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
     summary = json.loads(json_path.read_text())
     assert summary["drift"] is True and set(summary["checks"]) == set(CHECK_NAMES)
     assert {"statistic", "threshold", "drift"} <= set(summary["checks"]["claim_text"])
@@ -205,43 +210,62 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         thread.join(timeout=5)
 
 
-def test_run_drift_logs_to_mlflow_and_alerts(
+def test_drift_run_logs_to_mlflow_and_alerts(
     tmp_path: Path, citint_dev: list[Example], webhook, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from citeops.tasks.drift.monitor import alert_on_drift, check_drift
     from mlflow import MlflowClient
-    from citeops.tasks.drift.monitor import run_drift
 
     url, received = webhook
     monkeypatch.setenv("CITEOPS_DRIFT__ALERT_WEBHOOK_URL", url)
     settings = load_settings()
     write_query_log(tmp_path, query_records(citint_dev[:120]))
-    report = run_drift(settings, tmp_path, ["scifact"])
+    report = check_drift(settings, tmp_path, ["scifact"])
+    assert alert_on_drift(settings, report) is report.alert
     assert report.drift is True
     assert len(received) == 1 and received[0]["event"] == "citeops.drift"
     assert set(received[0]["drifted_checks"]) == set(report.drifted_checks)
-    assert report.alert == {"url": url, "sent": True, "status_code": 204}
+    assert report.summary()["alert"] == {"url": url, "sent": True, "status_code": 204}
     client = MlflowClient(settings.mlflow.tracking_uri)
     run = client.get_run(report.mlflow_run_id)
     assert run.data.tags["drift.status"] == "drift"
     assert run.data.metrics["claim_text.drift"] == 1.0
     names = {a.path for a in client.list_artifacts(report.mlflow_run_id, "drift")}
     assert {f"drift/{Path(report.report).name}", f"drift/{Path(report.summary_path).name}"} <= names
+    charts = {a.path for a in client.list_artifacts(report.mlflow_run_id, "drift/charts")}
+    assert {"drift/charts/claim_text.png", "drift/charts/claim_length.png"} <= charts
     on_disk = json.loads(Path(report.summary_path).read_text())
     assert on_disk["mlflow_run_id"] == report.mlflow_run_id and on_disk["alert"]["sent"] is True
 
 
 def test_alert_failure_is_recorded_not_raised() -> None:
-    from citeops.tasks.drift.alert import send_alert
+    from citeops.tasks.drift.alert import AlertDeliveryError, alert_if_drift, post_alert
+    from citeops.tasks.drift.detect import DriftReport
 
-    result = send_alert("http://127.0.0.1:9/nothing", {"x": 1}, timeout=0.5, attempts=1)
-    assert result["sent"] is False and result["error"]
+    with pytest.raises(AlertDeliveryError):
+        post_alert("http://127.0.0.1:9/nothing", {"x": 1}, timeout=0.5)
+    report = DriftReport("drift", True, [], "any", 100, {}, {})
+    assert alert_if_drift(DriftReport("no drift", False, [], "any", 100, {}, {}), "x") is None
+    delivery = alert_if_drift(report, "http://127.0.0.1:9/nothing", timeout=0.5)
+    assert delivery is report.alert and delivery.sent is False and delivery.error
+    assert set(report.summary()["alert"]) == {"url", "sent", "error"}
 
 
-def test_window_from_log_root_when_no_dir_given(scifact_dev: list[Example]) -> None:
+def test_window_without_dir_is_the_ingested_queries(
+    scifact_dev: list[Example], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from citeops.flows.cli import app
+    from citeops.flows.cli.common import run_cli
+
     settings = load_settings()
-    root = Path(settings.log_root)
-    today = datetime.now(UTC).date().isoformat()
-    write_query_log(root, query_records(scifact_dev[:40]), day=today)
+    root = Path(settings.log_root or "")
+    now = datetime.now(UTC)
+    recent = [{**r, "datetime": now.isoformat()} for r in query_records(scifact_dev[:40])]
+    write_query_log(root, recent, day=now.date().isoformat())
     write_query_log(root, query_records(scifact_dev[40:50]), day="2000-01-01")
+    assert len(load_current_window(settings)) == 0  # nothing ingested yet
+    assert run_cli(app, ["ingest", "--json"]) == 0
+    capsys.readouterr()
     window = load_current_window(settings)
-    assert len(window) == 40 and window.source.endswith("queries")
+    assert len(window) == 40 and window.source == "query store"
+    assert window.confidences[0] == pytest.approx(max(recent[0]["probabilities"].values()))

@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from citeops.configs.settings import load_settings
-from citeops.tasks.trigger import count_feedback_lines, decide, should_retrain
+from citeops.flows.cli import app
+from citeops.flows.cli.common import run_cli
+from citeops.tasks.store.queries import mark_training
+from citeops.tasks.trigger.decision import RetrainLaunch, decide, should_retrain
+from tests.ingest_support import feedback_line, write_part
 
 
 @pytest.mark.parametrize(
@@ -62,23 +66,39 @@ def test_should_retrain_gathers_feedback_count() -> None:
     assert decision.retrain is False and decision.record is None
 
 
-def test_feedback_folder_count_is_distinct_valid_lines(tmp_path: Path) -> None:
-    good = {
-        "claim": "c",
-        "evidence": "e",
-        "user_label": "SUPPORT",
-        "datetime": "2026-11-20T10:00:00Z",
-    }
+def test_feedback_count_is_accepted_store_feedback_since_last_training(
+    citeops_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = load_settings()
     lines = [
-        good,
-        good,  # a duplicate
-        {**good, "user_label": "REFUTE"},
-        {**good, "user_label": "MAYBE"},  # not a label
-        {**good, "claim": "old", "datetime": "2026-01-01T00:00:00Z"},
+        feedback_line(claim=f"Claim {i} about aspirin.", user_label=label)
+        for i, label in enumerate(["SUPPORT", "REFUTE", "NEI"])
     ]
-    folder = tmp_path / "date=2026-11-20"
-    folder.mkdir()
-    (folder / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "junk\n")
-    (folder / "p.jsonl.tmp").write_text(json.dumps({**good, "claim": "partial"}) + "\n")
-    assert count_feedback_lines(tmp_path, datetime(2026, 11, 1, tzinfo=UTC)) == 2
-    assert count_feedback_lines(tmp_path, None) == 3
+    lines += [lines[0], feedback_line(user_label="MAYBE")]  # a duplicate, a quarantined line
+    write_part(Path(settings.log_root or ""), "feedback", "2026-01-05", "a.jsonl", lines)
+    assert run_cli(app, ["ingest", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accepted"] == 3
+    before = should_retrain(settings, record=False)
+    assert before.inputs["new_feedback"] == 3 and before.inputs["since"] is None
+    assert before.inputs["feedback_source"] == "curated store"
+    marked = datetime.now(UTC)
+    mark_training(settings, at=marked)
+    after = should_retrain(settings, record=False)
+    assert after.inputs["new_feedback"] == 0
+    assert after.inputs["since"] == marked.isoformat()
+
+
+def test_decision_record_keeps_the_retraining_run() -> None:
+    settings = load_settings()
+    decision = should_retrain(settings, force=True, new_feedback=0, record=False)
+    decision.deployment = RetrainLaunch(True, deployment="retrain/daily", flow_run_id="abc")
+    from citeops.tasks.trigger.decision import record_decision
+
+    log = record_decision(decision, settings)
+    latest = json.loads((log.parent / "latest.json").read_text())
+    assert latest["deployment"] == {
+        "started": True,
+        "deployment": "retrain/daily",
+        "flow_run_id": "abc",
+        "reason": None,
+    }

@@ -1,8 +1,9 @@
-"""The retraining trigger: should the model be retrained now, and why.
+"""The retraining trigger's rule and record: should the model be retrained now, and why.
 
-Three causes, any of which fires: accepted new feedback since the last training run at or
-above ``trigger.min_new_feedback``; drift found by the latest drift run; a forced run (the
-quarterly schedule passes ``force=True``). Every decision and its inputs are appended to
+Three causes, any of which fires: accepted new feedback in the curated store since the
+last training run (the store's training mark) at or above ``trigger.min_new_feedback``;
+drift found by the latest drift run; a forced run (the quarterly schedule passes
+``force=True``). Every decision and its inputs are appended to
 ``<home>/trigger/decisions.jsonl`` (and ``latest.json``), and attached to an MLflow run
 when one is given.
 """
@@ -10,25 +11,39 @@ when one is given.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from citeops.tasks.data.multivers import LABELS
-
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
     from citeops.tasks.drift.detect import DriftReport
 
+logger = logging.getLogger(__name__)
+
 CAUSES = ("feedback", "drift", "forced")
+FEEDBACK_SOURCE = "curated store"
+
+
+@dataclass
+class RetrainLaunch:
+    """What became of starting the retraining deployment: the flow run it started
+    (``deployment``, ``flow_run_id``), or why none was started (``reason``)."""
+
+    started: bool
+    deployment: str | None = None
+    flow_run_id: str | None = None
+    reason: str | None = None
 
 
 @dataclass
 class RetrainDecision:
-    """Whether to retrain, which causes fired (``causes``), why in words (``reasons``) and
-    every input the decision was made from (``inputs``)."""
+    """Whether to retrain, which causes fired (``causes``), why in words (``reasons``),
+    every input the decision was made from (``inputs``), where it was recorded
+    (``record``) and the retraining run it started (``deployment``)."""
 
     retrain: bool
     causes: list[str]
@@ -36,9 +51,10 @@ class RetrainDecision:
     inputs: dict[str, Any]
     decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     record: str | None = None
-    deployment: dict[str, Any] | None = None
+    deployment: RetrainLaunch | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``citeops trigger --json``, ``decisions.jsonl``)."""
         return asdict(self)
 
 
@@ -86,79 +102,6 @@ def decide(
     return RetrainDecision(bool(causes), causes, reasons, all_inputs)
 
 
-def last_training_time(settings: Settings) -> datetime | None:
-    """When the model was last trained: the later of the curated store's training mark
-    (when the store provides ``last_training_time``) and the start of the latest finished
-    MLflow run named ``train``; ``None`` if there is neither."""
-    from citeops.tasks.drift.current import store_function
-
-    marked = store_function("last_training_time")
-    times = [t for t in (marked(settings) if marked else None, mlflow_training_time(settings)) if t]
-    return max(times) if times else None
-
-
-def mlflow_training_time(settings: Settings) -> datetime | None:
-    """Start of the latest finished MLflow run named ``train`` (``None`` if there is none)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
-    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
-    if experiment is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string="attributes.run_name = 'train' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return datetime.fromtimestamp(runs[0].info.start_time / 1000, UTC) if runs else None
-
-
-def count_new_feedback(settings: Settings, since: datetime | None) -> tuple[int, str]:
-    """Accepted feedback since ``since`` and where the count came from.
-
-    SEAM: the curated store's ``accepted_feedback_since(settings, since)`` is used when the
-    ingestion area provides it; until then, distinct valid lines (claim, evidence and a
-    known ``user_label``) in the local feedback log folder are counted.
-    """
-    from citeops.tasks.drift.current import store_function
-
-    counter = store_function("accepted_feedback_since", "count_accepted_feedback")
-    if counter is not None:
-        value = counter(settings, since)
-        return (value if isinstance(value, int) else len(value)), "curated store"
-    if settings.is_s3_log_root:
-        return 0, f"unknown: store reader not available and log root {settings.log_root} is S3"
-    root = Path(str(settings.log_root).removeprefix("file://")) / "feedback"
-    return count_feedback_lines(root, since), f"feedback log folder {root} (store not available)"
-
-
-def count_feedback_lines(root: Path, since: datetime | None) -> int:
-    """Distinct valid feedback lines (by claim, evidence, label) at or after ``since``."""
-    from citeops.tasks.drift.current import _parse_time, query_log_files
-
-    if not root.is_dir():
-        return 0
-    seen: set[tuple[str, str, str]] = set()
-    for path in query_log_files(root, since):
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(row, dict) or row.get("user_label") not in LABELS:
-                    continue
-                claim, evidence = row.get("claim"), row.get("evidence")
-                if not isinstance(claim, str) or not isinstance(evidence, str):
-                    continue
-                moment = _parse_time(row.get("datetime"))
-                if since is not None and (moment is None or moment < since):
-                    continue
-                seen.add((claim, evidence, row["user_label"]))
-    return len(seen)
-
-
 def latest_drift_summary(settings: Settings) -> dict[str, Any] | None:
     """The newest drift JSON summary under ``<reports_dir>/drift`` (``None`` if none)."""
     folder = settings.reports_dir / "drift"
@@ -175,21 +118,29 @@ def should_retrain(
     record: bool = True,
     mlflow_run_id: str | None = None,
 ) -> RetrainDecision:
-    """Decide whether to retrain, with reasons, and record the decision.
+    """Decide whether to retrain, with reasons, and record the decision (``record``).
 
     ``drift`` is a drift report, its JSON summary, a bool, or ``None`` (unknown).
-    ``new_feedback`` defaults to the accepted feedback since ``since``, which defaults to
-    the start of the last training run in MLflow.
+    ``new_feedback`` defaults to the accepted feedback in the curated store since
+    ``since``, which defaults to the store's last training mark.
+
+    Raises:
+        StoreError: the curated store cannot be reached (only when it must be read).
     """
     inputs: dict[str, Any] = {}
     drift_flag = _drift_flag(drift, inputs)
     if new_feedback is None:
+        from citeops.tasks.store.queries import accepted_feedback_since, last_training_time
+
         if since is None:
             since = last_training_time(settings)
-        new_feedback, source = count_new_feedback(settings, since)
-        inputs["feedback_source"] = source
+        new_feedback = accepted_feedback_since(settings, since)
+        inputs["feedback_source"] = FEEDBACK_SOURCE
     inputs["since"] = since.isoformat() if since else None
     decision = decide(new_feedback, settings.trigger.min_new_feedback, drift_flag, force, inputs)
+    logger.info(
+        "retrain: %s (%s)", "yes" if decision.retrain else "no", "; ".join(decision.reasons)
+    )
     if record:
         record_decision(decision, settings, mlflow_run_id)
     return decision
@@ -207,6 +158,7 @@ def _drift_flag(drift: Any, inputs: dict[str, Any]) -> bool | None:
 
 
 def decisions_dir(settings: Settings) -> Path:
+    """``<home>/trigger``: ``decisions.jsonl`` (every decision) and ``latest.json``."""
     return settings.home / "trigger"
 
 
@@ -214,7 +166,7 @@ def record_decision(
     decision: RetrainDecision, settings: Settings, mlflow_run_id: str | None = None
 ) -> Path:
     """Append the decision to ``decisions.jsonl``, rewrite ``latest.json``, and log it to
-    the MLflow run ``mlflow_run_id`` when given."""
+    the MLflow run ``mlflow_run_id`` when given; returns the ``decisions.jsonl`` path."""
     folder = decisions_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "decisions.jsonl"
@@ -229,4 +181,5 @@ def record_decision(
         client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
         client.log_dict(mlflow_run_id, decision.to_dict(), "trigger/decision.json")
         client.set_tag(mlflow_run_id, "trigger.retrain", str(decision.retrain).lower())
+    logger.info("retrain decision recorded in %s", log)
     return log

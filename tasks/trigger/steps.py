@@ -1,0 +1,60 @@
+"""Thin Prefect tasks over the trigger functions, for the ``monitor`` flow.
+
+The tasks run the same functions as ``citeops trigger``. No caching: every decision must
+read the store as it is now.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from citeops.tasks.trigger.decision import (
+    RetrainDecision,
+    RetrainLaunch,
+    record_decision,
+    should_retrain,
+)
+from citeops.tasks.trigger.launch import start_retraining
+
+if TYPE_CHECKING:
+    from citeops.configs.settings import Settings
+    from citeops.tasks.drift.detect import DriftReport
+
+START_RETRY_DELAYS = [2, 5]
+
+
+@task(name="should-retrain", cache_policy=NO_CACHE)
+def retrain_decision(
+    settings: Settings, drift: DriftReport | None, force: bool = False
+) -> RetrainDecision:
+    """:func:`~citeops.tasks.trigger.decision.should_retrain`, not yet recorded."""
+    return should_retrain(settings, force=force, drift=drift, record=False)
+
+
+@task(
+    name="start-retraining",
+    retries=len(START_RETRY_DELAYS),
+    retry_delay_seconds=START_RETRY_DELAYS,
+    cache_policy=NO_CACHE,
+)
+def retraining_run(settings: Settings, decision: RetrainDecision) -> RetrainLaunch:
+    """:func:`~citeops.tasks.trigger.launch.start_retraining`, retried when the Prefect
+    API fails (the idempotency key keeps it to one flow run)."""
+    return start_retraining(settings, decision)
+
+
+@task(name="record-decision", cache_policy=NO_CACHE)
+def recorded_decision(
+    settings: Settings,
+    decision: RetrainDecision,
+    launch: RetrainLaunch | None,
+    mlflow_run_id: str | None,
+) -> RetrainDecision:
+    """The decision with the run it started (``deployment``), recorded in the decision log
+    and on the drift run ``mlflow_run_id``."""
+    decision.deployment = launch
+    record_decision(decision, settings, mlflow_run_id)
+    return decision
