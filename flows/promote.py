@@ -1,7 +1,7 @@
-"""Manual promotion and rollback flows (deployments ``promote/manual``, ``rollback/manual``).
+"""Manual promotion of an existing version (deployment ``promote/manual``).
 
-Wiring only: :func:`citeops.tasks.model.lifecycle.promote_version` and
-:func:`~citeops.tasks.model.lifecycle.rollback_last` do the work and keep the record.
+Wiring only: :func:`citeops.tasks.model.lifecycle.promote_version` does the work and
+keeps the record; the retrain lock keeps it apart from a running retrain.
 """
 
 from __future__ import annotations
@@ -21,14 +21,3 @@ def promote(version: int, skip_gate: bool = False, reason: str = "manual") -> di
     settings = load()
     with hold_lock(settings):
         return promote_version(settings, str(version), skip_gate, reason).to_dict()
-
-
-@flow(name="rollback")
-def rollback() -> dict[str, Any]:
-    """Undo the last promotion on every endpoint and put the aliases back."""
-    from citeops.tasks.model.lifecycle import load, rollback_last
-    from citeops.tasks.store.promotions import hold_lock
-
-    settings = load()
-    with hold_lock(settings):
-        return rollback_last(settings).to_dict()

@@ -78,7 +78,7 @@ def rollback_command(
     as_json: bool = typer.Option(False, "--json", help="Print the rollback record as JSON."),
 ) -> None:
     """Undo the last promotion: endpoints back to the previous model, aliases back."""
-    from citeops.flows.promote import rollback
+    from citeops.flows.rollback import rollback
 
     record = rollback()
     if as_json:

@@ -218,8 +218,16 @@ def test_prefect_yaml_entrypoints_exist_and_placeholders_are_filled() -> None:
 
     text = (ROOT / "prefect.yaml").read_text()
     config = yaml.safe_load(text)
-    names = [d["name"] for d in config["deployments"]]
-    assert "stack-check" in names and len(names) == len(set(names))
+    pairs = [(d["entrypoint"], d["name"]) for d in config["deployments"]]
+    assert len(pairs) == len(set(pairs))  # a deployment name is unique within its flow
+    assert {
+        ("flows/stack_check.py:stack_check", "stack-check"),
+        ("flows/monitor.py:monitor", "daily"),
+        ("flows/retrain.py:retrain", "quarterly"),
+        ("flows/retrain.py:retrain", "on-demand"),
+        ("flows/promote.py:promote", "manual"),
+        ("flows/rollback.py:rollback", "manual"),
+    } <= set(pairs)
     for deployment in config["deployments"]:
         path, _, function = deployment["entrypoint"].partition(":")
         assert re.search(rf"^def {function}\(", (ROOT / path).read_text(), re.M), path

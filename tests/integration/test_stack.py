@@ -90,6 +90,7 @@ def production_stack(
     boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1").create_bucket(Bucket=bucket)
     db_password = f"pw-{uuid.uuid4().hex}"  # trust auth: accepted and ignored by the server
     aws_secret = f"aws-{uuid.uuid4().hex}"
+    admin_token = f"admin-{uuid.uuid4().hex}"
     home = tmp_path_factory.mktemp("stack") / "home"
     ports = {name: free_port() for name in ("prefect", "mlflow", "serve")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CITEOPS_", "PREFECT_"))}
@@ -117,6 +118,20 @@ def production_stack(
             "CITEOPS_STACK__WORKER_POLL_SECONDS": "1",
             "CITEOPS_STACK__HEALTH_TIMEOUT_SECONDS": "240",
             "CITEOPS_SERVE__PORT": str(ports["serve"]),
+            "CITEOPS_SERVE__PRECISION": "fp32",
+            "CITEOPS_ADMIN_TOKEN": admin_token,
+            # the retrain deployment's run: small, and a gate that a tiny random model can
+            # pass (the gate's rules are tested in test_gate.py)
+            "CITEOPS_EVALUATE__MAX_EXAMPLES": "32",
+            "CITEOPS_EVALUATE__LATENCY_SAMPLES": "5",
+            "CITEOPS_GATE__MIN_IMPROVEMENT": "-1",
+            "CITEOPS_GATE__MAX_F1_DROP": "1",
+            "CITEOPS_GATE__MAX_LATENCY_INCREASE": "100",
+            "CITEOPS_GATE__CLASS_F1_FLOOR": "0",
+            "CITEOPS_GATE__BEHAVIOUR_MIN_PASS": "0",
+            "CITEOPS_GATE__BASELINE_MARGIN": "-1",
+            "CITEOPS_PROMOTE__BAKE_SECONDS": "2",
+            "CITEOPS_PROMOTE__BAKE_POLL_SECONDS": "0.5",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": aws_secret,
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -133,7 +148,7 @@ def production_stack(
         prefect_ui=f"http://127.0.0.1:{ports['prefect']}",
         mlflow_url=f"http://127.0.0.1:{ports['mlflow']}",
         serve_url=f"http://127.0.0.1:{ports['serve']}",
-        secrets=(db_password, aws_secret),
+        secrets=(db_password, aws_secret, admin_token),
         databases=dbs,
         up_output="",
     )
@@ -296,6 +311,46 @@ def test_deployment_run_through_the_rest_api_like_the_ui(production_stack: Stack
     assert any(o["Key"].endswith("stack-check/probe.json") for o in listed.get("Contents", []))
 
 
+def _run_deployment(api: str, name: str, parameters: dict, timeout: float) -> dict:
+    """Start a deployment's run as the UI does (create_flow_run) and wait for its end."""
+    deployment = httpx.get(f"{api}/deployments/name/{name}").json()
+    body = {"state": {"type": "SCHEDULED"}, "parameters": parameters}
+    run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json=body)
+    assert run.status_code == 201, run.text
+    return _wait_for_final_state(api, run.json()["id"], timeout=timeout)
+
+
+def test_retrain_and_rollback_deployments_promote_and_restore_the_endpoint(
+    production_stack: Stack, champion: dict[str, str]
+) -> None:
+    """retrain/on-demand (forced) trains, gates and promotes blue-green to the running
+    endpoint; rollback/manual puts the champion back: both started through the REST API."""
+    from mlflow import MlflowClient
+
+    up = citeops(production_stack.env, "up", "--no-deploy")  # serving (idempotent)
+    assert up.returncode == 0, up.stdout + up.stderr
+    api, serve = production_stack.prefect_api, production_stack.serve_url
+    client = MlflowClient(tracking_uri=production_stack.mlflow_url)
+    before = client.get_model_version_by_alias("claim-verifier", "champion").version
+    assert httpx.get(f"{serve}/version").json()["live"]["model_version"] == before
+    train = {"max_examples": 16, "max_steps": 2, "max_length": 64, "epochs": 1}
+    state = _run_deployment(api, "retrain/on-demand", {"force": True, "train": train}, 400)
+    assert state["type"] == "COMPLETED", state
+    after = client.get_model_version_by_alias("claim-verifier", "champion").version
+    assert int(after) > int(before)
+    assert httpx.get(f"{serve}/version").json()["live"]["model_version"] == after
+    assert client.get_model_version_by_alias("claim-verifier", "previous").version == before
+
+    state = _run_deployment(api, "rollback/manual", {}, 150)
+    assert state["type"] == "COMPLETED", state
+    assert httpx.get(f"{serve}/version").json()["live"]["model_version"] == before
+    assert client.get_model_version_by_alias("claim-verifier", "champion").version == before
+    history = citeops(production_stack.env, "history", "--json")
+    records = json.loads(history.stdout)
+    assert [r["outcome"] for r in records[:2]] == ["rollback", "promoted"], records[:2]
+    assert records[1]["flow_run_id"] and records[1]["trigger"]["causes"] == ["forced"]
+
+
 def _chromium(args: list[str], profile: Path, timeout: float = 90) -> str:
     result = subprocess.run(
         [CHROMIUM, *UI_FLAGS, f"--user-data-dir={profile}", *args],
@@ -351,9 +406,9 @@ def test_training_deployment_on_the_gpu_pool(
     argv = [prefect, "worker", "start", "--pool", "gpu", "--type", "process", "--name", "gpu-box"]
     worker = start_process("gpu-worker", argv, env, project_dir(), tmp_path, stop_signal="SIGINT")
     try:
-        deployment = httpx.get(f"{api}/deployments/name/train/quarterly").json()
+        deployment = httpx.get(f"{api}/deployments/name/retrain/quarterly").json()
         assert deployment["work_pool_name"] == "gpu"
-        params = {"max_examples": 16, "max_steps": 2, "max_length": 64, "epochs": 1}
+        params = {"train": {"max_examples": 16, "max_steps": 2, "max_length": 64, "epochs": 1}}
         body = {"state": {"type": "SCHEDULED"}, "parameters": params}
         run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json=body)
         assert run.status_code == 201, run.text
@@ -458,6 +513,20 @@ def test_local_profile_stack_runs_a_deployment(tmp_path: Path, data_dir: Path) -
             "CITEOPS_STACK__PREFECT_PORT": str(ports["prefect"]),
             "CITEOPS_MLFLOW__SERVER_PORT": str(ports["mlflow"]),
             "CITEOPS_SERVE__PORT": str(ports["serve"]),
+            "CITEOPS_SERVE__PRECISION": "fp32",
+            "CITEOPS_ADMIN_TOKEN": admin_token,
+            # the retrain deployment's run: small, and a gate that a tiny random model can
+            # pass (the gate's rules are tested in test_gate.py)
+            "CITEOPS_EVALUATE__MAX_EXAMPLES": "32",
+            "CITEOPS_EVALUATE__LATENCY_SAMPLES": "5",
+            "CITEOPS_GATE__MIN_IMPROVEMENT": "-1",
+            "CITEOPS_GATE__MAX_F1_DROP": "1",
+            "CITEOPS_GATE__MAX_LATENCY_INCREASE": "100",
+            "CITEOPS_GATE__CLASS_F1_FLOOR": "0",
+            "CITEOPS_GATE__BEHAVIOUR_MIN_PASS": "0",
+            "CITEOPS_GATE__BASELINE_MARGIN": "-1",
+            "CITEOPS_PROMOTE__BAKE_SECONDS": "2",
+            "CITEOPS_PROMOTE__BAKE_POLL_SECONDS": "0.5",
             "CITEOPS_STACK__WORKER_POLL_SECONDS": "1",
         }
     )

@@ -1,0 +1,22 @@
+"""Rollback of the last promotion (deployment ``rollback/manual``).
+
+Wiring only: :func:`citeops.tasks.model.lifecycle.rollback_last` does the work and keeps
+the record; the retrain lock keeps it apart from a running retrain or promotion.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+
+@flow(name="rollback")
+def rollback() -> dict[str, Any]:
+    """Undo the last promotion on every endpoint and put the aliases back."""
+    from citeops.tasks.model.lifecycle import load, rollback_last
+    from citeops.tasks.store.promotions import hold_lock
+
+    settings = load()
+    with hold_lock(settings):
+        return rollback_last(settings).to_dict()
