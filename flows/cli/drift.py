@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from citeops.flows.cli.common import print_json, settings_from
+from citeops.flows.cli.ingest import stage_logs_on_stderr
 from citeops.tasks.times import parse_utc
 
 
@@ -42,16 +43,17 @@ def drift(
     from citeops.tasks.drift.monitor import alert_on_drift, check_drift
 
     settings = settings_from()
-    report = check_drift(
-        settings,
-        current,
-        _datasets(reference_datasets),
-        model_uri,
-        _since(since),
-        log_mlflow=mlflow_log,
-    )
-    if alert:
-        alert_on_drift(settings, report)
+    with stage_logs_on_stderr("citeops.tasks.drift"):
+        report = check_drift(
+            settings,
+            current,
+            _datasets(reference_datasets),
+            model_uri,
+            _since(since),
+            log_mlflow=mlflow_log,
+        )
+        if alert:
+            alert_on_drift(settings, report)
     if as_json:
         print_json(report.summary())
         return
@@ -75,17 +77,18 @@ def trigger(
     as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
 ) -> None:
     """Decide whether to retrain (feedback count, latest drift, --force); record the decision."""
-    import json
-
-    from citeops.tasks.trigger.decision import latest_drift_summary, should_retrain
+    from citeops.tasks.trigger.decision import (
+        latest_drift_summary,
+        read_drift_summary,
+        should_retrain,
+    )
 
     settings = settings_from()
     summary = (
-        json.loads(Path(drift_report).read_text())
-        if drift_report
-        else latest_drift_summary(settings)
+        read_drift_summary(Path(drift_report)) if drift_report else latest_drift_summary(settings)
     )
-    decision = should_retrain(settings, force=force, drift=summary)
+    with stage_logs_on_stderr("citeops.tasks.trigger"):
+        decision = should_retrain(settings, force=force, drift=summary)
     if as_json:
         print_json(decision.to_dict())
         return

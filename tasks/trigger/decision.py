@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from citeops.tasks.errors import CiteopsError
+
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
     from citeops.tasks.drift.detect import DriftReport
@@ -102,11 +104,34 @@ def decide(
     return RetrainDecision(bool(causes), causes, reasons, all_inputs)
 
 
+class DriftSummaryError(CiteopsError):
+    """A drift JSON summary given to the trigger cannot be read."""
+
+
+def read_drift_summary(path: Path) -> dict[str, Any]:
+    """The drift JSON summary at ``path`` (what ``citeops drift`` writes).
+
+    Raises:
+        DriftSummaryError: the file is missing or is not a JSON object.
+    """
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise DriftSummaryError(
+            f"{path}: cannot read the drift summary ({error.strerror}); run `citeops drift`"
+        ) from error
+    except ValueError as error:
+        raise DriftSummaryError(f"{path}: not a drift JSON summary ({error})") from error
+    if not isinstance(summary, dict):
+        raise DriftSummaryError(f"{path}: not a drift JSON summary (not an object)")
+    return summary
+
+
 def latest_drift_summary(settings: Settings) -> dict[str, Any] | None:
     """The newest drift JSON summary under ``<reports_dir>/drift`` (``None`` if none)."""
     folder = settings.reports_dir / "drift"
     files = sorted(folder.glob("drift-*.json")) if folder.is_dir() else []
-    return json.loads(files[-1].read_text()) if files else None
+    return read_drift_summary(files[-1]) if files else None
 
 
 def should_retrain(

@@ -95,7 +95,7 @@ def test_monitor_flow_with_configured_deployment_that_is_missing(
 
 
 def test_cli_drift_and_trigger_json(
-    citint_queries: Path, capsys: pytest.CaptureFixture[str]
+    citint_queries: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     from citeops.flows.cli import app
     from citeops.flows.cli.common import run_cli
@@ -116,10 +116,14 @@ def test_cli_drift_and_trigger_json(
     out = json.loads(capsys.readouterr().out)
     assert out["drift"] is True and Path(out["report"]).is_file()
     assert {"statistic", "threshold", "drift"} <= set(out["checks"]["evidence_text"])
+    assert "drift: drift on 150 queries" in caplog.text  # stage logs, shown on stderr
     code = run_cli(app, ["trigger", "--json"])
     decision = json.loads(capsys.readouterr().out)
     assert code == 0 and decision["causes"] == ["drift"]
     assert decision["inputs"]["drift_report"] == out["report"]
+    assert "retrain: yes (drift found in" in caplog.text
+    assert run_cli(app, ["trigger", "--drift-report", str(citint_queries / "nothing.json")]) == 2
+    assert "cannot read the drift summary" in capsys.readouterr().err
     assert run_cli(app, ["drift", "--current", str(citint_queries / "missing")]) == 2
     assert "no such folder" in capsys.readouterr().err
     assert run_cli(app, ["drift", "--since", "yesterday"]) == 2
