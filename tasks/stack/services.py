@@ -8,7 +8,6 @@ and ``CITEOPS_HOME``, so that flow runs and the serving endpoint read the same s
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field
@@ -131,11 +130,6 @@ def mlflow_server_spec(settings: Settings) -> ServiceSpec:
     )
 
 
-def serving_available() -> bool:
-    """True when the `citeops serve` command is installed (flows/cli/serve.py)."""
-    return importlib.util.find_spec("citeops.flows.cli.serve") is not None
-
-
 def serving_spec(settings: Settings) -> ServiceSpec:
     serve = settings.serve
     argv = [bin_path("citeops"), "serve", "--host", serve.host, "--port", str(serve.port)]
@@ -162,6 +156,9 @@ def worker_spec(settings: Settings) -> ServiceSpec:
     """A process worker for ``stack.work_pool``, run from the project folder."""
     env = base_env(settings)
     env["PREFECT_WORKER_QUERY_SECONDS"] = str(settings.stack.worker_poll_seconds)
+    # flow runs also send the stage loggers' records to their run log (at the level those
+    # loggers have; the flows raise it to INFO while they run: citeops.flows.logs)
+    env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "citeops")
     argv = [bin_path("prefect"), "worker", "start", "--pool", settings.stack.work_pool]
     argv += ["--type", "process", "--name", worker_name(settings)]
     title = f"Prefect worker (pool {settings.stack.work_pool!r})"

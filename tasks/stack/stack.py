@@ -35,7 +35,6 @@ from citeops.tasks.stack.services import (
     ServiceSpec,
     build_spec,
     prefect_database_url,
-    serving_available,
     worker_name,
 )
 
@@ -117,11 +116,6 @@ def _stack_up(settings: Settings, only: Iterable[str] | None, note: Note) -> lis
     state_dir = settings.state_dir
     names = select_services(settings, only)
     states: dict[str, ServiceState] = {}
-    if SERVING in names and not serving_available():
-        names.remove(SERVING)
-        states[SERVING] = ServiceState(
-            SERVING, "skipped", note="the `citeops serve` command is not installed yet"
-        )
     specs = {name: build_spec(name, settings) for name in names}
     running = _running_records(state_dir, names)
     for name, record in running.items():
