@@ -98,7 +98,7 @@ def _text_figures(check: CheckResult) -> list[Figure]:
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     statistic = float(check.statistic or 0)
     ax.axvline(statistic, color=CURRENT_COLOUR, linewidth=2, label=f"AUC {statistic:.3f}")
-    ax.set_xlim(min([0.4, statistic - 0.02, *null]), 1.0)
+    ax.set_xlim(min([0.4, statistic - 0.02, *null]), 1.01)
     ax.set_yticks([])
     ax.legend(loc="upper left")
     terms = (

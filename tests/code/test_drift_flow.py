@@ -53,6 +53,28 @@ def test_monitor_flow_records_decision_without_retrain_deployment(
     assert {"citeops.tasks.drift.detect", "citeops.tasks.trigger.launch"} <= stage_logs
 
 
+def test_monitor_flow_ingests_then_checks_the_stored_queries(
+    prefect_harness, data_dir: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from citeops.configs.settings import load_settings
+    from citeops.flows.monitor import monitor
+
+    now = datetime.now(UTC)
+    rows = query_records(read_split(data_dir, "citint", "dev")[:80])
+    write_query_log(
+        Path(load_settings().log_root or ""),
+        [{**r, "datetime": now.isoformat()} for r in rows],
+        day=now.date().isoformat(),
+    )
+    result = monitor(reference_datasets=["scifact"])
+    assert result["ingest"]["accepted"] == 80
+    assert result["drift"]["window"]["source"] == "query store"
+    assert result["drift"]["current_rows"] == 80 and result["drift"]["drift"] is True
+    assert result["decision"]["causes"] == ["drift"]
+
+
 def test_monitor_flow_starts_retrain_deployment(prefect_harness, citint_queries: Path) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
