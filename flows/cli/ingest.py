@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 
 from citeops.flows.cli.common import info, print_json, settings_from
@@ -15,6 +20,29 @@ def register(app: typer.Typer) -> None:
     app.add_typer(feedback_app, name="feedback")
 
 
+@contextmanager
+def stage_logs_on_stderr(name: str) -> Iterator[None]:
+    """Show the INFO records of the stage logger ``name`` on stderr (progress, skipped
+    entries) while a command runs: through a root handler that already prints to the
+    terminal (Prefect's console handler, once Prefect is imported), else through one added
+    here for the command."""
+    stage = logging.getLogger(name)
+    level = stage.level
+    terminal = (sys.stderr, sys.stdout)
+    printed = any(getattr(h, "stream", None) in terminal for h in logging.getLogger().handlers)
+    handler = None if printed else logging.StreamHandler(sys.stderr)
+    if handler is not None:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        stage.addHandler(handler)
+    stage.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            stage.removeHandler(handler)
+        stage.setLevel(level)
+
+
 def ingest(
     source: str | None = typer.Option(
         None,
@@ -25,18 +53,10 @@ def ingest(
 ) -> None:
     """Ingest new feedback and query logs: validate, dedupe, quarantine, store."""
     from citeops.tasks.ingest.pipeline import ingest as run_ingest
+    from citeops.tasks.ingest.report import SKIPPED_KEY
 
-    settings = settings_from()
-    every = settings.ingest.progress_every_lines
-    next_mark = every
-
-    def progress(done: int, planned: int, lines: int) -> None:
-        nonlocal next_mark
-        if lines >= next_mark:
-            info(f"ingest: {lines:,} lines read, {done}/{planned} objects stored")
-            next_mark = (lines // every + 1) * every
-
-    report = run_ingest(settings, source, progress=progress)
+    with stage_logs_on_stderr("citeops.tasks.ingest"):
+        report = run_ingest(settings_from(), source)
     for change in report.changed:
         info(
             f"warning: {change.uri} changed after it was ingested "
@@ -51,6 +71,8 @@ def ingest(
         if key == "reasons":
             for reason, count in value.items():
                 typer.echo(f"  quarantined: {reason:18s} {count:>10,}")
+        elif key == SKIPPED_KEY:
+            typer.echo(f"{key:34s} {len(value):>10,}")  # each one was logged as a warning
         else:
             typer.echo(f"{key:34s} {value:>10,}")
 

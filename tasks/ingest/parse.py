@@ -29,6 +29,7 @@ REASONS: dict[str, str] = {
     "wrong_type": "a field has the wrong type",
     "bad_datetime": "the datetime is not ISO 8601",
     "bad_probabilities": "probabilities are not {label: p} over the known labels summing to 1",
+    "nul_character": "a text field holds a NUL character (U+0000), which PostgreSQL refuses",
     "empty_text": "claim or evidence is empty or whitespace only",
     "text_too_long": "claim or evidence is longer than its limit",
     "unknown_label": "a label is not one of SUPPORT, NEI, REFUTE",
@@ -37,6 +38,7 @@ REASONS: dict[str, str] = {
 }
 
 BOM = b"\xef\xbb\xbf"
+NUL_ESCAPE = b"\\u0000"  # JSON's only way to put a NUL in a string (a raw one is bad JSON)
 FEEDBACK_REQUIRED = ("claim", "evidence", "user_label", "datetime")
 QUERY_REQUIRED = ("request_id", "datetime", "claim", "evidence", "prediction", "probabilities")
 OPTIONAL_STRINGS = ("request_id", "model_version", "slot", "model")
@@ -210,6 +212,14 @@ def _query_row(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _refuse_nul(row: dict[str, Any]) -> None:
+    """Quarantine a row whose text holds NUL: PostgreSQL refuses it in text columns, and
+    a NUL in a claim or evidence is never meant."""
+    for name, value in row.items():
+        if type(value) is str and "\x00" in value:
+            raise _Bad("nul_character", name)
+
+
 def parse_lines(kind: str, lines: Iterable[tuple[int, bytes, bool]]) -> ParsedChunk:
     """Parse ``(line_no, raw, too_long)`` lines of a ``feedback`` or ``queries`` object."""
     build = _query_row if kind == "queries" else _feedback_row
@@ -223,6 +233,8 @@ def parse_lines(kind: str, lines: Iterable[tuple[int, bytes, bool]]) -> ParsedCh
             continue
         try:
             row = build(_load(raw))
+            if NUL_ESCAPE in raw:
+                _refuse_nul(row)
         except _Bad as bad:
             rejects.append(Reject(line_no, bad.reason, bad.detail, raw))
             continue
@@ -233,6 +245,14 @@ def parse_lines(kind: str, lines: Iterable[tuple[int, bytes, bool]]) -> ParsedCh
     return chunk
 
 
+def store_text(text: str) -> str:
+    """``text`` fit for any store: each NUL written as the JSON escape ``\\u0000``
+    (PostgreSQL refuses NUL in text columns)."""
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
+
+
 def raw_text(raw: bytes, limit: int) -> str:
-    """The raw line as text for quarantine, undecodable bytes replaced, cut to ``limit``."""
-    return raw[: limit * 4].decode("utf-8", errors="replace")[:limit]
+    """The raw line as text for quarantine: undecodable bytes replaced, cut to ``limit``
+    characters, then NUL escaped (:func:`store_text`; a gzip file named ``.jsonl`` has
+    them)."""
+    return store_text(raw[: limit * 4].decode("utf-8", errors="replace")[:limit])

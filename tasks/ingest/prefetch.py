@@ -7,6 +7,10 @@ open database handles). The parent keeps the database transaction (one per objec
 crash safety is what it is in one process. The pipe's buffer bounds the memory: the child
 blocks while the parent is busy. The child ends when the parent goes away (its next
 write fails, even after a ``kill -9`` of the parent); the parent raises if the child dies.
+
+The child sends every object in the order given; the parent may stop taking an object's
+chunks early (another run committed it first) and simply asks for the next object: the
+rest of the skipped object is read past, so parent and child never fall out of step.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
-    from citeops.tasks.ingest.pipeline import PreparedChunk
+    from citeops.tasks.ingest.read import PreparedChunk
     from citeops.tasks.ingest.sources import LogObject
 
 DROP_FROM_ROWS = ("raw", "ts", "prob_sum")  # only the validation needed them
@@ -41,7 +45,7 @@ def produce(
 ) -> None:
     """Write ``("chunk", uri, PreparedChunk)`` for every chunk of every object, then
     ``("end", uri, (size, etag))`` per object; ``("error", None, error)`` on failure."""
-    from citeops.tasks.ingest.pipeline import ObjectReader, bulk_gc, prepare_chunk
+    from citeops.tasks.ingest.read import ObjectReader, bulk_gc, prepare_chunk
     from citeops.tasks.ingest.validate import BatchValidator
     from citeops.tasks.store.schema import utc_now
 
@@ -93,6 +97,8 @@ class Prefetcher:
     def __init__(self, settings: Settings, objects: Sequence[LogObject]) -> None:
         self._settings = settings
         self._objects = list(objects)
+        self._position = {obj.uri: i for i, obj in enumerate(self._objects)}
+        self._next = 0  # position of the first object whose "end" has not been received
         self._identity: dict[str, tuple[int, str]] = {}
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -121,13 +127,6 @@ class Prefetcher:
         if self._proc.stdout is not None:
             self._proc.stdout.close()
 
-    @staticmethod
-    def children_peak_rss_kb() -> int:
-        """The largest peak resident memory of the ended children, in KiB."""
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-
     def _get(self) -> tuple[str, str | None, Any]:
         assert self._proc is not None and self._proc.stdout is not None
         try:
@@ -137,19 +136,33 @@ class Prefetcher:
             raise PrefetchError(f"the ingest reader process ended early (exit {code})") from None
 
     def chunks(self, obj: LogObject) -> Iterator[PreparedChunk]:
-        """The prepared chunks of ``obj`` (objects are taken in the order given)."""
+        """The prepared chunks of ``obj``. Objects are taken in the order given; what is
+        left of earlier objects whose chunks were not all taken is read past and dropped.
+
+        Raises:
+            PrefetchError: the child failed, died, or sent an object out of order.
+            CiteopsError: the child could not read an object (e.g. ``SourceError``).
+        """
+        target = self._position[obj.uri]
+        if target < self._next:
+            raise PrefetchError(f"{obj.uri}: its chunks were already taken")
         while True:
             kind, uri, payload = self._get()
             if kind == "error":
                 if isinstance(payload, CiteopsError):
                     raise payload
                 raise PrefetchError(f"the ingest reader failed: {payload}")
-            if uri != obj.uri:
+            position = self._position.get(uri or "", -1)
+            if not self._next <= position <= target:
                 raise PrefetchError(f"the ingest reader sent {uri}, expected {obj.uri}")
             if kind == "end":
-                self._identity[uri] = payload
-                return
-            yield payload
+                self._identity[self._objects[position].uri] = payload
+                self._next = position + 1
+                if position == target:
+                    return
+            elif position == target:
+                yield payload
 
     def identity(self, obj: LogObject) -> tuple[int, str]:
+        """``(size, etag)`` of the bytes of ``obj`` (after all its chunks were taken)."""
         return self._identity[obj.uri]

@@ -4,13 +4,15 @@ and streaming their lines.
 Published parts only: a name starting with ``.`` or ending in ``.tmp`` is a part still being
 written and is skipped. Any ``*.jsonl`` object is read; objects under a ``queries/`` folder
 are query logs, every other one is feedback (the serving endpoint's ``feedback/`` parts and
-AI4citations' own feedback files alike).
+AI4citations' own feedback files alike). A local ``*.jsonl`` entry that cannot be a log
+part (a dangling link, a link loop, a folder, a FIFO) is skipped and reported, never read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,22 @@ class LogObject:
     mtime_ns: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedEntry:
+    """An entry a run did not ingest, and why (reported, never silently dropped)."""
+
+    uri: str
+    reason: str
+
+
+@dataclass
+class Listing:
+    """What :func:`list_objects` found: the objects to consider and the entries skipped."""
+
+    objects: list[LogObject]
+    skipped: list[SkippedEntry]
+
+
 def is_published_part(name: str) -> bool:
     """True for a finished ``*.jsonl`` part (not hidden, not a ``.tmp`` in progress)."""
     return name.endswith(".jsonl") and not name.startswith(".") and not name.endswith(".tmp")
@@ -60,40 +78,61 @@ def resolve_root(settings: Settings, source: str | None) -> str:
     return root
 
 
-def list_objects(settings: Settings, root: str, missing_ok: bool = False) -> list[LogObject]:
-    """Every published log object under ``root``, sorted by URI (so by date partition).
-    ``missing_ok``: a local root that does not exist yet holds no objects (nothing has been
-    logged yet) instead of being an error.
+def list_objects(settings: Settings, root: str, missing_ok: bool = False) -> Listing:
+    """Every published log object under ``root``, sorted by URI (so by date partition), and
+    the local entries skipped because they cannot be read as a file (see
+    :func:`_local_object`). ``missing_ok``: a local root that does not exist yet holds no
+    objects (nothing has been logged yet) instead of being an error.
 
     Raises:
         SourceError: the folder does not exist or the bucket cannot be listed.
     """
     if root.startswith("s3://"):
-        return _list_s3(settings, root)
+        return Listing(_list_s3(settings, root), [])
     if missing_ok and not Path(root).exists():
-        return []
+        return Listing([], [])
     return _list_local(Path(root))
 
 
-def _list_local(root: Path) -> list[LogObject]:
+def _local_object(path: Path, relative: str) -> LogObject | SkippedEntry:
+    """The log object at ``path`` (links followed), or why it is skipped: a dangling link,
+    a link loop or anything else ``stat`` refuses, or an entry that is not a regular file
+    (a FIFO would block the reader, a folder named ``*.jsonl`` cannot be read)."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        if path.is_symlink() and isinstance(error, FileNotFoundError):
+            reason = "dangling symbolic link"
+        return SkippedEntry(str(path), reason)
+    if not stat.S_ISREG(info.st_mode):
+        return SkippedEntry(str(path), "not a regular file")
+    return LogObject(str(path), kind_of(relative), info.st_size, None, info.st_mtime_ns)
+
+
+def _list_local(root: Path) -> Listing:
     if root.is_file():
-        stat = root.stat()
-        return [LogObject(str(root), kind_of(root.name), stat.st_size, None, stat.st_mtime_ns)]
+        found = _local_object(root, root.name)
+        if isinstance(found, SkippedEntry):
+            raise SourceError(f"{root}: cannot read ({found.reason})")
+        return Listing([found], [])
     if not root.is_dir():
         raise SourceError(f"{root}: no such folder; pass --source or set CITEOPS_LOG_ROOT")
-    found: list[LogObject] = []
+    listing = Listing([], [])
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if not is_published_part(name):
                 continue
             path = Path(dirpath) / name
-            stat = path.stat()
-            relative = str(path.relative_to(root))
-            found.append(
-                LogObject(str(path), kind_of(relative), stat.st_size, None, stat.st_mtime_ns)
-            )
-    return sorted(found, key=lambda o: o.uri)
+            found = _local_object(path, str(path.relative_to(root)))
+            if isinstance(found, SkippedEntry):
+                listing.skipped.append(found)
+            else:
+                listing.objects.append(found)
+    listing.objects.sort(key=lambda o: o.uri)
+    listing.skipped.sort(key=lambda e: e.uri)
+    return listing
 
 
 def _list_s3(settings: Settings, root: str) -> list[LogObject]:

@@ -1,34 +1,24 @@
-"""Writing one ingested object into the curated store, inside the caller's transaction.
+"""Writing ingested rows into the curated store, inside the caller's transaction.
 
-The caller (tasks.ingest.pipeline) opens one transaction per object: the manifest row and
-every row that the object's lines became are committed together or not at all, which is
-what makes a killed ingest safe to rerun.
-
-Feedback rules, per line in file order:
-
-- the same normalised claim + evidence + label as a stored row: a **duplicate**; it is not
-  stored again but adds a vote to that row (the ``majority`` conflict rule counts votes,
-  ``latest`` looks at the latest datetime);
-- the same pair as a stored row with another label: stored as a **conflict**, and every row
-  of that pair is flagged ``conflict`` (kept out of training until the rule resolves it);
-- otherwise **accepted**. A row whose normalised claim is in a benchmark test set is stored
-  with ``leaked`` set and never used for training (it is still accepted or a conflict).
+The store stores: it inserts manifest, feedback, query, quarantine and validation rows,
+says what is already stored, adds votes and flags conflicts when told to. Which line
+becomes what (accepted, duplicate, conflict, quarantined) is ingestion's decision
+(:mod:`citeops.tasks.ingest.dedupe`), made in one transaction per object: the manifest
+row and every row the object's lines became are committed together or not at all, which
+is what makes a killed ingest safe to rerun.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.engine import Connection
 
-from citeops.tasks.data.multivers import normalise_claim
-from citeops.tasks.ingest.parse import Reject, raw_text
 from citeops.tasks.store.schema import (
     feedback,
     ingest_objects,
@@ -76,7 +66,7 @@ QUERY_COLUMNS = (
 
 @dataclass
 class StoreCounts:
-    """What the lines of one object (or chunk) became."""
+    """What the lines of one object (or chunk) became: the counts of its manifest row."""
 
     lines: int = 0
     accepted: int = 0
@@ -93,12 +83,6 @@ class StoreCounts:
     def balanced(self) -> bool:
         total = self.accepted + self.duplicates + self.conflicts + self.quarantined
         return total == self.lines
-
-
-def pair_key(claim: str, evidence: str) -> str:
-    """Identity of a (claim, evidence) pair: case and whitespace folded, then hashed."""
-    text = normalise_claim(claim) + "\x1f" + normalise_claim(evidence)
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def bulk_insert(
@@ -124,23 +108,6 @@ def datetime_param(conn: Connection) -> Callable[[datetime], Any]:
     if conn.dialect.name == "sqlite":
         return lambda value: value.isoformat(sep=" ", timespec="microseconds")
     return lambda value: value
-
-
-def add_pair_keys(rows: Sequence[dict[str, Any]], leaked_claims: frozenset[str]) -> None:
-    """Give each feedback row its ``pair_key`` and ``leaked`` flag (claim in a benchmark
-    test set), both from the normalised texts (:func:`normalise_claim`, inlined here: this
-    runs once per line)."""
-    blake2b = hashlib.blake2b
-    evidence_forms: dict[str, str] = {}  # the same evidence recurs (one paper, many claims)
-    for row in rows:
-        norm_claim = " ".join(row["claim"].casefold().split())
-        evidence = row["evidence"]
-        norm_evidence = evidence_forms.get(evidence)
-        if norm_evidence is None:
-            norm_evidence = evidence_forms[evidence] = " ".join(evidence.casefold().split())
-        text = norm_claim + "\x1f" + norm_evidence
-        row["pair_key"] = blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
-        row["leaked"] = norm_claim in leaked_claims
 
 
 def begin_object(conn: Connection, uri: str, kind: str, run_id: int | None, now: datetime) -> int:
@@ -172,6 +139,7 @@ def finish_object(
     etag: str,
     mtime_ns: int | None,
 ) -> None:
+    """Complete the manifest row of :func:`begin_object`: the bytes' identity and counts."""
     conn.execute(
         update(ingest_objects)
         .where(ingest_objects.c.id == object_id)
@@ -189,32 +157,34 @@ def finish_object(
     )
 
 
-def store_rejects(
-    conn: Connection,
-    object_id: int,
-    uri: str,
-    rejects: Sequence[Reject],
-    raw_limit: int,
-    now: datetime,
+class QuarantineRow(NamedTuple):
+    """One quarantined line as stored: texts already fit for the store (no NUL)."""
+
+    line_no: int
+    reason: str
+    detail: str
+    raw: str
+
+
+def insert_quarantine(
+    conn: Connection, object_id: int, uri: str, rows: Sequence[QuarantineRow], now: datetime
 ) -> None:
-    if not rejects:
+    """Insert quarantined lines of one object (in the order given)."""
+    if not rows:
         return
-    dt = datetime_param(conn)
-    at = dt(now)
+    at = datetime_param(conn)(now)
     bulk_insert(
         conn,
         quarantine,
         ("object_id", "uri", "line_no", "reason", "detail", "raw", "ingested_at"),
-        [
-            (object_id, uri, r.line_no, r.reason, r.detail[:500], raw_text(r.raw, raw_limit), at)
-            for r in sorted(rejects, key=lambda r: r.line_no)
-        ],
+        [(object_id, uri, r.line_no, r.reason, r.detail, r.raw, at) for r in rows],
     )
 
 
-def store_validation(
+def insert_validation(
     conn: Connection, object_id: int, chunk: int, result: dict[str, Any], now: datetime
 ) -> None:
+    """Insert one chunk's validation result (the validator's compact summary)."""
     conn.execute(
         validation_results.insert().values(
             object_id=object_id,
@@ -230,8 +200,8 @@ def store_validation(
     )
 
 
-def _known_labels(conn: Connection, keys: Iterable[str]) -> dict[str, set[str]]:
-    """``pair_key -> labels already stored`` for the given pair keys."""
+def known_labels(conn: Connection, keys: Iterable[str]) -> dict[str, set[str]]:
+    """``pair_key -> labels already stored`` for the given feedback pair keys."""
     known: dict[str, set[str]] = {}
     keys = list(keys)
     if conn.dialect.name == "sqlite":  # plain placeholders: rendering expanding binds costs
@@ -253,134 +223,56 @@ def _known_labels(conn: Connection, keys: Iterable[str]) -> dict[str, set[str]]:
     return known
 
 
-def store_feedback(
-    conn: Connection,
-    object_id: int,
-    rows: Sequence[dict[str, Any]],
-    now: datetime,
-) -> StoreCounts:
-    """Store validated feedback rows (in line order, with :func:`add_pair_keys` applied);
-    returns their counts (no lines or quarantined: the caller adds those)."""
-    counts = StoreCounts()
-    if not rows:
-        return counts
-    keyed = [(row["pair_key"], row["leaked"], row) for row in rows]
-    known = _known_labels(conn, {k for k, _, _ in keyed})
-    dt = datetime_param(conn)
-    at = dt(now)
-    inserts: list[tuple[Any, ...]] = []
-    votes: dict[tuple[str, str], list[Any]] = {}  # (pair, label) -> [extra votes, latest]
-    conflicted: set[str] = set()
-    for key, leaked, row in keyed:
-        label = row["user_label"]
-        labels = known.get(key)
-        if labels is not None and label in labels:
-            counts.duplicates += 1
-            entry = votes.get((key, label))
-            if entry is None:
-                votes[(key, label)] = [1, row["datetime"]]
-            else:
-                entry[0] += 1
-                entry[1] = max(entry[1], row["datetime"])
-            continue
-        if labels is None:
-            known[key] = {label}
-            counts.accepted += 1
-            conflict = False
-        else:
-            labels.add(label)
-            conflicted.add(key)
-            counts.conflicts += 1
-            conflict = True
-        counts.leaked += leaked
-        when = dt(row["datetime"])
-        inserts.append(
-            (
-                object_id,
-                row["line_no"],
-                row["claim"],
-                row["evidence"],
-                label,
-                row["model"],
-                row["prediction"],
-                when,
-                when,
-                row["request_id"],
-                row["model_version"],
-                row["slot"],
-                key,
-                1,
-                leaked,
-                conflict,
-                at,
-            )
-        )
-    bulk_insert(conn, feedback, FEEDBACK_COLUMNS, inserts)
-    if votes:
-        conn.execute(
-            update(feedback)
-            .where(feedback.c.pair_key == bindparam("k"), feedback.c.user_label == bindparam("l"))
-            .values(
-                votes=feedback.c.votes + bindparam("n"),
-                last_datetime=case(
-                    (feedback.c.last_datetime < bindparam("dt"), bindparam("dt")),
-                    else_=feedback.c.last_datetime,
-                ),
-            ),
-            [{"k": k, "l": lab, "n": n, "dt": dt} for (k, lab), (n, dt) in votes.items()],
-        )
-    if conflicted:
-        keys = sorted(conflicted)
-        stmt = (
-            update(feedback)
-            .where(feedback.c.pair_key.in_(bindparam("keys", expanding=True)))
-            .values(conflict=True)
-        )
-        for start in range(0, len(keys), LOOKUP_BATCH):
-            conn.execute(stmt, {"keys": keys[start : start + LOOKUP_BATCH]})
-    return counts
-
-
-def store_queries(
-    conn: Connection, object_id: int, rows: Sequence[dict[str, Any]], now: datetime
-) -> StoreCounts:
-    """Store validated query rows; a request_id already stored is a duplicate."""
-    counts = StoreCounts()
-    if not rows:
-        return counts
-    keys = list(dict.fromkeys(row["request_id"] for row in rows))
+def known_query_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
+    """The given query dedupe keys that are already stored."""
+    keys = list(keys)
     seen: set[str] = set()
     stmt = select(queries.c.dedupe_key).where(
         queries.c.dedupe_key.in_(bindparam("keys", expanding=True))
     )
     for start in range(0, len(keys), LOOKUP_BATCH):
         seen.update(conn.execute(stmt, {"keys": keys[start : start + LOOKUP_BATCH]}).scalars())
-    dt = datetime_param(conn)
-    at = dt(now)
-    inserts = []
-    for row in rows:
-        key = row["request_id"]
-        if key in seen:
-            counts.duplicates += 1
-            continue
-        seen.add(key)
-        counts.accepted += 1
-        inserts.append(
-            (
-                object_id,
-                row["line_no"],
-                key,
-                key,
-                dt(row["datetime"]),
-                row["claim"],
-                row["evidence"],
-                row["model_version"],
-                row["slot"],
-                row["prediction"],
-                orjson.dumps(row["probabilities"]).decode(),
-                row["latency_ms"],
-                at,
-            )
-        )
-    bulk_insert(conn, queries, QUERY_COLUMNS, inserts)
-    return counts
+    return seen
+
+
+def insert_feedback(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert feedback rows given as tuples in :data:`FEEDBACK_COLUMNS` order (datetimes
+    through :func:`datetime_param`)."""
+    bulk_insert(conn, feedback, FEEDBACK_COLUMNS, rows)
+
+
+def insert_queries(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert query rows given as tuples in :data:`QUERY_COLUMNS` order (datetimes through
+    :func:`datetime_param`)."""
+    bulk_insert(conn, queries, QUERY_COLUMNS, rows)
+
+
+def add_votes(conn: Connection, votes: Mapping[tuple[str, str], tuple[int, datetime]]) -> None:
+    """``(pair_key, label) -> (extra votes, latest datetime)``: add the votes to the stored
+    row and move its ``last_datetime`` forward when the latest is later."""
+    if not votes:
+        return
+    conn.execute(
+        update(feedback)
+        .where(feedback.c.pair_key == bindparam("k"), feedback.c.user_label == bindparam("l"))
+        .values(
+            votes=feedback.c.votes + bindparam("n"),
+            last_datetime=case(
+                (feedback.c.last_datetime < bindparam("dt"), bindparam("dt")),
+                else_=feedback.c.last_datetime,
+            ),
+        ),
+        [{"k": k, "l": label, "n": n, "dt": dt} for (k, label), (n, dt) in votes.items()],
+    )
+
+
+def flag_conflicts(conn: Connection, pair_keys: Iterable[str]) -> None:
+    """Mark every stored row of the given pairs as in conflict."""
+    keys = sorted(pair_keys)
+    stmt = (
+        update(feedback)
+        .where(feedback.c.pair_key.in_(bindparam("keys", expanding=True)))
+        .values(conflict=True)
+    )
+    for start in range(0, len(keys), LOOKUP_BATCH):
+        conn.execute(stmt, {"keys": keys[start : start + LOOKUP_BATCH]})

@@ -76,6 +76,31 @@ def test_query_lines_need_probabilities_over_known_labels() -> None:
     assert chunk.rows[0]["prob_sum"] == pytest.approx(1.0)
 
 
+def test_text_with_nul_is_quarantined_and_an_escaped_backslash_is_not_nul() -> None:
+    chunk = parse_lines(
+        "feedback",
+        lines_of(
+            dumps(feedback_line(claim="nul \x00 inside")),
+            dumps(feedback_line(slot="blue\x00")),
+            dumps(feedback_line(claim="a literal backslash-u0000: \\u0000")),
+        ),
+    )
+    assert [(r.line_no, r.reason, r.detail) for r in chunk.rejects] == [
+        (1, "nul_character", "claim"),
+        (2, "nul_character", "slot"),
+    ]
+    assert [row["claim"] for row in chunk.rows] == ["a literal backslash-u0000: \\u0000"]
+    queries = parse_lines("queries", lines_of(dumps(query_line(1, request_id="r\x00"))))
+    assert [r.reason for r in queries.rejects] == ["nul_character"]
+
+
+def test_quarantine_text_escapes_nul() -> None:
+    from citeops.tasks.ingest.parse import raw_text
+
+    assert raw_text(b"\x1f\x8b\x08\x00gz", 100) == "\x1f\ufffd\x08\\u0000gz"
+    assert "\x00" not in raw_text(b"\x00" * 50, 10) and raw_text(b"ok", 100) == "ok"
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -121,6 +122,42 @@ def test_unpublished_parts_are_skipped(log_root: Path) -> None:
     assert report["objects"] == 0
 
 
+def test_link_loops_dangling_links_and_fifos_are_skipped_and_reported(
+    log_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_part(log_root, "feedback", "2026-01-05", "good.jsonl", [feedback_line()]).parent
+    (folder / "loop.jsonl").symlink_to(folder / "loop.jsonl")
+    (folder / "ping.jsonl").symlink_to(folder / "pong.jsonl")
+    (folder / "pong.jsonl").symlink_to(folder / "ping.jsonl")
+    (folder / "dangling.jsonl").symlink_to(folder / "deleted.jsonl")
+    os.mkfifo(folder / "fifo.jsonl")  # reading it would block the run for ever
+    (folder / "linked.jsonl").symlink_to(folder / "good.jsonl")  # a working link is read
+
+    report = ingest(load_settings()).to_dict()
+
+    assert (report["objects"], report["lines"], report["accepted"]) == (2, 2, 1)
+    assert report["duplicates"] == 1  # the link's line repeats good.jsonl's
+    loop = os.strerror(errno.ELOOP)
+    assert report["skipped"] == [
+        {"uri": str(folder / "dangling.jsonl"), "reason": "dangling symbolic link"},
+        {"uri": str(folder / "fifo.jsonl"), "reason": "not a regular file"},
+        {"uri": str(folder / "loop.jsonl"), "reason": loop},
+        {"uri": str(folder / "ping.jsonl"), "reason": loop},
+        {"uri": str(folder / "pong.jsonl"), "reason": loop},
+    ]
+    assert list(report) == [*REPORT_KEYS, "skipped"]
+    again = ingest(load_settings()).to_dict()
+    assert again["objects"] == 0 and len(again["skipped"]) == 5
+
+    from citeops.flows.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["ingest", "--json"])
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)["skipped"]) == 5
+    assert f"ingest: skipped {folder / 'loop.jsonl'} ({loop})" in err.splitlines()
+
+
 def test_changed_object_is_reported_not_reread(log_root: Path) -> None:
     path = write_part(log_root, "feedback", "2026-01-05", "a.jsonl", [feedback_line()])
     settings = load_settings()
@@ -184,7 +221,11 @@ def test_leaked_test_claims_are_stored_marked_and_never_trained(
     report = ingest(settings).to_dict()
     assert (report["accepted"], report["leaked"]) == (2, 1)
 
-    from citeops.tasks.store.queries import accepted_feedback_since, feedback_stats, training_feedback
+    from citeops.tasks.store.queries import (
+        accepted_feedback_since,
+        feedback_stats,
+        training_feedback,
+    )
 
     assert [e.claim for e in training_feedback(settings)] == ["A claim of our own"]
     assert accepted_feedback_since(settings, None) == 1

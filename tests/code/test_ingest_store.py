@@ -25,7 +25,13 @@ def test_schema_is_created_once_and_versioned() -> None:
 
 
 def test_a_newer_schema_is_refused() -> None:
-    from citeops.tasks.store.schema import SCHEMA_VERSION, StoreError, open_store, schema_version, utc_now
+    from citeops.tasks.store.schema import (
+        SCHEMA_VERSION,
+        StoreError,
+        open_store,
+        schema_version,
+        utc_now,
+    )
 
     settings = load_settings()
     with open_store(settings) as engine, engine.begin() as conn:
@@ -62,7 +68,7 @@ def test_empty_store_reads() -> None:
 
 
 def test_inlined_pair_keys_match_normalise_claim() -> None:
-    from citeops.tasks.store.writer import add_pair_keys, pair_key
+    from citeops.tasks.ingest.dedupe import add_pair_keys, pair_key
 
     rows = [
         {"claim": "  Aspirin\tHELPS ", "evidence": "A  trial\nshowed it."},

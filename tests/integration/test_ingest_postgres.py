@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from citeops.configs.settings import load_settings
-from tests.ingest_support import feedback_line, query_line, store_snapshot
+from tests.ingest_support import feedback_line, query_line, store_snapshot, write_part
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +102,48 @@ def test_production_profile_on_postgresql_equals_sqlite(
     sqlite_settings = load_settings()
     assert ingest(sqlite_settings).to_dict() | {"new_feedback_since_last_training": 1} == report
     assert store_snapshot(sqlite_settings) == postgres_state
+
+
+def test_nul_in_a_line_never_blocks_postgresql_ingestion(
+    pg_database: str, citeops_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import select
+
+    from citeops.tasks.ingest.pipeline import ingest
+    from citeops.tasks.store.schema import open_store, quarantine
+
+    root = citeops_env / "logs"
+    gzip_named_jsonl = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xabV"
+    write_part(
+        root,
+        "feedback",
+        "2026-01-05",
+        "a.jsonl",
+        [
+            gzip_named_jsonl,
+            b'{"claim": "raw \x00 byte", "evidence": "e", "user_label": "NEI"}',
+            json.dumps(feedback_line(claim="escaped \u0000 in the claim")),
+            json.dumps(feedback_line(datetime="2026-01-05\u0000T10:00")),
+            json.dumps(feedback_line()),
+        ],
+    )
+    write_part(root, "feedback", "2026-01-06", "b.jsonl", [feedback_line(claim="After it")])
+    monkeypatch.setenv("CITEOPS_STORE_URL", pg_database)
+    settings = load_settings()
+
+    report = ingest(settings).to_dict()
+
+    assert (report["objects"], report["lines"], report["accepted"]) == (2, 6, 2)
+    assert report["reasons"] == {
+        "bad_datetime": 1,
+        "bad_json": 1,
+        "bad_utf8": 1,
+        "nul_character": 1,
+    }
+    with open_store(settings) as engine, engine.connect() as conn:
+        rows = {r.line_no: r for r in conn.execute(select(quarantine))}
+    assert rows[1].raw.startswith("\x1f\ufffd\x08\\u0000")
+    assert rows[2].raw == '{"claim": "raw \\u0000 byte", "evidence": "e", "user_label": "NEI"}'
+    assert rows[3].detail == "claim" and "\\u0000" in rows[3].raw
+    assert "\x00" not in rows[4].detail + rows[4].raw
+    assert ingest(settings).to_dict()["objects"] == 0
