@@ -22,27 +22,32 @@ def retrain(
     force: bool = False,
     trigger: dict[str, Any] | None = None,
     train: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Retrain when the trigger fires (or ``force``), and promote the candidate if the
     gate passes. ``trigger``: the decision that started the run (from ``monitor``);
-    ``train``: overrides of the ``train`` settings for this run. Returns the record."""
+    ``train``: overrides of the ``train`` settings for this run; ``overrides``: of any
+    settings section (``{"evaluate": {...}}``). Returns the promotion record."""
     from citeops.tasks.model.lifecycle import RetrainRun
 
-    run = RetrainRun.start(trigger, overrides={"train": train} if train else None)
+    sections = dict(overrides or {}) | ({"train": train} if train else {})
+    run = RetrainRun.start(trigger, overrides=sections or None)
     with run.locked():
         decision = steps.decide_retraining(force or bool(trigger), run.overrides)
         if not run.should_go(decision):
             return run.finish("skipped", "; ".join(decision.reasons))
         data = steps.training_set(run.overrides)
         candidate = steps.train_candidate(data, run.overrides)
-        challenger = steps.register_challenger(candidate)
+        challenger = steps.register_challenger(candidate, run.overrides)
         run.trained(data, candidate, challenger)
-        validation = steps.validate_candidate(challenger.model_uri, run.champion_uri, data.holdout)
+        validation = steps.validate_candidate(
+            challenger.model_uri, run.champion_uri, data.holdout, run.overrides
+        )
         with run.stage("gate_failed"):
-            decision = steps.gate_candidate(validation)
+            decision = steps.gate_candidate(validation, run.overrides)
         run.gated(decision, validation)
         with run.stage("rolled_back"):
-            promotion = steps.promote_candidate(challenger.model_uri)
+            promotion = steps.promote_candidate(challenger.model_uri, run.overrides)
         run.baked(promotion)
-        steps.move_champion(challenger.version)
+        steps.move_champion(challenger.version, run.overrides)
         return run.finish("promoted", f"version {challenger.version} is live")

@@ -12,6 +12,7 @@ import typer
 
 from citeops.flows.cli import bench as bench_cli
 from citeops.flows.cli import data as data_cli
+from citeops.flows.cli import demo as demo_cli
 from citeops.flows.cli import drift as drift_cli
 from citeops.flows.cli import ingest as ingest_cli
 from citeops.flows.cli import lifecycle as lifecycle_cli
@@ -35,6 +36,7 @@ ingest_cli.register(app)
 serve_cli.register(app)
 drift_cli.register(app)
 lifecycle_cli.register(app)
+demo_cli.register(app)
 stack_cli.register(app)
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -24,6 +27,53 @@ def print_json(payload: Any) -> None:
 def info(message: str) -> None:
     """Progress and human-readable notes go to stderr so `--json` stdout stays parseable."""
     typer.echo(message, err=True)
+
+
+@contextmanager
+def stage_progress(level: int = logging.INFO) -> Iterator[None]:
+    """Show the stages' ``citeops.*`` log records on stderr while the block runs."""
+    logger = logging.getLogger("citeops")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    previous, propagate = logger.level, logger.propagate
+    logger.propagate = False  # Prefect's console handler on the root would print them twice
+    logger.addHandler(handler)
+    if previous == logging.NOTSET or previous > level:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+        logger.propagate = propagate
+
+
+class _NoRefusalTracebacks(logging.Filter):
+    """Drop the traceback of a log record about a :class:`CiteopsError` (a refusal or a
+    user-facing problem: its message says it all); keep the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], CiteopsError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+@contextmanager
+def quiet_refusals() -> Iterator[None]:
+    """Prefect logs a failed flow or task run with its traceback; for a gate refusal or
+    another :class:`CiteopsError` the CLI shows the one-line reason instead."""
+    import prefect  # noqa: F401 - its logging set-up installs the console handler
+
+    handlers = logging.getLogger().handlers
+    quiet = _NoRefusalTracebacks()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 PROG_NAME = "citeops"

@@ -10,7 +10,13 @@ from typing import Any
 
 import typer
 
-from citeops.flows.cli.common import info, print_json, settings_from
+from citeops.flows.cli.common import (
+    info,
+    print_json,
+    quiet_refusals,
+    settings_from,
+    stage_progress,
+)
 
 OUTCOME_EXIT = {"promoted": 0, "skipped": 0, "rollback": 0}
 
@@ -41,7 +47,8 @@ def retrain_command(
     settings = settings_from()
     info(f"retrain{' (forced)' if force else ''}: MLflow {settings.mlflow.tracking_uri}")
     try:
-        retrain(force=force)
+        with stage_progress(), quiet_refusals():
+            retrain(force=force)
         error: CiteopsError | None = None
     except CiteopsError as refused:
         error = refused
@@ -67,7 +74,8 @@ def promote_command(
     """Promote an existing version: gate, blue-green deploy with bake, aliases."""
     from citeops.flows.promote import promote
 
-    record = promote(version=version, skip_gate=skip_gate)
+    with stage_progress(), quiet_refusals():
+        record = promote(version=version, skip_gate=skip_gate)
     if as_json:
         print_json(record)
     else:
@@ -80,7 +88,8 @@ def rollback_command(
     """Undo the last promotion: endpoints back to the previous model, aliases back."""
     from citeops.flows.rollback import rollback
 
-    record = rollback()
+    with stage_progress(), quiet_refusals():
+        record = rollback()
     if as_json:
         print_json(record)
     else:

@@ -77,32 +77,38 @@ def train_candidate(data: TrainingSet, overrides: dict[str, Any] | None = None) 
 
 
 @task(name="register-challenger", cache_policy=NO_CACHE)
-def register_challenger(candidate: Candidate) -> RegisteredModel:
+def register_challenger(
+    candidate: Candidate, overrides: dict[str, Any] | None = None
+) -> RegisteredModel:
     """A new registered version with alias ``challenger``; no other alias moves."""
     from citeops.tasks.model.promote import CHALLENGER
     from citeops.tasks.model.train import register_candidate
 
-    return register_candidate(_settings(), candidate, CHALLENGER)
+    return register_candidate(_settings(overrides), candidate, CHALLENGER)
 
 
 @task(name="validate-candidate", cache_policy=NO_CACHE)
 def validate_candidate(
-    candidate_uri: str, champion_uri: str | None, holdout: list[Example]
+    candidate_uri: str,
+    champion_uri: str | None,
+    holdout: list[Example],
+    overrides: dict[str, Any] | None = None,
 ) -> Validation:
     """Candidate and champion on the same benchmark examples and feedback hold-out."""
     from citeops.tasks.model.validate import validate_against_champion
 
-    return validate_against_champion(_settings(), candidate_uri, champion_uri, holdout)
+    settings = _settings(overrides)
+    return validate_against_champion(settings, candidate_uri, champion_uri, holdout)
 
 
 @task(name="gate-candidate", cache_policy=NO_CACHE)
-def gate_candidate(validation: Validation) -> GateDecision:
+def gate_candidate(validation: Validation, overrides: dict[str, Any] | None = None) -> GateDecision:
     """Decide, log the decision to MLflow and as the "candidate vs champion" artifact,
     then raise :class:`GateFailed` when the candidate is refused."""
     from citeops.tasks.model.gate import decide, require_gate
     from citeops.tasks.model.validate import log_validation
 
-    settings = _settings()
+    settings = _settings(overrides)
     decision = decide(
         validation.benchmarks, validation.latency, validation.behaviour, settings.gate
     )
@@ -113,16 +119,16 @@ def gate_candidate(validation: Validation) -> GateDecision:
 
 
 @task(name="promote-blue-green", cache_policy=NO_CACHE)
-def promote_candidate(model_uri: str) -> Promotion:
+def promote_candidate(model_uri: str, overrides: dict[str, Any] | None = None) -> Promotion:
     """Deploy to every endpoint, bake, roll back on failure (aliases untouched)."""
     from citeops.tasks.model.promote import promote_blue_green
 
-    return promote_blue_green(_settings(), model_uri)
+    return promote_blue_green(_settings(overrides), model_uri)
 
 
 @task(name="move-aliases", cache_policy=NO_CACHE)
-def move_champion(version: str) -> AliasMove:
+def move_champion(version: str, overrides: dict[str, Any] | None = None) -> AliasMove:
     """``champion`` → the new version, ``previous`` → the old one, ``challenger`` removed."""
     from citeops.tasks.model.promote import move_aliases
 
-    return move_aliases(_settings(), version)
+    return move_aliases(_settings(overrides), version)

@@ -176,7 +176,8 @@ def log_dataset_inputs(
     for dataset in sorted({ex.dataset for ex in examples}):
         rows = [ex for ex in examples if ex.dataset == dataset]
         if dataset == FEEDBACK_DATASET:  # curated feedback: no files, digest of the rows
-            source, digest = "citeops-store:feedback", rows_digest(rows)
+            # MLflow resolves only known source kinds: name where the feedback came from
+            source, digest = f"{str(settings.log_root).rstrip('/')}/feedback", rows_digest(rows)
         else:
             paths = [
                 corpus_file(settings.data_dir, dataset),

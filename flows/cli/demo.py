@@ -1,0 +1,51 @@
+"""`citeops demo`: the whole loop on the embedded default (what `make run` runs)."""
+
+from __future__ import annotations
+
+import typer
+
+from citeops.flows.cli.common import (
+    info,
+    print_json,
+    quiet_refusals,
+    settings_from,
+    stage_progress,
+)
+
+
+def demo_command(
+    first_examples: int = typer.Option(
+        900, min=16, help="Training examples for the first champion (SciFact only)."
+    ),
+    retrain_examples: int = typer.Option(
+        1200, min=16, help="Training examples for the retrained candidate."
+    ),
+    eval_examples: int = typer.Option(
+        300, min=8, help="Test pairs per benchmark for the gate (same for both models)."
+    ),
+    bake_seconds: float = typer.Option(20.0, min=0, help="Bake window after the swap."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Train a champion on SciFact, serve it, send Citation-Integrity users through the
+    API until the feedback trigger fires, then monitor -> retrain -> gate -> promote."""
+    from citeops.flows.demo import DemoBudget, run_demo, summary_text
+
+    settings = settings_from()
+    base = DemoBudget()
+    budget = DemoBudget(
+        first_train=base.first_train | {"max_examples": first_examples},
+        retrain=base.retrain | {"max_examples": retrain_examples},
+        evaluate_max_examples=eval_examples,
+        bake_seconds=bake_seconds,
+    )
+    info(f"citeops demo: home {settings.home}, base model {settings.model.base_model}")
+    with stage_progress(), quiet_refusals():
+        summary = run_demo(settings, budget, info)
+    if as_json:
+        print_json(summary.to_dict())
+    else:
+        typer.echo(summary_text(summary))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_command)

@@ -1,0 +1,394 @@
+"""`citeops demo`: the whole loop on one machine, as a story that can be checked.
+
+A model trained on one domain meets traffic from another. With no champion yet, a first
+one is trained on SciFact only, gated against the majority baseline and promoted to a
+serving endpoint started on a free local port. Simulated users then send
+Citation-Integrity pairs through the real HTTP API (``/predict``, then ``/feedback`` with
+the gold label, a seeded share flipped) until the feedback trigger fires; ``monitor``
+ingests the logs, checks drift and decides; ``retrain`` trains on SciFact plus the
+accepted feedback, validates against the champion, gates, and promotes blue-green while
+simulated traffic keeps flowing. The endpoint stops at the end; the store, MLflow and
+the logs stay. A second run finds the champion and the logged feedback and goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from citeops.tasks.errors import CiteopsError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from citeops.configs.settings import Settings
+    from citeops.tasks.data.multivers import Example
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+STATE_FILE = "demo.json"  # under <home>/state: how far the simulated users got
+
+
+class DemoError(CiteopsError):
+    """The demo cannot start or its endpoint failed."""
+
+
+@dataclass(frozen=True)
+class DemoBudget:
+    """How much work the demo does (defaults: about 15 minutes on 2 CPU cores, MiniLM)."""
+
+    first_train: dict[str, Any] = field(
+        default_factory=lambda: {"epochs": 1, "max_length": 128, "max_examples": 900}
+    )
+    retrain: dict[str, Any] = field(
+        default_factory=lambda: {"epochs": 1, "max_length": 128, "max_examples": 1200}
+    )
+    evaluate_max_examples: int | None = 300
+    flip_share: float = 0.15
+    feedback_rounds: int = 3
+    bake_seconds: float = 20.0
+    traffic_interval_seconds: float = 0.5
+    seed: int = 7
+
+
+@dataclass
+class Traffic:
+    """Requests the simulated users sent and how many failed."""
+
+    predictions: int = 0
+    feedback: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def failure(self, what: str) -> None:
+        self.failed += 1
+        if len(self.errors) < 5:
+            self.errors.append(what)
+
+
+@dataclass
+class DemoSummary:
+    """What the demo did, for the terminal and ``--json``."""
+
+    champion_before: str | None
+    champion_after: str | None
+    first_champion: dict[str, Any] | None
+    decision: dict[str, Any]
+    drift: dict[str, Any]
+    retrain: dict[str, Any] | None
+    traffic: Traffic
+    endpoint: str
+    wall_seconds: float = 0.0
+    where: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- the serving endpoint ---------------------------------------------------------------------
+@contextmanager
+def serving_endpoint(settings: Settings, port: int, progress: Progress) -> Iterator[str]:
+    """``citeops serve`` in a child process on ``port``, stopped (SIGTERM) on exit."""
+    import httpx
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "CITEOPS_SERVE__PORT": str(port),
+            "CITEOPS_SERVE__LOG_PART_MAX_SECONDS": "2",  # feedback reaches ingestion quickly
+            "CITEOPS_HOME": str(settings.home),
+            "CITEOPS_PROFILE": settings.profile,
+        }
+    )
+    log_path = settings.state_dir / "demo-serve.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-c", "from citeops.flows.cli import main; main()", "serve"]
+    with log_path.open("ab") as out:
+        child = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://{settings.serve.host}:{port}"
+    progress(f"serving endpoint starting on {base} (log: {log_path})")
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise DemoError(f"the serving endpoint did not start; see {log_path}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        child.terminate()
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+# ---- simulated users ----------------------------------------------------------------------------
+def user_pairs(settings: Settings, seed: int) -> list[Example]:
+    """Citation-Integrity train pairs in a seeded order (the other domain's traffic)."""
+    from citeops.tasks.data.multivers import read_split, shuffled
+
+    return shuffled(read_split(settings.data_dir, "citint", "train"), seed)
+
+
+def user_label(example: Example, rng: random.Random, flip_share: float) -> str:
+    """The gold label, or (with probability ``flip_share``) another one: noisy users."""
+    from citeops.tasks.data.multivers import LABELS
+
+    if rng.random() < flip_share:
+        return rng.choice([label for label in LABELS if label != example.label_name])
+    return example.label_name
+
+
+def ask_and_tell(
+    client: httpx.Client, base: str, example: Example, label: str, traffic: Traffic
+) -> None:
+    """One user: ``/predict``, then ``/feedback`` with the label they believe is right."""
+    pair = {"claim": example.claim, "evidence": example.evidence}
+    answer = client.post(f"{base}/predict", json=pair)
+    if answer.status_code != 200:
+        traffic.failure(f"/predict {answer.status_code}")
+        return
+    traffic.predictions += 1
+    body = answer.json()
+    feedback = pair | {
+        "request_id": body["request_id"],
+        "prediction": body["label"],
+        "user_label": label,
+    }
+    sent = client.post(f"{base}/feedback", json=feedback)
+    if sent.status_code != 202:
+        traffic.failure(f"/feedback {sent.status_code}")
+        return
+    traffic.feedback += 1
+
+
+def read_cursor(settings: Settings) -> int:
+    path = settings.state_dir / STATE_FILE
+    return int(json.loads(path.read_text()).get("next_pair", 0)) if path.is_file() else 0
+
+
+def write_cursor(settings: Settings, value: int) -> None:
+    path = settings.state_dir / STATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"next_pair": value}))
+
+
+def send_feedback(
+    settings: Settings, base: str, count: int, budget: DemoBudget, traffic: Traffic
+) -> None:
+    """``count`` users from where the last run stopped (so feedback is never repeated)."""
+    import httpx
+
+    pairs = user_pairs(settings, budget.seed)
+    start = read_cursor(settings)
+    rng = random.Random(f"{budget.seed}-{start}")
+    with httpx.Client(timeout=60) as client:
+        for offset in range(count):
+            example = pairs[(start + offset) % len(pairs)]
+            ask_and_tell(
+                client, base, example, user_label(example, rng, budget.flip_share), traffic
+            )
+    write_cursor(settings, start + count)
+
+
+@contextmanager
+def background_traffic(
+    settings: Settings, base: str, budget: DemoBudget, traffic: Traffic
+) -> Iterator[None]:
+    """Queries (no feedback) every ``traffic_interval_seconds`` while the block runs."""
+    import httpx
+
+    stop = threading.Event()
+    pairs = user_pairs(settings, budget.seed + 1)
+
+    def run() -> None:
+        with httpx.Client(timeout=60) as client:
+            i = 0
+            while not stop.wait(budget.traffic_interval_seconds):
+                example = pairs[i % len(pairs)]
+                i += 1
+                try:
+                    answer = client.post(
+                        f"{base}/predict",
+                        json={"claim": example.claim, "evidence": example.evidence},
+                    )
+                except httpx.HTTPError as error:
+                    traffic.failure(f"/predict {type(error).__name__}")
+                    continue
+                if answer.status_code == 200:
+                    traffic.predictions += 1
+                else:
+                    traffic.failure(f"/predict {answer.status_code}")
+
+    thread = threading.Thread(target=run, name="demo-traffic", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(120)
+
+
+# ---- the story ----------------------------------------------------------------------------------
+def flow_overrides(budget: DemoBudget, base: str, train: dict[str, Any]) -> dict[str, Any]:
+    """Settings for the demo's retrain runs: its endpoint, its bake, its budget."""
+    evaluate = {"max_examples": budget.evaluate_max_examples}
+    return {
+        "train": train,
+        "evaluate": {k: v for k, v in evaluate.items() if v is not None},
+        "serve": {"endpoints": [base]},
+        "promote": {"bake_seconds": budget.bake_seconds, "bake_poll_seconds": 2.0},
+    }
+
+
+def first_champion(
+    settings: Settings, base: str, budget: DemoBudget, progress: Progress
+) -> dict[str, Any]:
+    """Train on SciFact only, gate against the majority baseline, promote."""
+    from citeops.flows.retrain import retrain
+
+    progress("no champion yet: training a first one on SciFact only")
+    train = budget.first_train | {"datasets": ["scifact"], "include_feedback": False}
+    trigger = {"causes": ["bootstrap"], "reasons": ["no champion: the demo's first model"]}
+    return retrain(trigger=trigger, overrides=flow_overrides(budget, base, train))
+
+
+def run_demo(settings: Settings, budget: DemoBudget, progress: Progress) -> DemoSummary:
+    """The story (see the module docstring); returns what happened.
+
+    Raises:
+        DemoError: the data is missing or the endpoint does not start.
+        CiteopsError: a stage failed for a reason the user can act on.
+    """
+    from citeops.flows.monitor import monitor
+    from citeops.flows.retrain import retrain
+    from citeops.tasks.data.multivers import available_splits
+    from citeops.tasks.model.gate import GateFailed
+    from citeops.tasks.model.promote import CHAMPION, BakeFailed, PromotionFailed
+    from citeops.tasks.model.registry import get_version_by_alias
+
+    started = time.perf_counter()
+    splits = available_splits(settings.data_dir)
+    if not {"scifact", "citint"} <= set(splits):
+        raise DemoError(f"no benchmark data in {settings.data_dir}: run `citeops data fetch`")
+    if settings.admin_secret() is None:  # this process and its endpoint share one token
+        import secrets
+
+        os.environ["CITEOPS_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
+    traffic = Traffic()
+    before = get_version_by_alias(settings, CHAMPION)
+    port = free_port(settings.serve.host)
+    first: dict[str, Any] | None = None
+    retrained: dict[str, Any] | None = None
+    with serving_endpoint(settings, port, progress) as base:
+        if before is None:
+            try:
+                first = first_champion(settings, base, budget, progress)
+            except (GateFailed, PromotionFailed, BakeFailed) as refused:
+                raise DemoError(f"the first champion was refused: {refused}") from None
+            progress(f"first champion: version {first['version']} is live")
+        else:
+            progress(f"champion: version {before} (the endpoint starts on it)")
+        decision: dict[str, Any] = {}
+        drift: dict[str, Any] = {}
+        for round_ in range(1, budget.feedback_rounds + 1):
+            count = int(settings.trigger.min_new_feedback * 1.2)
+            progress(f"simulated users: {count} Citation-Integrity pairs -> /predict, /feedback")
+            send_feedback(settings, base, count, budget, traffic)
+            time.sleep(3.0)  # the endpoint publishes its log parts every 2 s
+            progress("monitor: ingest the logs, check drift, decide")
+            result = monitor()
+            decision, drift = result["decision"], result["drift"]
+            progress(f"trigger: {'; '.join(decision['reasons'])}")
+            if decision["retrain"]:
+                break
+            progress(f"the trigger did not fire (round {round_}); more users")
+        if decision.get("retrain"):
+            progress("retrain: SciFact + accepted feedback, while traffic keeps flowing")
+            overrides = flow_overrides(budget, base, dict(budget.retrain))
+            with background_traffic(settings, base, budget, traffic):
+                try:
+                    retrained = retrain(trigger=decision, overrides=overrides)
+                except (GateFailed, PromotionFailed, BakeFailed) as refused:
+                    progress(f"the candidate was refused; the champion stays: {refused}")
+                    from citeops.tasks.store.promotions import list_records
+
+                    retrained = list_records(settings, limit=1)[0].to_dict()
+    after = get_version_by_alias(settings, CHAMPION)
+    return DemoSummary(
+        champion_before=before,
+        champion_after=after,
+        first_champion=first,
+        decision=decision,
+        drift={k: drift.get(k) for k in ("status", "drift", "drifted_checks", "report")},
+        retrain=retrained,
+        traffic=traffic,
+        endpoint=f"http://{settings.serve.host}:{port} (stopped)",
+        wall_seconds=time.perf_counter() - started,
+        where={
+            "mlflow": f"mlflow ui --backend-store-uri {settings.mlflow.tracking_uri}",
+            "history": "citeops history",
+            "drift_report": str(drift.get("report") or ""),
+            "home": str(settings.home),
+        },
+    )
+
+
+def summary_text(summary: DemoSummary) -> str:
+    """The closing summary for the terminal."""
+    lines = ["", "== citeops demo: summary =="]
+    decision = summary.decision
+    lines.append(f"trigger      {'+'.join(decision.get('causes') or []) or 'did not fire'}")
+    for reason in decision.get("reasons") or []:
+        lines.append(f"             {reason}")
+    checks = summary.drift.get("drifted_checks") or []
+    lines.append(f"drift        {summary.drift.get('status')}: {', '.join(checks) or 'no check'}")
+    record = summary.retrain
+    if record:
+        table = (record.get("gate") or {}).get("text_table")
+        if table:
+            lines += ["", table, ""]
+        lines.append(f"outcome      {record['outcome']}: {record.get('detail', '')}")
+        if record.get("cost_usd") is not None:
+            lines.append(f"train cost   ${record['cost_usd']:.4f} (estimated)")
+    first = summary.first_champion
+    chain = [summary.champion_before or "none"]
+    if first and first.get("outcome") == "promoted":
+        chain.append(f"{first['version']} (first, SciFact only)")
+    if record and record.get("outcome") == "promoted":
+        chain.append(f"{record['version']} (retrained)")
+    lines.append(f"champion     {' -> '.join(chain)}; live at the end: {summary.champion_after}")
+    t = summary.traffic
+    lines.append(
+        f"requests     {t.predictions} predictions, {t.feedback} feedback, {t.failed} failed"
+        + (f" ({'; '.join(t.errors)})" if t.errors else "")
+    )
+    lines.append(f"wall time    {summary.wall_seconds / 60:.1f} min")
+    lines.append("look at      " + summary.where["mlflow"])
+    lines.append("             citeops history")
+    if summary.where.get("drift_report"):
+        lines.append(f"             {summary.where['drift_report']}")
+    return "\n".join(lines)
