@@ -119,12 +119,3 @@ def test_cli_train_rejects_a_bad_option(capsys: pytest.CaptureFixture[str]) -> N
 
     assert run_cli(app, ["train", "--max-length", "3"]) == 2
     assert "train.max_length" in capsys.readouterr().err
-
-
-def test_train_flow_returns_the_result(prefect_harness) -> None:
-    from citeops.flows.train import train
-
-    result = train(max_steps=2, max_examples=16)
-    assert result["model_version"] == "1"
-    assert result["steps"] == 2
-    assert result["params"]["max_examples"] == 16
