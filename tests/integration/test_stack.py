@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -321,7 +322,7 @@ def _run_deployment(api: str, name: str, parameters: dict, timeout: float) -> di
 
 
 def test_retrain_and_rollback_deployments_promote_and_restore_the_endpoint(
-    production_stack: Stack, champion: dict[str, str]
+    production_stack: Stack, champion: dict[str, str], tmp_path: Path
 ) -> None:
     """retrain/on-demand (forced) trains, gates and promotes blue-green to the running
     endpoint; rollback/manual puts the champion back: both started through the REST API."""
@@ -334,8 +335,9 @@ def test_retrain_and_rollback_deployments_promote_and_restore_the_endpoint(
     before = client.get_model_version_by_alias("claim-verifier", "champion").version
     assert httpx.get(f"{serve}/version").json()["live"]["model_version"] == before
     train = {"max_examples": 16, "max_steps": 2, "max_length": 64, "epochs": 1}
-    state = _run_deployment(api, "retrain/on-demand", {"force": True, "train": train}, 400)
-    assert state["type"] == "COMPLETED", state
+    with gpu_worker(production_stack, tmp_path):  # retraining runs on the training pool
+        state = _run_deployment(api, "retrain/on-demand", {"force": True, "train": train}, 400)
+        assert state["type"] == "COMPLETED", state
     after = client.get_model_version_by_alias("claim-verifier", "champion").version
     assert int(after) > int(before)
     assert httpx.get(f"{serve}/version").json()["live"]["model_version"] == after
@@ -379,21 +381,16 @@ def test_both_uis_in_headless_chromium(
         assert shot.is_file() and shot.stat().st_size > 10_000
 
 
-@pytest.mark.slow
-def test_training_deployment_on_the_gpu_pool(
-    production_stack: Stack, champion: dict[str, str], tmp_path: Path
-) -> None:
-    """The README's GPU-machine worker (`prefect worker start --pool gpu`) runs the
-    quarterly training deployment; a new version lands in the registry, files in S3."""
+@contextmanager
+def gpu_worker(stack: Stack, tmp_path: Path) -> Iterator[None]:
+    """The README's GPU-machine worker (`prefect worker start --pool gpu`), on this CPU."""
     from citeops.tasks.stack.processes import start_process, stop_process
     from citeops.tasks.stack.services import project_dir
-    from mlflow import MlflowClient
 
-    api = production_stack.prefect_api
-    env = dict(production_stack.env)
+    env = dict(stack.env)
     env.update(
         {
-            "PREFECT_API_URL": api,
+            "PREFECT_API_URL": stack.prefect_api,
             "PREFECT_HOME": str(tmp_path / "prefect-home"),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "CITEOPS_TRAIN__ACCELERATOR": "cpu",
@@ -406,16 +403,29 @@ def test_training_deployment_on_the_gpu_pool(
     argv = [prefect, "worker", "start", "--pool", "gpu", "--type", "process", "--name", "gpu-box"]
     worker = start_process("gpu-worker", argv, env, project_dir(), tmp_path, stop_signal="SIGINT")
     try:
+        yield
+    except AssertionError as error:
+        log = Path(worker.log).read_text()[-3000:]
+        raise AssertionError(f"{error}\nworker log:\n{log}") from None
+    finally:
+        stop_process(worker, timeout=20)
+
+
+@pytest.mark.slow
+def test_training_deployment_on_the_gpu_pool(
+    production_stack: Stack, champion: dict[str, str], tmp_path: Path
+) -> None:
+    """A worker on the GPU pool runs the quarterly retrain deployment; a new version lands
+    in the registry, its files in S3."""
+    from mlflow import MlflowClient
+
+    api = production_stack.prefect_api
+    with gpu_worker(production_stack, tmp_path):
         deployment = httpx.get(f"{api}/deployments/name/retrain/quarterly").json()
         assert deployment["work_pool_name"] == "gpu"
         params = {"train": {"max_examples": 16, "max_steps": 2, "max_length": 64, "epochs": 1}}
-        body = {"state": {"type": "SCHEDULED"}, "parameters": params}
-        run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json=body)
-        assert run.status_code == 201, run.text
-        state = _wait_for_final_state(api, run.json()["id"], timeout=400)
-        assert state["type"] == "COMPLETED", (state, Path(worker.log).read_text()[-3000:])
-    finally:
-        stop_process(worker, timeout=20)
+        state = _run_deployment(api, "retrain/quarterly", params, 400)
+        assert state["type"] == "COMPLETED", state
     client = MlflowClient(tracking_uri=production_stack.mlflow_url)
     versions = client.search_model_versions("name='claim-verifier'")
     assert max(int(v.version) for v in versions) > int(champion["version"])
@@ -513,20 +523,6 @@ def test_local_profile_stack_runs_a_deployment(tmp_path: Path, data_dir: Path) -
             "CITEOPS_STACK__PREFECT_PORT": str(ports["prefect"]),
             "CITEOPS_MLFLOW__SERVER_PORT": str(ports["mlflow"]),
             "CITEOPS_SERVE__PORT": str(ports["serve"]),
-            "CITEOPS_SERVE__PRECISION": "fp32",
-            "CITEOPS_ADMIN_TOKEN": admin_token,
-            # the retrain deployment's run: small, and a gate that a tiny random model can
-            # pass (the gate's rules are tested in test_gate.py)
-            "CITEOPS_EVALUATE__MAX_EXAMPLES": "32",
-            "CITEOPS_EVALUATE__LATENCY_SAMPLES": "5",
-            "CITEOPS_GATE__MIN_IMPROVEMENT": "-1",
-            "CITEOPS_GATE__MAX_F1_DROP": "1",
-            "CITEOPS_GATE__MAX_LATENCY_INCREASE": "100",
-            "CITEOPS_GATE__CLASS_F1_FLOOR": "0",
-            "CITEOPS_GATE__BEHAVIOUR_MIN_PASS": "0",
-            "CITEOPS_GATE__BASELINE_MARGIN": "-1",
-            "CITEOPS_PROMOTE__BAKE_SECONDS": "2",
-            "CITEOPS_PROMOTE__BAKE_POLL_SECONDS": "0.5",
             "CITEOPS_STACK__WORKER_POLL_SECONDS": "1",
         }
     )
