@@ -273,7 +273,10 @@ def first_champion(
     progress("no champion yet: training a first one on SciFact only")
     train = budget.first_train | {"datasets": ["scifact"], "include_feedback": False}
     trigger = {"causes": ["bootstrap"], "reasons": ["no champion: the demo's first model"]}
-    return retrain(trigger=trigger, overrides=flow_overrides(budget, base, train))
+    overrides = flow_overrides(budget, base, train)
+    # judged where it was trained (SciFact): the other domain is the story's next chapter
+    overrides["evaluate"]["datasets"] = ["scifact"]
+    return retrain(trigger=trigger, overrides=overrides)
 
 
 def run_demo(settings: Settings, budget: DemoBudget, progress: Progress) -> DemoSummary:

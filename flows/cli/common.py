@@ -63,17 +63,15 @@ class _NoRefusalTracebacks(logging.Filter):
 def quiet_refusals() -> Iterator[None]:
     """Prefect logs a failed flow or task run with its traceback; for a gate refusal or
     another :class:`CiteopsError` the CLI shows the one-line reason instead."""
-    import prefect  # noqa: F401 - its logging set-up installs the console handler
-
-    handlers = logging.getLogger().handlers
+    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
     quiet = _NoRefusalTracebacks()
-    for handler in handlers:
-        handler.addFilter(quiet)
+    for logger in loggers:
+        logger.addFilter(quiet)
     try:
         yield
     finally:
-        for handler in handlers:
-            handler.removeFilter(quiet)
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 PROG_NAME = "citeops"

@@ -41,6 +41,16 @@ class NothingToRollBack(CiteopsError):
     """No promotion to undo, or no previous version to go back to."""
 
 
+def promotion_outcome(error: BaseException, default: str) -> str:
+    """``failed`` for a refused deploy that switched no endpoint (nothing to roll back),
+    else ``default``."""
+    from citeops.tasks.model.promote import PromotionFailed
+
+    if isinstance(error, PromotionFailed) and not error.rolled_back:
+        return "failed"
+    return default
+
+
 def gate_record(decision: GateDecision) -> dict[str, Any]:
     """The decision as stored in a promotion record, with its terminal table."""
     return decision.to_dict() | {"text_table": decision.text_table()}
@@ -116,7 +126,7 @@ class RetrainRun:
             bake = getattr(error, "bake", None)
             if bake:
                 self.record.bake = {"endpoints": [b.to_dict() for b in bake]}
-            self.finish(outcome, str(error))
+            self.finish(promotion_outcome(error, outcome), str(error))
             raise
 
     def should_go(self, decision: RetrainDecision) -> bool:
@@ -204,7 +214,7 @@ def promote_version(
             bake = getattr(error, "bake", None)
             if bake:
                 record.bake = {"endpoints": [b.to_dict() for b in bake]}
-            finish_record(settings, record, "rolled_back", str(error))
+            finish_record(settings, record, promotion_outcome(error, "rolled_back"), str(error))
             raise
         record.bake = {"endpoints": [b.to_dict() for b in promotion.bake]}
         move_aliases(settings, str(version))

@@ -34,7 +34,12 @@ DURATION = "citeops_http_request_duration_seconds"
 
 
 class PromotionFailed(CiteopsError):
-    """An endpoint refused the candidate; the endpoints already switched were rolled back."""
+    """An endpoint refused the candidate; the endpoints already switched were rolled back
+    (``rolled_back`` names them; empty when nothing had switched)."""
+
+    def __init__(self, message: str, rolled_back: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.rolled_back = rolled_back
 
 
 class BakeFailed(CiteopsError):
@@ -262,7 +267,7 @@ def promote_blue_green(settings: Settings, model_uri: str) -> Promotion:
                 problems = roll_back(client, switched)
                 extra = f"; rollback problems: {'; '.join(problems)}" if problems else ""
                 rolled = f"; rolled back {', '.join(switched)}" if switched else ""
-                raise PromotionFailed(f"{error}{rolled}{extra}") from None
+                raise PromotionFailed(f"{error}{rolled}{extra}", tuple(switched)) from None
             switched.append(endpoint)
             log.info("%s now serves %s", endpoint, model_uri)
         figures = bake(settings, client, endpoints)

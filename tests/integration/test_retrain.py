@@ -182,6 +182,11 @@ def test_promotion_refused_by_a_smoke_check_keeps_the_champion(env, tmp_path: Pa
             promote_version(load_settings(), bad, skip_gate=True)
         assert live(base) == old
     assert aliases(load_settings())["champion"] == old
+    from citeops.tasks.store.promotions import list_records
+
+    (record,) = list_records(load_settings())
+    assert record.outcome == "failed"  # refused before any endpoint switched
+    assert record.gate["skipped"] is True
 
 
 def test_bake_breach_rolls_back_and_leaves_aliases(env) -> None:
@@ -230,10 +235,14 @@ def test_second_endpoint_refusing_rolls_the_first_back(env) -> None:
 
     first_uri = f"models:/claim-verifier/{old}"
     with endpoints(env, first_uri, first_uri, loaders=(None, refuses_new)) as (one, two):
-        with pytest.raises(PromotionFailed, match="rolled back"):
+        with pytest.raises(PromotionFailed, match="rolled back") as refused:
             promote_version(load_settings(), new, skip_gate=True)
+        assert refused.value.rolled_back == (one,)
         assert live(one) == old and live(two) == old
     assert aliases(load_settings())["champion"] == old
+    from citeops.tasks.store.promotions import list_records
+
+    assert list_records(load_settings())[0].outcome == "rolled_back"
 
 
 def test_one_retrain_at_a_time_and_a_killed_holder_frees_the_lock(env) -> None:
