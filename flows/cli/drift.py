@@ -7,8 +7,7 @@ from pathlib import Path
 
 import typer
 
-from citeops.flows.cli.common import print_json, settings_from
-from citeops.flows.cli.ingest import stage_logs_on_stderr
+from citeops.flows.cli.common import print_json, settings_from, stage_progress
 from citeops.tasks.times import parse_utc
 
 
@@ -43,7 +42,7 @@ def drift(
     from citeops.tasks.drift.monitor import alert_on_drift, check_drift
 
     settings = settings_from()
-    with stage_logs_on_stderr("citeops.tasks.drift"):
+    with stage_progress():
         report = check_drift(
             settings,
             current,
@@ -87,7 +86,7 @@ def trigger(
     summary = (
         read_drift_summary(Path(drift_report)) if drift_report else latest_drift_summary(settings)
     )
-    with stage_logs_on_stderr("citeops.tasks.trigger"):
+    with stage_progress():
         decision = should_retrain(settings, force=force, drift=summary)
     if as_json:
         print_json(decision.to_dict())

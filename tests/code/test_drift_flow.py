@@ -117,7 +117,7 @@ def test_monitor_flow_with_configured_deployment_that_is_missing(
 
 
 def test_cli_drift_and_trigger_json(
-    citint_queries: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    citint_queries: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from citeops.flows.cli import app
     from citeops.flows.cli.common import run_cli
@@ -135,15 +135,17 @@ def test_cli_drift_and_trigger_json(
         ],
     )
     assert code == 0
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     assert out["drift"] is True and Path(out["report"]).is_file()
     assert {"statistic", "threshold", "drift"} <= set(out["checks"]["evidence_text"])
-    assert "drift: drift on 150 queries" in caplog.text  # stage logs, shown on stderr
+    assert "drift: drift on 150 queries" in captured.err  # stage logs on stderr
     code = run_cli(app, ["trigger", "--json"])
-    decision = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    decision = json.loads(captured.out)
     assert code == 0 and decision["causes"] == ["drift"]
     assert decision["inputs"]["drift_report"] == out["report"]
-    assert "retrain: yes (drift found in" in caplog.text
+    assert "retrain: yes (drift found in" in captured.err
     assert run_cli(app, ["trigger", "--drift-report", str(citint_queries / "nothing.json")]) == 2
     assert "cannot read the drift summary" in capsys.readouterr().err
     assert run_cli(app, ["drift", "--current", str(citint_queries / "missing")]) == 2
