@@ -15,9 +15,10 @@ from prefect import flow
 def promote(version: int, skip_gate: bool = False, reason: str = "manual") -> dict[str, Any]:
     """Gate an existing registered version against the champion (unless ``skip_gate``,
     recorded as such), deploy it blue-green to every endpoint with a bake, move aliases."""
+    from citeops.flows.logs import stage_logs
     from citeops.tasks.model.lifecycle import load, promote_version
     from citeops.tasks.store.promotions import hold_lock
 
     settings = load()
-    with hold_lock(settings):
+    with stage_logs(), hold_lock(settings):
         return promote_version(settings, str(version), skip_gate, reason).to_dict()

@@ -28,6 +28,18 @@ def retrain(
     gate passes. ``trigger``: the decision that started the run (from ``monitor``);
     ``train``: overrides of the ``train`` settings for this run; ``overrides``: of any
     settings section (``{"evaluate": {...}}``). Returns the promotion record."""
+    from citeops.flows.logs import stage_logs
+
+    with stage_logs():
+        return _retrain(force, trigger, train, overrides)
+
+
+def _retrain(
+    force: bool,
+    trigger: dict[str, Any] | None,
+    train: dict[str, Any] | None,
+    overrides: dict[str, Any] | None,
+) -> dict[str, Any]:
     from citeops.tasks.model.lifecycle import RetrainRun
 
     sections = dict(overrides or {}) | ({"train": train} if train else {})

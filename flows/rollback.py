@@ -14,9 +14,10 @@ from prefect import flow
 @flow(name="rollback")
 def rollback() -> dict[str, Any]:
     """Undo the last promotion on every endpoint and put the aliases back."""
+    from citeops.flows.logs import stage_logs
     from citeops.tasks.model.lifecycle import load, rollback_last
     from citeops.tasks.store.promotions import hold_lock
 
     settings = load()
-    with hold_lock(settings):
+    with stage_logs(), hold_lock(settings):
         return rollback_last(settings).to_dict()

@@ -1,14 +1,16 @@
 """Start the retraining: a flow run of the ``retrain`` deployment, without waiting for it.
 
-The deployment is ``trigger.retrain_deployment`` when set, else the first deployment of
-the ``retrain`` flow. With no deployment, nothing starts and the launch says why (the
-decision is still recorded).
+The deployment is ``trigger.retrain_deployment`` when set, else ``retrain/on-demand``,
+else the first deployment of the ``retrain`` flow; the run gets the decision as its
+``trigger`` parameter, so its promotion record says what caused it. With no deployment,
+nothing starts and the launch says why (the decision is still recorded).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.trigger.decision import RetrainDecision, RetrainLaunch
 
@@ -18,11 +20,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RETRAIN_FLOW = "retrain"
+ON_DEMAND = "on-demand"  # preferred: the quarterly one forces every run
 
 
 def find_retrain_deployment(configured: str | None) -> str | None:
     """``flow/deployment`` of the retraining deployment: ``configured`` if it exists,
-    else the first deployment of the ``retrain`` flow, else ``None``."""
+    else ``retrain/on-demand``, else the first deployment of the ``retrain`` flow by name,
+    else ``None``."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.exceptions import ObjectNotFound
@@ -35,9 +39,24 @@ def find_retrain_deployment(configured: str | None) -> str | None:
                 return None
             return configured
         found = client.read_deployments(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[RETRAIN_FLOW])), limit=1
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[RETRAIN_FLOW]))
         )
-    return f"{RETRAIN_FLOW}/{found[0].name}" if found else None
+    names = sorted(d.name for d in found)
+    if not names:
+        return None
+    chosen = ON_DEMAND if ON_DEMAND in names else names[0]
+    return f"{RETRAIN_FLOW}/{chosen}"
+
+
+def trigger_parameter(decision: RetrainDecision) -> dict[str, Any]:
+    """What the retrain run records as its cause: the decision's causes, reasons, time
+    and the inputs it was made from."""
+    return {
+        "causes": list(decision.causes),
+        "reasons": list(decision.reasons),
+        "decided_at": decision.decided_at,
+        "inputs": json.loads(json.dumps(decision.inputs, default=str)),
+    }
 
 
 def start_retraining(settings: Settings, decision: RetrainDecision) -> RetrainLaunch:
@@ -60,6 +79,7 @@ def start_retraining(settings: Settings, decision: RetrainDecision) -> RetrainLa
         timeout=0,
         as_subflow=False,
         tags=["citeops", "trigger:" + "+".join(decision.causes)],
+        parameters={"trigger": trigger_parameter(decision)},
         idempotency_key=f"citeops-trigger-{decision.decided_at}",
     )
     logger.info("retraining started: deployment %s, flow run %s", name, run.id)

@@ -82,8 +82,8 @@ def test_monitor_flow_starts_retrain_deployment(prefect_harness, citint_queries:
     from citeops.flows.monitor import monitor
 
     @flow(name="retrain")
-    def retrain_stub() -> None:
-        """Stands in for flows/retrain.py's flow: only its name and deployment matter here."""
+    def retrain_stub(trigger: dict | None = None) -> None:
+        """Stands in for flows/retrain.py's flow: its name, deployment and parameter."""
 
     deployment_id = retrain_stub.to_deployment(name="drift-test").apply()
     try:
@@ -98,6 +98,7 @@ def test_monitor_flow_starts_retrain_deployment(prefect_harness, citint_queries:
         assert recorded["deployment"]["flow_run_id"] == started["flow_run_id"]
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(started["flow_run_id"])
+        assert run.parameters["trigger"]["causes"] == result["decision"]["causes"]
         assert run.deployment_id == deployment_id
         assert "trigger:drift" in run.tags
     finally:
