@@ -44,13 +44,10 @@ lock: | $(UV)
 data: setup
 	@if [ -z "$$($(CITEOPS) data stats --json 2>/dev/null)" ]; then $(CITEOPS) data fetch; fi
 
-## run: the loop on the embedded default: data, short training, evaluation, ingest, drift, trigger
+## run: the whole loop on the embedded default (`citeops demo`): champion, users, trigger, retrain, promotion
 run: data
-	$(CITEOPS) train --epochs 1 --max-examples 1200 --max-length 128
-	$(CITEOPS) evaluate --model-uri models:/claim-verifier@latest-trained
-	$(CITEOPS) ingest
-	$(CITEOPS) drift
-	$(CITEOPS) trigger
+	PREFECT_HOME="$${PREFECT_HOME:-$(CURDIR)/.citeops/prefect}" \
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(CITEOPS) demo
 
 ## test: the fast test suite (what CI runs)
 test: setup
