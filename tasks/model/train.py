@@ -83,22 +83,13 @@ class Candidate:
 
 
 @dataclass
-class TrainResult:
-    """What a training run produced; ``metrics`` are the selected epoch's dev metrics."""
+class TrainResult(Candidate):
+    """A candidate registered as a version (``citeops train``); ``metrics`` are the
+    selected epoch's dev metrics."""
 
-    run_id: str
-    model_uri: str
-    model_version: str
-    metrics: dict[str, float]
-    logged_model_uri: str = ""
+    model_uri: str = ""  # models:/<name>/<version>
+    model_version: str = ""
     alias: str | None = None
-    best_epoch: int | None = None
-    epochs_run: int = 0
-    steps: int = 0
-    train_examples: int = 0
-    dev_examples: int = 0
-    wall_seconds: float = 0.0
-    params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -436,17 +427,8 @@ def train_model(settings: Settings, progress: bool = True) -> TrainResult:
 
         mark_training(settings, at=data.cutoff, note=f"run {candidate.run_id}")
     return TrainResult(
-        run_id=candidate.run_id,
+        **vars(candidate),
         model_uri=registered.model_uri,
         model_version=registered.version,
-        metrics=candidate.metrics,
-        logged_model_uri=candidate.logged_model_uri,
         alias=settings.train.register_alias,
-        best_epoch=candidate.best_epoch,
-        epochs_run=candidate.epochs_run,
-        steps=candidate.steps,
-        train_examples=candidate.train_examples,
-        dev_examples=candidate.dev_examples,
-        wall_seconds=candidate.wall_seconds,
-        params=candidate.params,
     )
