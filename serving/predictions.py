@@ -150,9 +150,12 @@ class PredictionService:
         """Who answered ``request_id``, while it is still remembered."""
         return self._provenance.get(request_id) if request_id else None
 
-    def feedback_record(self, body: FeedbackRequest) -> dict[str, Any]:
+    def feedback_record(
+        self, body: FeedbackRequest, client_id: str | None = None
+    ) -> dict[str, Any]:
         """The feedback log line for ``body``, with provenance filled in from its
-        ``request_id`` and a new ``feedback_id``.
+        ``request_id``, a new ``feedback_id``, and ``client_id`` (the authenticated
+        client; the key is left out for anonymous feedback, as in older lines).
 
         Raises:
             BadInput: a text or label is unacceptable, or the request id is too long.
@@ -164,7 +167,7 @@ class PredictionService:
         user_label = check_label("user_label", body.user_label, labels)
         prediction = check_label("prediction", body.prediction, labels) if body.prediction else None
         known = self.provenance(body.request_id)
-        return {
+        record = {
             "claim": body.claim,
             "evidence": body.evidence,
             "model": known.model_uri if known else (live.model_uri if live else None),
@@ -176,3 +179,6 @@ class PredictionService:
             "slot": known.slot if known else None,
             "feedback_id": uuid.uuid4().hex,
         }
+        if client_id is not None:
+            record["client_id"] = client_id
+        return record

@@ -14,12 +14,22 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from citeops.serving.credentials import (
+    CredentialsUnavailable,
+    FeedbackAuth,
+    RateLimited,
+    RateLimiter,
+    Unauthorized,
+)
 from citeops.serving.logwriter import LogWriteFailed
 from citeops.serving.metrics import refresh_gauges
 from citeops.serving.predictions import Busy, NotReady
+from citeops.serving.public import public_status, public_text
 from citeops.serving.schemas import (
     BadInput,
     BatchRequest,
@@ -44,17 +54,29 @@ MAX_URI_CHARS = 4096
 def add_routes(app: FastAPI, state: ServingState) -> None:
     """Register predict, feedback, status and admin routes on ``app``."""
     settings = state.settings
+    auth = FeedbackAuth.from_settings(settings.feedback)
+    limiter = RateLimiter(
+        settings.feedback.rate_per_minute,
+        settings.feedback.rate_burst,
+        settings.feedback.rate_max_clients,
+    )
+
+    def is_admin(request: Request) -> bool:
+        """The request carries the admin bearer token (any header text, ASCII or not)."""
+        expected = settings.admin_secret()
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if expected is None or scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip().encode("utf-8"), expected.encode("utf-8"))
 
     def require_admin(request: Request) -> None:
-        expected = settings.admin_secret()
-        if expected is None:
+        if settings.admin_secret() is None:
             raise HTTPException(
                 403,
                 "admin routes are disabled: no admin token is configured "
                 "(set CITEOPS_ADMIN_TOKEN and restart)",
             )
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
+        if not is_admin(request):
             raise HTTPException(
                 401,
                 "missing or wrong admin token: send Authorization: Bearer <token>",
@@ -82,10 +104,17 @@ def add_routes(app: FastAPI, state: ServingState) -> None:
         return JSONResponse({"predictions": await state.predictions.score(pairs)})
 
     @app.post("/feedback", status_code=202, response_model=FeedbackAccepted, tags=["feedback"])
-    async def feedback(body: FeedbackRequest) -> Response:
+    async def feedback(body: FeedbackRequest, request: Request) -> Response:
         """Store the label a user believes is right (AI4citations fields). The 202 comes
-        after the line is in its log part file, so a process crash cannot lose it."""
-        record = state.predictions.feedback_record(body)
+        after the line is in its log part file, so a process crash cannot lose it.
+
+        Needs ``Authorization: Bearer <API key or app token>`` where
+        ``feedback.require_credentials`` is on (401 without, 429 over the client's rate);
+        the client id is written with the line."""
+        client_id = auth.client_of(request.headers.get("authorization"))
+        address = request.client.host if request.client else "unknown"
+        limiter.check(client_id or f"address {address}")
+        record = state.predictions.feedback_record(body, client_id)
         timeout = settings.serve.feedback_write_timeout_seconds
         await state.writer.write_durable("feedback", record, timeout)
         return JSONResponse(
@@ -98,7 +127,7 @@ def add_routes(app: FastAPI, state: ServingState) -> None:
         return {"status": "ok"}
 
     @app.get("/ready", tags=["status"])
-    async def ready() -> Response:
+    async def ready(request: Request) -> Response:
         """The live slot holds a model and the batcher is answering."""
         slot, model = state.bluegreen.live
         problem = None
@@ -112,13 +141,17 @@ def add_routes(app: FastAPI, state: ServingState) -> None:
         ):
             problem = f"a batch has been running for over {STUCK_BATCH_SECONDS:.0f} s"
         if problem:
-            return JSONResponse({"ready": False, "detail": problem}, status_code=503)
+            detail = problem if is_admin(request) else public_text(problem)
+            return JSONResponse({"ready": False, "detail": detail}, status_code=503)
         return JSONResponse({"ready": True, "slot": slot, "model_version": model.model_version})  # type: ignore[union-attr]
 
     @app.get("/version", tags=["status"])
-    async def version() -> dict[str, Any]:
-        """Live and idle slots (model version and URI) and when the last swap happened."""
-        return {**state.bluegreen.slots.describe(), "load_error": state.bluegreen.load_error}
+    async def version(request: Request) -> dict[str, Any]:
+        """Live and idle slots (model version and URI) and when the last swap happened.
+        Without the admin token, model URIs that are not registry URIs and the load error
+        are shown without filesystem paths (:mod:`citeops.serving.public`)."""
+        status = {**state.bluegreen.slots.describe(), "load_error": state.bluegreen.load_error}
+        return status if is_admin(request) else public_status(status)
 
     @app.get("/metrics", tags=["status"])
     async def metrics() -> Response:
@@ -147,6 +180,17 @@ def _field_name(location: tuple[Any, ...]) -> str:
     return ".".join(p for p in parts if p != "body").replace(".[", "[") or "body"
 
 
+def _unparsable_body(cause: BaseException) -> str:
+    """What was wrong with a body FastAPI could not parse (it says only that it failed)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"not valid UTF-8 (byte 0x{cause.object[cause.start]:02x} at offset {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "JSON nested too deeply"
+    if isinstance(cause, ValueError):
+        return f"not valid JSON ({str(cause)[:200]})"
+    return f"cannot be read ({type(cause).__name__})"
+
+
 def _retry_later(detail: str, seconds: int) -> Response:
     """503 with ``Retry-After``: the request was fine, the server cannot take it now."""
     return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(seconds)})
@@ -173,6 +217,31 @@ def add_error_handlers(app: FastAPI) -> None:
         if name == "body":
             message = f"expected a JSON object ({message})"
         return JSONResponse({"detail": f"{name}: {message}", "field": name}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 400 and error.__cause__ is not None:
+            reason = _unparsable_body(error.__cause__)
+            return JSONResponse({"detail": f"body: {reason}", "field": "body"}, status_code=400)
+        return await http_exception_handler(request, error)
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(_: Request, error: Unauthorized) -> Response:
+        return JSONResponse(
+            {"detail": str(error)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    @app.exception_handler(CredentialsUnavailable)
+    async def no_credentials(_: Request, error: CredentialsUnavailable) -> Response:
+        return JSONResponse({"detail": str(error)}, status_code=403)
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(_: Request, error: RateLimited) -> Response:
+        return JSONResponse(
+            {"detail": str(error)},
+            status_code=429,
+            headers={"Retry-After": str(int(error.retry_after))},
+        )
 
     @app.exception_handler(NotReady)
     async def not_ready(_: Request, error: NotReady) -> Response:
