@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -138,6 +146,78 @@ class ServeSettings(_Section):
     # OpenMP threads sleep instead of spinning at barriers: on a CPU shared with other
     # work, spinning made inference several times slower (see BENCHMARKS.md, serve)
     omp_wait_policy: Literal["passive", "active", "inherit"] = "passive"
+
+
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+
+
+class FeedbackSettings(_Section):
+    """Who may send ``/feedback`` and how often (see docs/security.md).
+
+    With ``require_credentials`` every ``/feedback`` request must carry an API key or a
+    token signed by the app (``Authorization: Bearer ...``), its client id is written with
+    the feedback line, and only such authenticated feedback counts toward the retraining
+    trigger. It is required in the ``production`` profile; the ``local`` and ``test``
+    profiles turn it off (a valid credential is still checked and recorded when sent).
+
+    Secrets come only from the environment, never from a profile file:
+    ``CITEOPS_FEEDBACK__API_KEYS`` (``client-id:key,client-id:key``; keys of at least 16
+    characters) and ``CITEOPS_FEEDBACK__TOKEN_SECRET`` (the HMAC-SHA256 key the app signs
+    tokens with, at least 32 characters).
+    """
+
+    require_credentials: bool = True
+    api_keys: SecretStr | None = None
+    token_secret: SecretStr | None = None
+    token_max_ttl_seconds: float = Field(30 * 24 * 3600, gt=0)  # longer-lived tokens refused
+    rate_per_minute: float = Field(60.0, gt=0)  # per client (or per address without one)
+    rate_burst: int = Field(20, ge=1)
+    rate_max_clients: int = Field(100_000, ge=1)  # clients tracked at once (memory bound)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _key_list(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_api_keys(value.get_secret_value())
+        return value
+
+    @field_validator("token_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    def client_keys(self) -> dict[str, str]:
+        """``{key: client id}`` from ``api_keys`` (empty when none are set)."""
+        return parse_api_keys(self.api_keys.get_secret_value()) if self.api_keys else {}
+
+
+def parse_api_keys(text: str) -> dict[str, str]:
+    """``"alice:key1,app:key2"`` -> ``{"key1": "alice", "key2": "app"}``.
+
+    Raises:
+        ValueError: an entry is not ``client-id:key``, a client id is not 1-64 of
+            ``A-Z a-z 0-9 _ -``, a key is shorter than 16 characters or used twice. The
+            message never quotes a key.
+    """
+    import re
+
+    keys: dict[str, str] = {}
+    for number, entry in enumerate((e.strip() for e in text.split(",") if e.strip()), 1):
+        client, sep, key = entry.partition(":")
+        if not sep or not re.match(CLIENT_ID_PATTERN, client.strip()):
+            raise ValueError(
+                f"entry {number} must be client-id:key with a client id of 1-64 letters, "
+                "digits, _ or -"
+            )
+        key = key.strip()
+        if len(key) < 16:
+            raise ValueError(f"entry {number} ({client.strip()}): key shorter than 16 characters")
+        if key in keys:
+            raise ValueError(f"entry {number} ({client.strip()}): key used twice")
+        keys[key] = client.strip()
+    return keys
 
 
 class IngestSettings(_Section):
@@ -313,6 +393,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = MlflowSettings()
     s3: S3Settings = S3Settings()
     serve: ServeSettings = ServeSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     ingest: IngestSettings = IngestSettings()
     drift: DriftSettings = DriftSettings()
     trigger: TriggerSettings = TriggerSettings()
@@ -332,6 +413,18 @@ class Settings(BaseSettings):
     def _log_root_scheme(cls, value: str | None) -> str | None:
         if value and "://" in value and not value.startswith(("s3://", "file://")):
             raise ValueError("must be a local folder or s3://bucket/prefix")
+        return value
+
+    @field_validator("feedback")
+    @classmethod
+    def _credentials_in_production(
+        cls, value: FeedbackSettings, info: ValidationInfo
+    ) -> FeedbackSettings:
+        if info.data.get("profile") == "production" and not value.require_credentials:
+            raise ValueError(
+                "require_credentials (CITEOPS_FEEDBACK__REQUIRE_CREDENTIALS) must be on in the "
+                "production profile: anonymous feedback would drive retraining"
+            )
         return value
 
     @model_validator(mode="after")
@@ -433,8 +526,25 @@ class _ProfileSource(PydanticBaseSettingsSource):
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise SettingsError(f"settings profile {path}: top level must be a mapping")
+        _refuse_secrets(data, path)
         data.setdefault("profile", profile)
         return data
+
+
+SECRET_SETTINGS = (("admin_token",), ("feedback", "api_keys"), ("feedback", "token_secret"))
+
+
+def _refuse_secrets(data: dict[str, Any], path: Path) -> None:
+    """Secrets come only from the environment: a profile file that sets one is refused."""
+    for loc in SECRET_SETTINGS:
+        section: Any = data
+        for part in loc[:-1]:
+            section = section.get(part) if isinstance(section, dict) else None
+        if isinstance(section, dict) and section.get(loc[-1]) is not None:
+            raise SettingsError(
+                f"settings profile {path.name}: {'.'.join(loc)} is a secret; set it only in "
+                f"the environment ({_env_name(loc)}), never in a file"
+            )
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:

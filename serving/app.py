@@ -105,6 +105,12 @@ def create_app(
             torch.set_num_threads(settings.serve.threads)
         if settings.admin_secret() is None:
             log.warning("admin routes are disabled: no admin token (set CITEOPS_ADMIN_TOKEN)")
+        feedback = settings.feedback
+        if feedback.require_credentials and not (feedback.api_keys or feedback.token_secret):
+            log.warning(
+                "/feedback refuses every request: credentials are required and none are "
+                "configured (set CITEOPS_FEEDBACK__API_KEYS or CITEOPS_FEEDBACK__TOKEN_SECRET)"
+            )
         state.writer.start()
         state.batcher.start()
         state.tasks.append(asyncio.create_task(state.bluegreen.load_initial(model_uri, first)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from citeops.serving.public import public_model_uri
+
 if TYPE_CHECKING:
     from citeops.serving.logwriter import LogWriterStats
     from citeops.serving.slots import Slots
@@ -125,7 +127,8 @@ def refresh_gauges(
     live_name = slots.live[0]
     for name, model in slots.models.items():
         if model is not None:
-            info.labels(name, model.model_version, model.model_uri).set(int(name == live_name))
+            uri = public_model_uri(model.model_uri)  # no paths: /metrics is public
+            info.labels(name, model.model_version, uri).set(int(name == live_name))
     for stream, count in log_stats.lines.items():
         metrics.log_lines.labels(stream).set(count)
     metrics.log_dropped.set(log_stats.dropped)

@@ -1,4 +1,4 @@
-"""`citeops ingest`, `citeops feedback stats`."""
+"""`citeops ingest`, `citeops feedback stats`, `citeops feedback exclude`."""
 
 from __future__ import annotations
 
@@ -108,3 +108,24 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     typer.echo(f"last ingest    {summary['last_ingest'] or 'never'}")
     typer.echo(f"last training  {summary['last_training'] or 'never'}")
     typer.echo(f"new since last training  {summary['new_feedback_since_last_training']:,}")
+
+
+@feedback_app.command("exclude")
+def exclude(
+    client: str = typer.Option(..., "--client", help="Client id whose feedback lines to exclude."),
+    note: str | None = typer.Option(None, "--note", help="Why (kept with the exclusion)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Exclude one client's feedback lines (a poisoning client): training and the retraining
+    trigger ignore them, now and for lines ingested later."""
+    from citeops.tasks.store.queries import exclude_client
+
+    done = exclude_client(settings_from(), client, note)
+    if as_json:
+        print_json(done.to_dict())
+        return
+    again = " (it was excluded already)" if done.already_excluded else ""
+    typer.echo(
+        f"excluded {done.lines:,} feedback lines of client {done.client_id!r}{again}: "
+        f"{done.rows:,} feedback rows, {done.rows_unused:,} of them no longer used"
+    )

@@ -10,6 +10,10 @@ Feedback, per line in file order:
 - otherwise **accepted**. A row whose normalised claim is in a benchmark test set is stored
   with ``leaked`` set and never used for training (it is still accepted or a conflict).
 
+Every feedback line that names its authenticated ``client_id`` (accepted, duplicate or
+conflict) also adds one vote to that client's row of the pair and label in
+``feedback_clients``, so that a client's lines can be counted and excluded later.
+
 Queries: a ``request_id`` already stored (or seen earlier in the object) is a duplicate.
 
 The functions run inside the caller's transaction and write through
@@ -28,7 +32,9 @@ from sqlalchemy.engine import Connection
 
 from citeops.tasks.data.multivers import normalise_claim
 from citeops.tasks.store.writer import (
+    ClientVotes,
     StoreCounts,
+    add_client_votes,
     add_votes,
     datetime_param,
     flag_conflicts,
@@ -80,8 +86,12 @@ def store_feedback(
     inserts: list[tuple[Any, ...]] = []
     votes: dict[tuple[str, str], tuple[int, datetime]] = {}  # (pair, label) -> extra, latest
     conflicted: set[str] = set()
+    clients: ClientVotes = {}
     for row in rows:
         key, leaked, label = row["pair_key"], row["leaked"], row["user_label"]
+        client = row.get("client_id")
+        if client:
+            _count_client_vote(clients, (key, label, client), row["datetime"])
         labels = known.get(key)
         if labels is not None and label in labels:
             counts.duplicates += 1
@@ -124,7 +134,18 @@ def store_feedback(
     add_votes(conn, votes)
     if conflicted:
         flag_conflicts(conn, conflicted)
+    add_client_votes(conn, clients)
     return counts
+
+
+def _count_client_vote(clients: ClientVotes, key: tuple[str, str, str], when: datetime) -> None:
+    """One more line of ``(pair_key, label, client_id)`` at ``when``."""
+    known = clients.get(key)
+    if known is None:
+        clients[key] = (1, when, when)
+    else:
+        votes, first, last = known
+        clients[key] = (votes + 1, min(first, when), max(last, when))
 
 
 def store_queries(

@@ -41,7 +41,7 @@ BOM = b"\xef\xbb\xbf"
 NUL_ESCAPE = b"\\u0000"  # JSON's only way to put a NUL in a string (a raw one is bad JSON)
 FEEDBACK_REQUIRED = ("claim", "evidence", "user_label", "datetime")
 QUERY_REQUIRED = ("request_id", "datetime", "claim", "evidence", "prediction", "probabilities")
-OPTIONAL_STRINGS = ("request_id", "model_version", "slot", "model")
+OPTIONAL_STRINGS = ("request_id", "model_version", "slot", "model", "client_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ def _string(obj: dict[str, Any], name: str) -> str:
     return value
 
 
-MAX_META_CHARS = 128  # request_id, model_version, slot
+MAX_META_CHARS = 128  # request_id, model_version, slot, client_id
 
 
 def _optional_string(obj: dict[str, Any], name: str) -> str | None:
@@ -164,6 +164,8 @@ def _feedback_row(obj: dict[str, Any]) -> dict[str, Any]:
         "request_id": _meta(obj, "request_id"),
         "model_version": _meta(obj, "model_version"),
         "slot": _meta(obj, "slot"),
+        # the authenticated client that sent the line (absent in anonymous and older lines)
+        "client_id": _meta(obj, "client_id"),
     }
 
 

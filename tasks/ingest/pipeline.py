@@ -128,12 +128,17 @@ def open_reader(settings: Settings, objects: Sequence[LogObject]) -> Iterator[Ch
         yield prefetcher
 
 
-def close_run(engine: Engine, report: IngestReport, run_id: int | None) -> IngestReport:
-    """Count the usable feedback new since the last training into ``report`` and, when
+def close_run(
+    engine: Engine, report: IngestReport, run_id: int | None, authenticated_only: bool = False
+) -> IngestReport:
+    """Count the usable feedback new since the last training into ``report`` (as the
+    trigger counts it: ``authenticated_only`` where credentials are required) and, when
     the run stored anything, close its ``ingest_runs`` row."""
     from citeops.tasks.store.queries import new_feedback_since_last_training
 
-    report.new_feedback_since_last_training = new_feedback_since_last_training(engine)
+    report.new_feedback_since_last_training = new_feedback_since_last_training(
+        engine, authenticated_only
+    )
     if run_id is not None:
         finish_run(engine, run_id, report)
     return report
@@ -162,6 +167,6 @@ def ingest(settings: Settings, source: str | None = None) -> IngestReport:
                 for obj in plan.new:
                     report.add(ingest_object(settings, engine, obj, reader, run_id, progress))
         report.seconds = time.monotonic() - started
-        close_run(engine, report, run_id)
+        close_run(engine, report, run_id, settings.feedback.require_credentials)
     report.seconds = time.monotonic() - started
     return report

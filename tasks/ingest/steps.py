@@ -78,7 +78,8 @@ def summarise(
     for result in results:
         report.add(result)
     with open_store(settings) as engine:
-        return close_run(engine, report, run.run_id if run is not None else None)
+        run_id = run.run_id if run is not None else None
+        return close_run(engine, report, run_id, settings.feedback.require_credentials)
 
 
 @task(name="publish-ingest-report", cache_policy=NO_CACHE)

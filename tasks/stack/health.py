@@ -21,6 +21,42 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+STILL_LOADING = "still loading"  # what /ready says while the live model loads
+NOT_READY_HINT = (
+    "no model is live, so /predict answers 503: register and promote one "
+    "(`citeops retrain`, or `citeops promote --version N`); the endpoint keeps running "
+    "and serves it as soon as it is deployed"
+)
+
+
+def serving_readiness(base_url: str, timeout: float = 2.0) -> tuple[bool, str | None]:
+    """``(ready, why not)`` from the serving endpoint's ``/ready`` (not ``/health``: an
+    endpoint without a live model is alive but serves nothing)."""
+    try:
+        response = httpx.get(f"{base_url.rstrip('/')}/ready", timeout=timeout)
+    except httpx.HTTPError as error:
+        return False, f"/ready does not answer ({type(error).__name__})"
+    if response.status_code == 200:
+        return True, None
+    try:
+        detail = str(response.json().get("detail") or "")
+    except (ValueError, AttributeError):
+        detail = ""
+    return False, detail or f"/ready answers {response.status_code}"
+
+
+def wait_ready(base_url: str, timeout: float, interval: float = 0.5) -> tuple[bool, str | None]:
+    """Poll ``/ready`` until it passes, the endpoint says why it cannot (anything but
+    "still loading"), or ``timeout`` passes; returns the last :func:`serving_readiness`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, why = serving_readiness(base_url)
+        loading = why is not None and STILL_LOADING in why
+        if ready or not loading or time.monotonic() > deadline:
+            return ready, why
+        time.sleep(interval)
+
+
 def worker_online(api_url: str, pool: str, name: str, timeout: float = 2.0) -> bool:
     """True when the Prefect API lists worker ``name`` of ``pool`` as ONLINE."""
     url = f"{api_url.rstrip('/')}/work_pools/{pool}/workers/filter"

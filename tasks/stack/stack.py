@@ -14,7 +14,14 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.stack.errors import PortTakenError, StackError
-from citeops.tasks.stack.health import http_ok, wait_healthy, worker_online
+from citeops.tasks.stack.health import (
+    NOT_READY_HINT,
+    http_ok,
+    serving_readiness,
+    wait_healthy,
+    wait_ready,
+    worker_online,
+)
 from citeops.tasks.stack.processes import (
     ProcessRecord,
     is_alive,
@@ -51,7 +58,9 @@ class ServiceState:
     """One line of `citeops status` (and of what `up` / `down` did)."""
 
     name: str
-    state: str  # running | started | already running | stopped | not running | skipped | failed
+    # running | started | already running | not ready | running, not ready | stopped |
+    # not running | skipped | failed
+    state: str
     pid: int | None = None
     url: str | None = None
     log: str | None = None
@@ -235,7 +244,6 @@ def _start_serving(
     url = str(spec.health_url)
     try:
         seconds = wait_healthy(spec.title, lambda: http_ok(url), record, timeout)
-        note(f"{SERVING}: healthy in {seconds:.1f} s at {spec.url}")
     except StackError as error:
         stop_process(record, settings.stack.stop_timeout_seconds)
         remove_record(settings.state_dir, SERVING)
@@ -245,6 +253,15 @@ def _start_serving(
         )
         states[SERVING] = ServiceState(SERVING, "failed", None, spec.url, record.log, hint)
         note(f"warning: {error}\n  {hint}")
+        return
+    ready, why = wait_ready(str(spec.url), max(0.0, timeout - seconds))
+    if ready:
+        note(f"{SERVING}: ready in {seconds:.1f} s at {spec.url}")
+        return
+    states[SERVING] = ServiceState(
+        SERVING, "not ready", record.pid, spec.url, record.log, f"{why}; {NOT_READY_HINT}"
+    )
+    note(f"warning: {SERVING}: running at {spec.url} but NOT READY: {why}\n  {NOT_READY_HINT}")
 
 
 def _stop_all(settings: Settings, records: list[ProcessRecord]) -> None:
@@ -297,11 +314,24 @@ def stack_status(settings: Settings) -> list[ServiceState]:
                     "stale PID file (the process is gone)",
                 )
             )
+        elif name == SERVING:
+            states.append(_serving_state(settings, record))
         else:
             healthy = _healthy_now(settings, name)
             state = "running" if healthy else "running, not answering"
             states.append(ServiceState(name, state, record.pid, record.url, record.log))
     return states
+
+
+def _serving_state(settings: Settings, record: ProcessRecord) -> ServiceState:
+    """The endpoint is "running" only when it is ready (a live model answers)."""
+    if not _healthy_now(settings, SERVING):
+        return ServiceState(SERVING, "running, not answering", record.pid, record.url, record.log)
+    ready, why = serving_readiness(str(build_spec(SERVING, settings).url))
+    if ready:
+        return ServiceState(SERVING, "running", record.pid, record.url, record.log)
+    note = f"{why}; {NOT_READY_HINT}"
+    return ServiceState(SERVING, "running, not ready", record.pid, record.url, record.log, note)
 
 
 def _healthy_now(settings: Settings, name: str) -> bool:

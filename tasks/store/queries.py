@@ -4,7 +4,14 @@
 - :func:`accepted_feedback_since`: how much usable new feedback there is (the trigger);
 - :func:`training_feedback`: feedback usable for training, as :class:`Example`;
 - :func:`mark_training` / :func:`last_training_time`: when the last training run used it;
-- :func:`feedback_stats`: a summary of the store (``citeops feedback stats``).
+- :func:`feedback_stats`: a summary of the store (``citeops feedback stats``);
+- :func:`exclude_client`: ignore one client's feedback lines (``citeops feedback exclude``).
+
+A feedback row's votes are its lines; the lines of authenticated clients are counted per
+client in ``feedback_clients``. A client in ``excluded_clients`` no longer counts: a row
+whose every vote came from excluded clients is neither trained on nor counted by the
+trigger, and the rest lose those votes. Where ``feedback.require_credentials`` is on, the
+trigger counts only rows with a vote from a client that is not excluded.
 
 Datetimes in arguments may be aware or naive (naive means UTC); datetimes returned are
 aware, in UTC.
@@ -13,16 +20,20 @@ aware, in UTC.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from citeops.tasks.data.multivers import LABEL2ID, Example
+from citeops.tasks.errors import CiteopsError
 from citeops.tasks.store.schema import (
+    excluded_clients,
     feedback,
+    feedback_clients,
     ingest_objects,
     ingest_runs,
     open_store,
@@ -84,16 +95,45 @@ def _usable(since: datetime | None):  # noqa: ANN202 - a SQL expression
     return condition
 
 
-def _count_usable(conn: Connection, since: datetime | None) -> int:
-    stmt = select(func.count()).select_from(feedback).where(_usable(since))
+def _same_row():  # noqa: ANN202 - a SQL expression
+    return and_(
+        feedback_clients.c.pair_key == feedback.c.pair_key,
+        feedback_clients.c.user_label == feedback.c.user_label,
+    )
+
+
+def _excluded_ids():  # noqa: ANN202 - a SQL expression
+    return select(excluded_clients.c.client_id)
+
+
+def _counted(authenticated_only: bool):  # noqa: ANN202 - a SQL expression
+    """Rows the trigger counts: with a vote of a client that is not excluded
+    (``authenticated_only``), else any row not wholly from excluded clients."""
+    if authenticated_only:
+        return exists().where(_same_row(), feedback_clients.c.client_id.not_in(_excluded_ids()))
+    excluded_votes = (
+        select(func.coalesce(func.sum(feedback_clients.c.votes), 0))
+        .where(_same_row(), feedback_clients.c.client_id.in_(_excluded_ids()))
+        .scalar_subquery()
+    )
+    return feedback.c.votes > excluded_votes
+
+
+def _count_usable(
+    conn: Connection, since: datetime | None, authenticated_only: bool = False
+) -> int:
+    condition = and_(_usable(since), _counted(authenticated_only))
+    stmt = select(func.count()).select_from(feedback).where(condition)
     return int(conn.execute(stmt).scalar() or 0)
 
 
 def accepted_feedback_since(settings: Settings, since: datetime | None) -> int:
     """Feedback rows ingested after ``since`` (all if None) that are neither leaked nor in
-    conflict: the new feedback a retraining would learn from."""
+    conflict nor wholly from excluded clients: the new feedback a retraining would learn
+    from. Where ``feedback.require_credentials`` is on, only rows that an authenticated,
+    not excluded client sent count (anonymous feedback cannot start a retraining)."""
     with open_store(settings) as engine, engine.connect() as conn:
-        return _count_usable(conn, since)
+        return _count_usable(conn, since, settings.feedback.require_credentials)
 
 
 def mark_training(settings: Settings, at: datetime, note: str | None = None) -> None:
@@ -112,10 +152,37 @@ def last_training_time(settings: Settings) -> datetime | None:
         return _aware(_last_mark(conn))
 
 
-def new_feedback_since_last_training(engine: Engine) -> int:
-    """Usable feedback ingested after the last training mark (all usable if none)."""
+def new_feedback_since_last_training(engine: Engine, authenticated_only: bool = False) -> int:
+    """Usable feedback ingested after the last training mark (all usable if none), counted
+    as the trigger counts it (``authenticated_only``: ``feedback.require_credentials``)."""
     with engine.connect() as conn:
-        return _count_usable(conn, _last_mark(conn))
+        return _count_usable(conn, _last_mark(conn), authenticated_only)
+
+
+class _Candidate(NamedTuple):
+    """A feedback row as training sees it: votes of excluded clients taken off."""
+
+    id: int
+    claim: str
+    evidence: str
+    user_label: str
+    pair_key: str
+    votes: int
+    last_datetime: datetime
+
+
+def _excluded_votes(conn: Connection) -> dict[tuple[str, str], int]:
+    """``(pair_key, label) -> votes of excluded clients`` (empty while none is excluded)."""
+    stmt = (
+        select(
+            feedback_clients.c.pair_key,
+            feedback_clients.c.user_label,
+            func.sum(feedback_clients.c.votes),
+        )
+        .where(feedback_clients.c.client_id.in_(_excluded_ids()))
+        .group_by(feedback_clients.c.pair_key, feedback_clients.c.user_label)
+    )
+    return {(key, label): int(votes) for key, label, votes in conn.execute(stmt)}
 
 
 def _resolve(rows: list[Any], rule: str) -> Any | None:
@@ -143,9 +210,12 @@ def _example(row: Any) -> Example:
 
 
 def training_feedback(settings: Settings) -> list[Example]:
-    """Accepted feedback usable for training, in ingestion order: never leaked rows; for a
-    pair with conflicting labels, the one row ``ingest.conflict_rule`` picks (``latest``:
-    the label given last; ``majority``: the label with most votes; ties and ``drop``: none).
+    """Accepted feedback usable for training, in ingestion order: never leaked rows, never
+    rows whose every vote came from excluded clients; for a pair with conflicting labels,
+    the one row ``ingest.conflict_rule`` picks (``latest``: the label given last;
+    ``majority``: the label with most votes not from excluded clients; ties and ``drop``:
+    none). A pair whose other labels all came from excluded clients is no longer in
+    conflict.
     """
     columns = (
         feedback.c.id,
@@ -158,20 +228,85 @@ def training_feedback(settings: Settings) -> list[Example]:
     )
     rule = settings.ingest.conflict_rule
     with open_store(settings) as engine, engine.connect() as conn:
+        excluded = _excluded_votes(conn)
         clean = conn.execute(select(*columns).where(_usable(None)).order_by(feedback.c.id))
-        examples = [(row.id, _example(row)) for row in clean]
-        groups: dict[str, list[Any]] = defaultdict(list)
+        examples = [
+            (row.id, _example(row))
+            for row in clean
+            if row.votes > excluded.get((row.pair_key, row.user_label), 0)
+        ]
+        groups: dict[str, list[_Candidate]] = defaultdict(list)
         conflicted = select(*columns).where(
             feedback.c.conflict.is_(True), feedback.c.leaked.is_(False)
         )
         for row in conn.execute(conflicted):
-            groups[row.pair_key].append(row)
+            votes = row.votes - excluded.get((row.pair_key, row.user_label), 0)
+            if votes > 0:
+                groups[row.pair_key].append(_Candidate(*row[:5], votes, row.last_datetime))
     for rows in groups.values():
-        winner = _resolve(rows, rule)
+        winner = rows[0] if len(rows) == 1 else _resolve(rows, rule)
         if winner is not None:
             examples.append((winner.id, _example(winner)))
     examples.sort(key=lambda item: item[0])
     return [example for _, example in examples]
+
+
+class UnknownClient(CiteopsError):
+    """``citeops feedback exclude`` was given an empty or over-long client id."""
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """What excluding a client did: its lines and rows in the store, the rows that now
+    have no vote left (no longer trained on or counted), and whether it was excluded
+    already."""
+
+    client_id: str
+    lines: int
+    rows: int
+    rows_unused: int
+    already_excluded: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "lines": self.lines,
+            "rows": self.rows,
+            "rows_unused": self.rows_unused,
+            "already_excluded": self.already_excluded,
+        }
+
+
+def exclude_client(settings: Settings, client_id: str, note: str | None = None) -> Exclusion:
+    """Mark every feedback line of ``client_id`` (stored now or ingested later) excluded:
+    training and the trigger ignore them. Excluding twice changes nothing.
+
+    Raises:
+        UnknownClient: ``client_id`` is empty or longer than 128 characters.
+    """
+    client_id = client_id.strip()
+    if not client_id or len(client_id) > 128:
+        raise UnknownClient("--client must be a client id of 1-128 characters")
+    mine = feedback_clients.c.client_id == client_id
+    with open_store(settings) as engine, engine.begin() as conn:
+        lines, rows = conn.execute(
+            select(func.coalesce(func.sum(feedback_clients.c.votes), 0), func.count()).where(mine)
+        ).one()
+        before = conn.execute(
+            select(excluded_clients.c.client_id).where(excluded_clients.c.client_id == client_id)
+        ).first()
+        if before is None:
+            conn.execute(
+                excluded_clients.insert().values(
+                    client_id=client_id, excluded_at=utc_now(), lines=int(lines), note=note
+                )
+            )
+        unused = conn.execute(
+            select(func.count())
+            .select_from(feedback)
+            .where(exists().where(_same_row(), mine), ~_counted(False))
+        ).scalar()
+    return Exclusion(client_id, int(lines), int(rows), int(unused or 0), before is not None)
 
 
 def feedback_stats(settings: Settings) -> dict[str, Any]:
@@ -224,6 +359,13 @@ def feedback_stats(settings: Settings) -> dict[str, Any]:
                     )
                 ),
                 "leaked_rows": int(scalar(select(func.count()).where(feedback.c.leaked.is_(True)))),
+                "authenticated_rows": int(
+                    scalar(select(func.count()).select_from(feedback).where(_counted(True)))
+                ),
+                "clients": int(
+                    scalar(select(func.count(func.distinct(feedback_clients.c.client_id))))
+                ),
+                "excluded_clients": sorted(conn.execute(_excluded_ids()).scalars()),
                 "latest": _aware(conn.execute(select(func.max(feedback.c.datetime))).scalar()),
             },
             "queries": {
@@ -250,7 +392,9 @@ def feedback_stats(settings: Settings) -> dict[str, Any]:
                 conn.execute(select(func.max(ingest_runs.c.finished_at))).scalar()
             ),
             "last_training": _aware(last_mark),
-            "new_feedback_since_last_training": _count_usable(conn, last_mark),
+            "new_feedback_since_last_training": _count_usable(
+                conn, last_mark, settings.feedback.require_credentials
+            ),
             "store": engine.url.render_as_string(hide_password=True),
             "checked_at": _aware(utc_now()),
         }

@@ -208,6 +208,35 @@ locks = Table(
 )
 
 
+# Who sent each feedback row's lines: one row per (pair, label, authenticated client) with
+# that client's lines (votes). Anonymous lines (credentials off, or lines written before
+# client ids existed) have no row here: a feedback row's anonymous votes are its votes
+# minus these.
+feedback_clients = Table(
+    "feedback_clients",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pair_key", String(32), nullable=False),
+    Column("user_label", String(16), nullable=False),
+    Column("client_id", String(128), nullable=False),
+    Column("votes", Integer, nullable=False),
+    Column("first_datetime", DateTime, nullable=False),
+    Column("last_datetime", DateTime, nullable=False),
+    UniqueConstraint("pair_key", "user_label", "client_id", name="uq_feedback_clients"),
+    Index("ix_feedback_clients_client", "client_id"),
+)
+
+# Clients whose feedback lines training and the trigger ignore (`citeops feedback exclude`).
+excluded_clients = Table(
+    "excluded_clients",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("excluded_at", DateTime, nullable=False),
+    Column("lines", Integer, nullable=False),  # its lines in the store when it was excluded
+    Column("note", Text),
+)
+
+
 def _v1(conn: Connection) -> None:
     metadata.create_all(
         conn,
@@ -227,7 +256,11 @@ def _v2(conn: Connection) -> None:
     metadata.create_all(conn, tables=[promotions, locks])
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2}
+def _v3(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[feedback_clients, excluded_clients])
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

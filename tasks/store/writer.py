@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from citeops.tasks.store.schema import (
     feedback,
+    feedback_clients,
     ingest_objects,
     quarantine,
     queries,
@@ -264,6 +265,50 @@ def add_votes(conn: Connection, votes: Mapping[tuple[str, str], tuple[int, datet
         ),
         [{"k": k, "l": label, "n": n, "dt": dt} for (k, label), (n, dt) in votes.items()],
     )
+
+
+# (pair_key, label, client_id) -> (lines, earliest datetime, latest datetime)
+ClientVotes = dict[tuple[str, str, str], tuple[int, datetime, datetime]]
+
+
+def add_client_votes(conn: Connection, votes: ClientVotes) -> None:
+    """Add each client's lines to its ``feedback_clients`` row (made on its first line),
+    with an upsert (the store is SQLite or PostgreSQL)."""
+    if not votes:
+        return
+    rows = [
+        {"pair_key": k, "user_label": label, "client_id": client, "votes": n, "first": f, "last": t}
+        for (k, label, client), (n, f, t) in votes.items()
+    ]
+    table = feedback_clients
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    stmt = insert(table).values(
+        pair_key=bindparam("pair_key"),
+        user_label=bindparam("user_label"),
+        client_id=bindparam("client_id"),
+        votes=bindparam("votes"),
+        first_datetime=bindparam("first"),
+        last_datetime=bindparam("last"),
+    )
+    new = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["pair_key", "user_label", "client_id"],
+        set_={
+            "votes": table.c.votes + new.votes,
+            "first_datetime": case(
+                (new.first_datetime < table.c.first_datetime, new.first_datetime),
+                else_=table.c.first_datetime,
+            ),
+            "last_datetime": case(
+                (new.last_datetime > table.c.last_datetime, new.last_datetime),
+                else_=table.c.last_datetime,
+            ),
+        },
+    )
+    conn.execute(stmt, rows)
 
 
 def flag_conflicts(conn: Connection, pair_keys: Iterable[str]) -> None:
