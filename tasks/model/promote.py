@@ -105,34 +105,33 @@ def _detail(response: httpx.Response) -> str:
     return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
 
 
-def deploy_endpoint(client: httpx.Client, endpoint: str, model_uri: str) -> dict[str, Any]:
-    """``POST /admin/deploy``; raises :class:`PromotionFailed` with the endpoint's reason."""
+def admin_post(
+    client: httpx.Client, endpoint: str, route: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """POST to an admin route; raises :class:`PromotionFailed` with the endpoint's reason
+    unless it answers 200."""
     import httpx
 
+    what = route.rsplit("/", 1)[-1]
     try:
-        response = client.post(f"{endpoint}/admin/deploy", json={"model_uri": model_uri})
+        response = client.post(f"{endpoint}{route}", json=body)
     except httpx.HTTPError as error:
-        raise PromotionFailed(f"{endpoint}: deploy request failed: {error}") from None
+        raise PromotionFailed(f"{endpoint}: {what} request failed: {error}") from None
     if response.status_code != 200:
         raise PromotionFailed(
-            f"{endpoint} refused {model_uri} ({response.status_code}): {_detail(response)}"
+            f"{endpoint} refused the {what} ({response.status_code}): {_detail(response)}"
         )
     return response.json()
+
+
+def deploy_endpoint(client: httpx.Client, endpoint: str, model_uri: str) -> dict[str, Any]:
+    """``POST /admin/deploy`` of ``model_uri`` (load, smoke checks, switch)."""
+    return admin_post(client, endpoint, "/admin/deploy", {"model_uri": model_uri})
 
 
 def rollback_endpoint(client: httpx.Client, endpoint: str) -> dict[str, Any]:
-    """``POST /admin/rollback``; raises :class:`PromotionFailed` when it does not answer 200."""
-    import httpx
-
-    try:
-        response = client.post(f"{endpoint}/admin/rollback")
-    except httpx.HTTPError as error:
-        raise PromotionFailed(f"{endpoint}: rollback request failed: {error}") from None
-    if response.status_code != 200:
-        raise PromotionFailed(
-            f"{endpoint}: rollback refused ({response.status_code}): {_detail(response)}"
-        )
-    return response.json()
+    """``POST /admin/rollback``: the previous model (idle slot) is live again."""
+    return admin_post(client, endpoint, "/admin/rollback")
 
 
 def live_version(client: httpx.Client, endpoint: str) -> str | None:
