@@ -242,7 +242,9 @@ def load_verifier(
     model_uri: str, settings: Settings, precision: Precision = "fp32", dst: Path | None = None
 ) -> ClaimVerifier:
     """Load a model by MLflow URI (``models:/name/1``, ``models:/name@champion``,
-    ``runs:/<id>/model``) or by a local folder path.
+    ``runs:/<id>/model``) or by a local folder path. An MLflow model is downloaded into
+    ``dst``, else into a temporary folder that is removed once it is loaded (a serving
+    process deploys many models: none of their downloads stays behind).
 
     Raises:
         ModelLoadError: the URI does not resolve or the files are not a model.
@@ -252,14 +254,24 @@ def load_verifier(
         if not local.exists():
             raise ModelLoadError(f"{model_uri}: no such model folder")
         return ClaimVerifier.from_dir(find_hf_dir(local), precision, model_uri=model_uri)
+    if dst is None:  # a download of its own, removed once the model is in memory
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:
+            return _download_and_load(model_uri, settings, precision, Path(tmp))
+    return _download_and_load(model_uri, settings, precision, dst)
+
+
+def _download_and_load(
+    model_uri: str, settings: Settings, precision: Precision, dst: Path
+) -> ClaimVerifier:
+    """Download the MLflow model ``model_uri`` into ``dst`` and load it from there."""
     import mlflow
 
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     try:
         version = resolve_version(model_uri, settings)
-        root = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=str(dst) if dst else None
-        )
+        root = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst))
     except Exception as error:  # mlflow raises several types for an unknown URI
         raise ModelLoadError(f"{model_uri}: cannot be resolved ({error})") from None
     return ClaimVerifier.from_dir(

@@ -130,7 +130,8 @@ def test_predict_feedback_round_trip_and_logs_readable_while_running(server) -> 
 
 
 def answer_model_uri(base: str) -> str:
-    return httpx.get(base + "/version").json()["live"]["model_uri"]
+    """The live model's URI as the admin sees it (the public /version shows no paths)."""
+    return httpx.get(base + "/version", headers=AUTH).json()["live"]["model_uri"]
 
 
 def test_status_routes_and_metrics(server) -> None:  # noqa: ANN001
