@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -36,7 +36,13 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+)
 
 from citeops.tasks.errors import CiteopsError
 
@@ -283,9 +289,8 @@ def make_engine(settings: Settings) -> Engine:
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url,
-            connect_args={"timeout": settings.ingest.sqlite_busy_timeout_seconds},
+        engine = _create_engine(
+            url, connect_args={"timeout": settings.ingest.sqlite_busy_timeout_seconds}
         )
 
         @event.listens_for(engine, "connect")
@@ -298,7 +303,25 @@ def make_engine(settings: Settings) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return _create_engine(url, pool_pre_ping=True)
+
+
+def _create_engine(url: str, **options: Any) -> Engine:
+    """:func:`create_engine`, with a URL SQLAlchemy cannot use as a :class:`StoreError`.
+
+    Raises:
+        StoreError: the URL is malformed or names a database or driver that is not
+            installed (the message masks a password).
+    """
+    try:
+        return create_engine(url, **options)
+    except (ArgumentError, NoSuchModuleError) as error:
+        from citeops.tasks.stack.resources import redact_url
+
+        raise StoreError(
+            f"setting store_url (CITEOPS_STORE_URL) {redact_url(url)!r}: {error}; use "
+            "sqlite:///<path> or postgresql+psycopg://<user>@<host>/<database>"
+        ) from None
 
 
 def current_version(conn: Connection) -> int:
