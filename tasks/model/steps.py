@@ -45,6 +45,39 @@ def _artifact(kind: str, key: str, body: Any, description: str) -> None:
         create_markdown_artifact(markdown=body, key=key, description=description)
 
 
+def _candidate_markdown(candidate: Candidate) -> str:
+    dev = candidate.metrics.get("f1_macro_by_dataset", candidate.metrics.get("f1_macro"))
+    return "\n".join(
+        [
+            f"MLflow run `{candidate.run_id}`, model `{candidate.logged_model_uri}`",
+            "",
+            f"- dev macro F1 (mean over datasets): {dev:.3f}" if dev is not None else "",
+            f"- {candidate.train_examples} train / {candidate.dev_examples} dev examples, "
+            f"{candidate.steps} steps, {candidate.wall_seconds:.0f} s",
+            f"- device {candidate.resources.get('device_type')} "
+            f"x{int(float(candidate.resources.get('device_count', 1)))}, "
+            f"estimated cost ${candidate.cost_usd:.4f}",
+        ]
+    )
+
+
+def _gate_rows(decision: GateDecision) -> list[dict[str, Any]]:
+    """The gate's table for a Prefect table artifact: one row per benchmark."""
+    return [
+        {
+            "benchmark": row.benchmark,
+            "examples": row.examples,
+            "candidate F1": round(row.candidate_f1, 4),
+            "champion F1": None if row.champion_f1 is None else round(row.champion_f1, 4),
+            "difference": None if row.difference is None else round(row.difference, 4),
+            "95 % CI": None if row.ci_low is None else f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]",
+            "majority baseline F1": None if row.baseline_f1 is None else round(row.baseline_f1, 4),
+            "passed": decision.passed,
+        }
+        for row in decision.rows
+    ]
+
+
 @task(name="decide-retraining", cache_policy=NO_CACHE)
 def decide_retraining(force: bool, overrides: dict[str, Any] | None = None) -> RetrainDecision:
     """The trigger rule now: new feedback since the last training, or forced."""
@@ -71,6 +104,7 @@ def train_candidate(data: TrainingSet, overrides: dict[str, Any] | None = None) 
 
     settings = _settings(overrides)
     candidate = fit_candidate(settings, data, progress=False)
+    _artifact("markdown", "candidate", _candidate_markdown(candidate), "the fitted candidate")
     if settings.train.include_feedback:
         mark_training(settings, at=data.cutoff, note=f"retrain run {candidate.run_id}")
     return candidate
@@ -84,7 +118,14 @@ def register_challenger(
     from citeops.tasks.model.promote import CHALLENGER
     from citeops.tasks.model.train import register_candidate
 
-    return register_candidate(_settings(overrides), candidate, CHALLENGER)
+    registered = register_candidate(_settings(overrides), candidate, CHALLENGER)
+    _artifact(
+        "markdown",
+        "challenger",
+        f"`{registered.model_uri}` registered with alias `{CHALLENGER}` (run `{candidate.run_id}`)",
+        "the registered challenger",
+    )
+    return registered
 
 
 @task(name="validate-candidate", cache_policy=NO_CACHE)
@@ -98,7 +139,15 @@ def validate_candidate(
     from citeops.tasks.model.validate import validate_against_champion
 
     settings = _settings(overrides)
-    return validate_against_champion(settings, candidate_uri, champion_uri, holdout)
+    validation = validate_against_champion(settings, candidate_uri, champion_uri, holdout)
+    counts = ", ".join(f"{name} {n}" for name, n in validation.examples.items())
+    _artifact(
+        "markdown",
+        "validation",
+        f"`{candidate_uri}` vs `{champion_uri or 'no champion'}` on the same examples: {counts}",
+        "what the candidate was validated on",
+    )
+    return validation
 
 
 @task(name="gate-candidate", cache_policy=NO_CACHE)
@@ -113,7 +162,8 @@ def gate_candidate(validation: Validation, overrides: dict[str, Any] | None = No
         validation.benchmarks, validation.latency, validation.behaviour, settings.gate
     )
     log_validation(settings, validation, decision)
-    _artifact("markdown", "candidate-vs-champion", decision.markdown_table(), "gate decision")
+    _artifact("table", "candidate-vs-champion", _gate_rows(decision), "candidate vs champion")
+    _artifact("markdown", "gate-decision", decision.markdown_table(), "the gate's decision")
     require_gate(decision)
     return decision
 
@@ -123,7 +173,9 @@ def promote_candidate(model_uri: str, overrides: dict[str, Any] | None = None) -
     """Deploy to every endpoint, bake, roll back on failure (aliases untouched)."""
     from citeops.tasks.model.promote import promote_blue_green
 
-    return promote_blue_green(_settings(overrides), model_uri)
+    promotion = promote_blue_green(_settings(overrides), model_uri)
+    _artifact("table", "bake", [b.to_dict() for b in promotion.bake], "bake figures per endpoint")
+    return promotion
 
 
 @task(name="move-aliases", cache_policy=NO_CACHE)

@@ -100,6 +100,18 @@ def registered_versions(settings: Settings) -> int:
     return len(client.search_model_versions(f"name='{settings.mlflow.registered_model}'"))
 
 
+def artifact_keys(flow_run_id: str) -> set[str]:
+    """Keys of the Prefect artifacts a flow run (and its tasks) published."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key for a in found if a.key}
+
+
 def test_retrain_skips_when_the_trigger_does_not_fire(env) -> None:
     from citeops.flows.retrain import retrain
     from citeops.tasks.store.promotions import list_records
@@ -133,6 +145,9 @@ def test_forced_retrain_promotes_then_rollback_restores(env, tmp_path: Path) -> 
         assert record["bake"]["endpoints"][0]["ready"] is True
         assert record["cost_usd"] is not None and record["mlflow_run_ids"]["train"]
         assert "forced" in record["trigger"]["causes"]
+        assert {"training-set", "candidate", "candidate-vs-champion", "bake"} <= artifact_keys(
+            record["flow_run_id"]
+        )
 
         with pytest.raises(SystemExit) as done:
             main(["rollback", "--json"])
