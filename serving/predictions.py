@@ -27,6 +27,7 @@ from citeops.serving.schemas import (
     check_pair,
     check_request_id,
 )
+from citeops.tasks.model.preprocess import Evidence, as_text
 
 if TYPE_CHECKING:
     from citeops.serving.bluegreen import BlueGreen
@@ -82,9 +83,10 @@ class PredictionService:
             raise NotReady(self.bluegreen.load_error or "the live model is still loading")
         return slot, model
 
-    async def score(self, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    async def score(self, pairs: list[tuple[str, Evidence]]) -> list[dict[str, Any]]:
         """One answer per pair, in order (the :class:`~citeops.serving.schemas.Prediction`
-        fields).
+        fields). An evidence is one text or a list of sentences; the model gets it as
+        given, the checks and the query log see it as one text (joined by spaces).
 
         Raises:
             BadInput: a text is empty, too long or not storable (named ``pairs[i].claim``
@@ -94,7 +96,8 @@ class PredictionService:
         """
         t0 = time.perf_counter()
         many = len(pairs) > 1
-        for i, (claim, evidence) in enumerate(pairs):
+        texts = [as_text(evidence) for _, evidence in pairs]
+        for i, ((claim, _), evidence) in enumerate(zip(pairs, texts, strict=True)):
             check_pair(f"pairs[{i}]." if many else "", claim, evidence, self.limits)
         slot, model = self.live_model()
         encoded = [model.verifier.encode_pair(c, e) for c, e in pairs]
@@ -105,7 +108,7 @@ class PredictionService:
         results = await asyncio.gather(*futures)
         return [
             self._answer(slot, model, c, e, probs, t0)
-            for (c, e), probs in zip(pairs, results, strict=True)
+            for (c, _), e, probs in zip(pairs, texts, results, strict=True)
         ]
 
     def _answer(

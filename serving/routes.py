@@ -100,7 +100,8 @@ def add_routes(app: FastAPI, state: ServingState) -> None:
         pairs = [(p.claim, p.evidence) for p in body.pairs]
         if len(pairs) == 1:  # score() names a lone pair's fields without the prefix
             check_text("pairs[0].claim", pairs[0][0], state.predictions.limits.claim)
-            check_text("pairs[0].evidence", pairs[0][1], state.predictions.limits.evidence)
+            evidence = body.pairs[0].evidence_text
+            check_text("pairs[0].evidence", evidence, state.predictions.limits.evidence)
         return JSONResponse({"predictions": await state.predictions.score(pairs)})
 
     @app.post("/feedback", status_code=202, response_model=FeedbackAccepted, tags=["feedback"])

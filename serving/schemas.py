@@ -9,9 +9,9 @@ logged is never quarantined as ``text_too_long``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, Field, PlainValidator, StrictStr, WithJsonSchema
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -49,9 +49,38 @@ def _storable(value: str) -> str:
 Text = Annotated[StrictStr, AfterValidator(_storable)]
 
 
+def _evidence(value: Any) -> str | list[str]:
+    """A storable text, or a list of storable texts (the sentences of the evidence)."""
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        for item in value:
+            _storable(item)
+        return value
+    raise ValueError("must be a text or a list of texts (its sentences)")
+
+
+# One validator, so that an error names the field itself (``evidence``), not a union member.
+EvidenceField = Annotated[
+    Any,
+    PlainValidator(_evidence),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+
+
 class PredictRequest(BaseModel):
     claim: Text = Field(description="The claim to verify.")
-    evidence: Text = Field(description="Text of the cited paper (e.g. its abstract).")
+    evidence: EvidenceField = Field(
+        description="Text of the cited paper (e.g. its abstract), as one text or as a list "
+        "of its sentences (kept as given when the model selects evidence sentences)."
+    )
+
+    @property
+    def evidence_text(self) -> str:
+        """The evidence as one text (sentences joined by spaces): what is checked and logged."""
+        from citeops.tasks.model.preprocess import as_text
+
+        return as_text(self.evidence)
 
 
 class BatchRequest(BaseModel):

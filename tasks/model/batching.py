@@ -12,7 +12,7 @@ changes from epoch to epoch (no single global sort).
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,19 +59,24 @@ def encode_examples(
     max_length: int,
     chunk: int = 512,
     groups: Sequence[str] = (),
+    select: Callable[[Sequence[str], Sequence[str]], list[str]] | None = None,
 ) -> list[EncodedPair]:
     """Tokenise every example once (no padding), in order.
 
     ``groups`` names the datasets; each pair's ``group`` is its dataset's index there
-    (0 when ``groups`` is empty or does not list it).
+    (0 when ``groups`` is empty or does not list it). ``select`` maps (claims, evidences)
+    to the evidence texts the model sees (the model's evidence selection, see
+    :meth:`tasks.model.preprocess.EvidenceSelector.select_many`); None keeps them whole.
     """
     group_of = {name: i for i, name in enumerate(groups)}
     encoded: list[EncodedPair] = []
     for start in range(0, len(examples), chunk):
         part = examples[start : start + chunk]
-        batch = tokenize_pairs(
-            tokenizer, [ex.claim for ex in part], [ex.evidence for ex in part], max_length
-        )
+        claims = [ex.claim for ex in part]
+        evidences = [ex.evidence for ex in part]
+        if select is not None:
+            evidences = select(claims, evidences)
+        batch = tokenize_pairs(tokenizer, claims, evidences, max_length)
         types = batch.get("token_type_ids")
         for i, ex in enumerate(part):
             encoded.append(

@@ -27,6 +27,7 @@ from citeops.tasks.model.batching import (
 )
 from citeops.tasks.model.metrics import classification_metrics, per_group_f1
 from citeops.tasks.model.optim import build_optimizer
+from citeops.tasks.model.preprocess import EvidenceSelector
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,11 @@ class ClaimDataModule(L.LightningDataModule):
         bucket_size_multiplier: int = 50,
         seed: int = 42,
         num_workers: int = 0,
+        selector: EvidenceSelector | None = None,
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
+        self.selector = selector  # the model's evidence selection; None: whole evidence
         self.train_examples = list(train_examples)
         self.dev_examples = list(dev_examples)
         self.max_length = max_length
@@ -152,12 +155,17 @@ class ClaimDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
+            select = self.selector.select_many if self.selector else None
             self.train_set = EncodedDataset(
-                encode_examples(self.tokenizer, self.train_examples, self.max_length)
+                encode_examples(self.tokenizer, self.train_examples, self.max_length, select=select)
             )
             self.dev_set = EncodedDataset(
                 encode_examples(
-                    self.tokenizer, self.dev_examples, self.max_length, groups=self.groups
+                    self.tokenizer,
+                    self.dev_examples,
+                    self.max_length,
+                    groups=self.groups,
+                    select=select,
                 )
             )
 

@@ -1,8 +1,11 @@
 """Inference: a trained classifier loaded from a folder or an MLflow model URI.
 
 This is the one inference path that evaluation, drift reference scoring and the serving
-endpoint share. Pairs are tokenised **evidence first, claim second** with ``longest_first``
-truncation, batched by similar length, run without gradient tracking.
+endpoint share. The evidence is first cut down to its claim-relevant sentences when the
+model was trained so (its ``citeops.json`` records the selection, see
+:mod:`tasks.model.preprocess`); evidence may be one text or a list of sentences. Pairs
+are then tokenised **evidence first, claim second** with ``longest_first`` truncation,
+batched by similar length, run without gradient tracking.
 
 A logged model (see :mod:`tasks.model.registry`) is an MLflow pyfunc model whose
 ``artifacts/hf_model`` folder is a Hugging Face ``save_pretrained`` folder (model and
@@ -21,6 +24,7 @@ import numpy as np
 
 from citeops.tasks.data.multivers import LABELS
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.model.preprocess import Evidence, EvidenceSelection, EvidenceSelector
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -46,10 +50,12 @@ class ClaimVerifier:
     model_uri: str | None = None
     model_version: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    selection: EvidenceSelection = field(default_factory=EvidenceSelection)
 
     def __post_init__(self) -> None:
         import torch
 
+        self.selector = EvidenceSelector(self.selection, self.tokenizer, self.max_length)
         self.model.eval()
         if self.precision == "bf16":
             # autocast would cast every Linear weight to bf16 on every forward pass; doing
@@ -91,10 +97,23 @@ class ClaimVerifier:
         meta = _read_meta(folder)
         labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
         length = max_length or int(meta.get("max_length", 512))
-        return cls(model, tokenizer, length, precision, labels, meta=meta, **kw)
+        selection = EvidenceSelection.from_meta(meta)
+        return cls(
+            model, tokenizer, length, precision, labels, meta=meta, selection=selection, **kw
+        )
 
-    def encode(self, claims: Sequence[str], evidences: Sequence[str]) -> dict[str, Any]:
-        """Tokenise pairs, evidence first and claim second, padded to the longest in the batch."""
+    def select_evidence(self, claims: Sequence[str], evidences: Sequence[Evidence]) -> list[str]:
+        """The evidence texts the model sees: the model's evidence selection applied (each
+        evidence is one text or a list of sentences; lists are joined when selection is off).
+        """
+        return self.selector.select_many(claims, evidences)
+
+    def encode(self, claims: Sequence[str], evidences: Sequence[Evidence]) -> dict[str, Any]:
+        """Tokenise pairs, evidence first and claim second, padded to the longest in the batch
+        (evidence selection applied)."""
+        return self._tokenize(claims, self.select_evidence(claims, evidences))
+
+    def _tokenize(self, claims: Sequence[str], evidences: Sequence[str]) -> dict[str, Any]:
         return self.tokenizer(
             list(evidences),
             list(claims),
@@ -105,11 +124,12 @@ class ClaimVerifier:
         )
 
     def predict_proba(
-        self, claims: Sequence[str], evidences: Sequence[str], batch_size: int = 16
+        self, claims: Sequence[str], evidences: Sequence[Evidence], batch_size: int = 16
     ) -> np.ndarray:
         """Class probabilities, shape (N, len(labels)), in the order of the inputs.
 
-        Pairs are sorted by length and batched so that padding stays small.
+        Evidence selection is applied first; pairs are then sorted by length and batched
+        so that padding stays small.
         """
         import torch
 
@@ -117,25 +137,30 @@ class ClaimVerifier:
             raise ValueError("claims and evidences must have the same length")
         if not claims:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        evidences = self.select_evidence(claims, evidences)
         order = np.argsort([len(c) + len(e) for c, e in zip(claims, evidences, strict=True)])
         out = np.zeros((len(claims), len(self.labels)), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                batch = self.encode([claims[i] for i in idx], [evidences[i] for i in idx])
+                batch = self._tokenize([claims[i] for i in idx], [evidences[i] for i in idx])
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                     logits = self.model(**batch).logits
                 out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
         return out
 
-    def encode_pair(self, claim: str, evidence: str) -> list[int]:
-        """Token ids of one pair (evidence first, claim second, truncated, unpadded).
+    def encode_pair(self, claim: str, evidence: Evidence) -> list[int]:
+        """Token ids of one pair (evidence selected, evidence first, claim second,
+        truncated, unpadded).
 
         For callers that batch pairs themselves (the serving micro-batcher): tokenise
         each pair once, group pairs of similar length, then :meth:`predict_encoded`.
         """
         return self.tokenizer(
-            evidence, claim, truncation="longest_first", max_length=self.max_length
+            self.selector.select(claim, evidence),
+            claim,
+            truncation="longest_first",
+            max_length=self.max_length,
         )["input_ids"]
 
     def predict_encoded(self, batch: Sequence[Sequence[int]], pad_multiple: int = 16) -> np.ndarray:
@@ -170,7 +195,7 @@ class ClaimVerifier:
                 logits = self.model(**inputs).logits
             return torch.softmax(logits.float(), dim=-1).numpy()
 
-    def predict_labels(self, claims: Sequence[str], evidences: Sequence[str]) -> list[str]:
+    def predict_labels(self, claims: Sequence[str], evidences: Sequence[Evidence]) -> list[str]:
         probs = self.predict_proba(claims, evidences)
         return [self.labels[i] for i in probs.argmax(axis=1)]
 

@@ -29,6 +29,7 @@ from citeops.tasks.data.multivers import (
     files_digest,
     label_counts,
 )
+from citeops.tasks.model.preprocess import META_KEY, EvidenceSelection
 from citeops.tasks.model.training_set import (
     FEEDBACK_DATASET,
     TrainingError,
@@ -153,7 +154,13 @@ def training_params(settings: Settings, precision: str) -> dict[str, Any]:
         "max_minutes": cfg.max_minutes,
         "threads": cfg.threads,
         "seed": cfg.seed,
+        **{f"evidence_{k}": v for k, v in evidence_selection(settings).to_meta().items()},
     }
+
+
+def evidence_selection(settings: Settings) -> EvidenceSelection:
+    """The evidence selection that a model trained with ``settings`` carries."""
+    return EvidenceSelection(**settings.model.evidence_selection.model_dump())
 
 
 def log_dataset_inputs(
@@ -279,6 +286,7 @@ def fit_candidate(
         MlflowEpochLogger,
         OptimConfig,
     )
+    from citeops.tasks.model.preprocess import EvidenceSelector
     from citeops.tasks.model.registry import ensure_experiment, log_verifier, save_hf_folder
 
     started = time.perf_counter()
@@ -307,6 +315,7 @@ def fit_candidate(
         cfg.bucket_size_multiplier,
         cfg.seed,
         cfg.num_workers,
+        selector=EvidenceSelector(evidence_selection(settings), tokenizer, cfg.max_length),
     )
     module = ClaimVerifierModule(
         model,
@@ -377,6 +386,7 @@ def fit_candidate(
             "base_model": settings.model.base_model,
             "run_id": run.info.run_id,
             "datasets": list(cfg.datasets),
+            META_KEY: evidence_selection(settings).to_meta(),
         }
         with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:
             folder = save_hf_folder(module.model, tokenizer, Path(tmp) / "hf_model", meta)
