@@ -57,7 +57,8 @@ def evaluate_command(
     precision: str = typer.Option("fp32", help="fp32 | bf16 | int8 inference."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """Macro/per-class F1, AUROC and latency on the test sets, beside the majority baseline."""
+    """Macro F1 (95 % bootstrap interval), per-class F1, confusion matrices, AUROC and
+    latency on the test sets, beside the majority baseline; logged to MLflow."""
     from citeops.tasks.model.evaluate import evaluate_model
 
     settings = settings_from(evaluate={"max_examples": max_examples})
@@ -71,19 +72,7 @@ def evaluate_command(
     if as_json:
         print_json(result.to_dict())
         return
-    typer.echo(f"model {result.model_uri} (version {result.model_version}), run {result.run_id}")
-    header = f"{'dataset':10s} {'n':>5s} {'macroF1':>8s} {'base':>6s} {'acc':>6s} "
-    header += f"{'F1 S/N/R':>17s} {'AUROC':>6s} {'p50 ms':>7s} {'p95 ms':>7s}"
-    typer.echo(header)
-    for name, ds in result.datasets.items():
-        m, lat = ds.metrics, ds.latency_ms
-        per_class = "/".join(f"{m.get(f'f1_{x}', 0):.2f}" for x in ("SUPPORT", "NEI", "REFUTE"))
-        typer.echo(
-            f"{name:10s} {ds.examples:5d} {m['f1_macro']:8.3f} {ds.baseline['f1_macro']:6.3f} "
-            f"{m['accuracy']:6.3f} {per_class:>17s} {m.get('auroc_macro', float('nan')):6.3f} "
-            f"{lat.get('p50', float('nan')):7.1f} {lat.get('p95', float('nan')):7.1f}"
-        )
-    typer.echo(f"mean macro F1 {result.mean_f1_macro:.3f}")
+    typer.echo(result.text_report())
 
 
 def register(app: typer.Typer) -> None:

@@ -287,6 +287,71 @@ def macro_f1(gold: Sequence[int], pred: Sequence[int]) -> float:
     return float(np.mean(list(class_f1(gold, pred).values())))
 
 
+def _same_length_ids(*vectors: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+    """The label vectors as id arrays; ValueError unless all are equally long and non-empty."""
+    ids = [_as_ids(v) for v in vectors]
+    lengths = [len(v) for v in ids]
+    if lengths[0] == 0 or len(set(lengths)) > 1:
+        shown = ", ".join(map(str, lengths))
+        raise ValueError(f"need equally long, non-empty labels; got {shown}")
+    return ids
+
+
+def _bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """How many times each of ``n`` examples is drawn in each resample, shape
+    ``(resamples, n)``: draws with replacement, ``numpy`` seed ``seed``."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(resamples, n))
+    offsets = (np.arange(resamples) * n)[:, None]
+    weights = np.bincount((draws + offsets).ravel(), minlength=resamples * n)
+    return weights.reshape(resamples, n).astype(np.float64)
+
+
+def _resampled_macro_f1(
+    weights: np.ndarray, gold: np.ndarray, predictions: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Macro F1 of each prediction vector in every resample (one array per vector)."""
+    per_model = [_indicators(gold, pred) for pred in predictions]
+    actual = per_model[0][2].astype(np.float64)
+    columns = [part for tp, pred, _ in per_model for part in (tp, pred)]
+    counts = weights @ np.hstack([*columns, actual])
+    parts = np.split(counts, 2 * len(predictions) + 1, axis=1)
+    actual_n = parts[-1]
+    return [
+        _f1_from_counts(parts[2 * k], parts[2 * k + 1], actual_n).mean(1)
+        for k in range(len(predictions))
+    ]
+
+
+def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_f1_interval(
+    gold: Sequence[int],
+    pred: Sequence[int],
+    resamples: int,
+    seed: int,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float, float]:
+    """Macro F1 of one model with a bootstrap percentile interval (what ``citeops evaluate``
+    reports); the same resampling as :func:`paired_bootstrap_f1_difference`.
+
+    Returns:
+        ``(point, low, high)``: macro F1 on all examples and the interval at ``confidence``.
+
+    Raises:
+        ValueError: no examples, lengths differ, or ``resamples`` < 1.
+    """
+    y, a = _same_length_ids(gold, pred)
+    (scores,) = _resampled_macro_f1(_bootstrap_weights(len(y), resamples, seed), y, [a])
+    return (macro_f1(y, a), *_percentiles(scores, confidence))
+
+
 def paired_bootstrap_f1_difference(
     gold: Sequence[int],
     candidate: Sequence[int],
@@ -307,28 +372,11 @@ def paired_bootstrap_f1_difference(
     Raises:
         ValueError: no examples, lengths differ, or ``resamples`` < 1.
     """
-    y, a, b = _as_ids(gold), _as_ids(candidate), _as_ids(champion)
-    n = len(y)
-    if n == 0 or len(a) != n or len(b) != n:
-        raise ValueError(f"need equally long, non-empty labels; got {n}, {len(a)}, {len(b)}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    y, a, b = _same_length_ids(gold, candidate, champion)
+    weights = _bootstrap_weights(len(y), resamples, seed)
+    scores_a, scores_b = _resampled_macro_f1(weights, y, [a, b])
     point = macro_f1(y, a) - macro_f1(y, b)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(resamples, n))
-    offsets = (np.arange(resamples) * n)[:, None]
-    weights = np.bincount((draws + offsets).ravel(), minlength=resamples * n)
-    weights = weights.reshape(resamples, n).astype(np.float64)  # times each example is drawn
-    tp_a, pred_a, actual = _indicators(y, a)
-    tp_b, pred_b, _ = _indicators(y, b)
-    counts = weights @ np.hstack([tp_a, pred_a, tp_b, pred_b, actual.astype(np.float64)])
-    tp_a, pred_a, tp_b, pred_b, actual_n = np.split(counts, 5, axis=1)
-    differences = _f1_from_counts(tp_a, pred_a, actual_n).mean(1) - _f1_from_counts(
-        tp_b, pred_b, actual_n
-    ).mean(1)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(differences, [tail, 100 - tail])
-    return float(point), float(low), float(high)
+    return (float(point), *_percentiles(scores_a - scores_b, confidence))
 
 
 # ---- the decision ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from citeops.tasks.model.gate import (
     BenchmarkPredictions,
     GateFailed,
     LatencyComparison,
+    bootstrap_f1_interval,
     class_f1,
     decide,
     macro_f1,
@@ -107,6 +108,26 @@ def test_bootstrap_without_resampling_noise_equals_sklearn_difference() -> None:
         for i in idx
     ]
     assert (low, high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+
+
+def test_single_model_interval_matches_sklearn_on_the_same_resamples() -> None:
+    """One implementation: the single-model interval resamples as the paired one does."""
+    from sklearn.metrics import f1_score
+
+    gold = _gold(150)
+    pred = _noisy(gold, 0.6, 1)
+    point, low, high = bootstrap_f1_interval(gold, pred, resamples=200, seed=4)
+    assert point == pytest.approx(
+        f1_score(gold, pred, labels=[0, 1, 2], average="macro", zero_division=0)
+    )
+    idx = np.random.default_rng(4).integers(0, len(gold), size=(200, len(gold)))
+    scores = [
+        f1_score(gold[i], pred[i], labels=[0, 1, 2], average="macro", zero_division=0) for i in idx
+    ]
+    assert (low, high) == pytest.approx(tuple(np.percentile(scores, [2.5, 97.5])))
+    assert low < point < high
+    with pytest.raises(ValueError, match="non-empty"):
+        bootstrap_f1_interval([], [], 200, 0)
 
 
 def test_bootstrap_interval_contains_point_and_is_seeded() -> None:

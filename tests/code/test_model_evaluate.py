@@ -62,3 +62,34 @@ def test_cli_evaluate_json_and_unknown_alias(registered_tiny_model, capsys) -> N
     assert payload["datasets"]["citint"]["examples"] == 8
     assert run_cli(app, ["evaluate", "--model-uri", "models:/claim-verifier@missing"]) == 2
     assert "cannot be resolved" in capsys.readouterr().err
+
+
+def test_evaluation_reports_intervals_confusion_origin_and_logs_table_and_plot(
+    registered_tiny_model,
+) -> None:
+    import mlflow
+    from citeops.tasks.model.evaluate import CONFUSION_ARTIFACT, TABLE_ARTIFACT, evaluate_model
+
+    model_uri, _ = registered_tiny_model
+    settings = load_settings()
+    result = evaluate_model(settings, model_uri)
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+    registered = client.get_model_version(settings.mlflow.registered_model, result.model_version)
+    assert result.training_run_id == registered.run_id != result.run_id
+    for ds in result.datasets.values():
+        low, high = ds.f1_macro_ci95
+        assert 0.0 <= low <= ds.metrics["f1_macro"] + 1e-9 <= high + 2e-9
+        assert sum(map(sum, ds.confusion)) == ds.examples
+        assert ds.labels == ("SUPPORT", "NEI", "REFUTE")
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {TABLE_ARTIFACT, CONFUSION_ARTIFACT, "evaluation.json"} <= artifacts
+    payload = result.to_dict()
+    scifact = payload["datasets"]["scifact"]
+    assert scifact["metrics"]["f1_macro"] == round(scifact["metrics"]["f1_macro"], 4)
+    assert payload["training_run_id"] == registered.run_id
+    report = result.text_report()
+    for column in ("majority baseline", "F1 SUPPORT", "F1 NEI", "F1 REFUTE", "95% CI"):
+        assert column in report
+    assert registered.run_id in report and "confusion matrix, citint" in report
+    # the untrained tiny model predicts one class: at best level with the majority baseline
+    assert "BELOW BASELINE" in report and not result.datasets["citint"].beats_baseline
