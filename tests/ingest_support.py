@@ -114,4 +114,8 @@ def store_snapshot(settings: Any) -> dict[str, list[tuple[Any, ...]]]:
                 select(s.validation_results),
                 lambda r: (uri[r.object_id], r.chunk, r.suite, r.rows, r.unexpected_rows),
             ),
+            "clients": rows(
+                select(s.feedback_clients),
+                lambda r: (r.pair_key, r.user_label, r.client_id, r.votes, r.last_datetime),
+            ),
         }

@@ -53,7 +53,9 @@ def test_production_profile_on_postgresql_equals_sqlite(
         feedback_line(),
         feedback_line(),
         feedback_line(user_label="REFUTE", datetime="2026-01-06T00:00:00Z"),
-        feedback_line(claim="Other", user_label="NEI"),
+        # production requires credentials: only authenticated feedback counts for the trigger
+        feedback_line(claim="Other", user_label="NEI", client_id="app-user"),
+        feedback_line(claim="Other", user_label="NEI", client_id="app-user"),
         feedback_line(claim="x" * 6000),
         "[]",
     ]
@@ -71,9 +73,9 @@ def test_production_profile_on_postgresql_equals_sqlite(
     report = ingest(settings).to_dict()
     assert report == {
         "objects": 2,
-        "lines": 9,
+        "lines": 10,
         "accepted": 5,
-        "duplicates": 1,
+        "duplicates": 2,
         "conflicts": 1,
         "quarantined": 2,
         "leaked": 0,
@@ -86,6 +88,7 @@ def test_production_profile_on_postgresql_equals_sqlite(
     ]  # fmt: skip
     assert {e.label_name for e in training_feedback(settings)} == {"REFUTE", "NEI"}
     assert feedback_stats(settings)["feedback"]["conflict_pairs"] == 1
+    assert feedback_stats(settings)["feedback"]["authenticated_rows"] == 1
     from datetime import UTC, datetime
 
     mark_training(settings, datetime.now(UTC))
