@@ -163,6 +163,19 @@ class ServeSettings(_Section):
     # OpenMP threads sleep instead of spinning at barriers: on a CPU shared with other
     # work, spinning made inference several times slower (see BENCHMARKS.md, serve)
     omp_wait_policy: Literal["passive", "active", "inherit"] = "passive"
+    # Which inference runtime serves, validates and evaluates (tasks/model/runtimes.py).
+    # auto: on the serving machine, the fastest runtime whose label agreement with PyTorch
+    # fp32 on the model's parity sample is >= auto_min_agreement, from a short calibration
+    # at load time, cached per model version and CPU under the state folder. A version
+    # without a parity-checked ONNX export is always served by PyTorch. ``precision`` above
+    # is PyTorch's precision; ONNX Runtime and OpenVINO have their own.
+    runtime: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
+    onnxruntime_precision: Literal["fp32", "int8"] = "fp32"
+    openvino_precision: Literal["fp32", "bf16"] = "bf16"
+    auto_min_agreement: float = Field(0.99, ge=0, le=1)
+    # pairs of the parity sample written at export (also what auto calibrates on)
+    parity_pairs: int = Field(64, ge=1)
+    parity_max_prob_diff: float = Field(1e-3, gt=0)  # ONNX fp32 vs PyTorch fp32 at export
 
 
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"

@@ -78,13 +78,14 @@ def startup_uri(settings: Settings, explicit: str | None) -> tuple[str, str]:
 
 
 def default_loader(settings: Settings) -> Loader:
-    """Load by URI or folder with the serving precision (``settings.serve.precision``);
-    a checkpoint with missing or unexpected weights is refused by the loader."""
+    """Load by URI or folder on the serving runtime (``serve.runtime``, at its precision;
+    ``auto`` calibrates on this machine, see :mod:`citeops.tasks.model.runtimes`); a
+    checkpoint with missing or unexpected weights is refused by the loader."""
 
     def load(model_uri: str) -> ClaimVerifier:
         from citeops.tasks.model.predictor import load_verifier
 
-        return load_verifier(model_uri, settings, settings.serve.precision)
+        return load_verifier(model_uri, settings, runtime=settings.serve.runtime)
 
     return load
 

@@ -42,6 +42,7 @@ class ServingMetrics:
     deploy_failures: Any
     log_lines: Any
     log_dropped: Any
+    runtime_info: Any = None  # citeops_slot_runtime_info (None: not reported)
 
     def route_label(self, path: str) -> str:
         """Known routes by name, anything else as ``other`` (bounded label values)."""
@@ -114,6 +115,13 @@ def build_metrics() -> ServingMetrics:
         log_dropped=Gauge(
             "citeops_log_lines_dropped", "Log lines dropped (queue full).", registry=registry
         ),
+        runtime_info=Gauge(
+            "citeops_slot_runtime_info",
+            "One series per slot holding a model: its inference runtime and precision; "
+            "1 if live, 0 if idle.",
+            ["slot", "runtime", "precision"],
+            registry=registry,
+        ),
     )
 
 
@@ -124,11 +132,16 @@ def refresh_gauges(
     before the registry is rendered."""
     info = metrics.model_info
     info.clear()
+    if metrics.runtime_info is not None:
+        metrics.runtime_info.clear()
     live_name = slots.live[0]
     for name, model in slots.models.items():
         if model is not None:
             uri = public_model_uri(model.model_uri)  # no paths: /metrics is public
             info.labels(name, model.model_version, uri).set(int(name == live_name))
+            if metrics.runtime_info is not None:
+                runtime = metrics.runtime_info.labels(name, model.runtime, model.precision)
+                runtime.set(int(name == live_name))
     for stream, count in log_stats.lines.items():
         metrics.log_lines.labels(stream).set(count)
     metrics.log_dropped.set(log_stats.dropped)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.model.runtimes import KNOWN_PAIRS
 
 if TYPE_CHECKING:
     from citeops.tasks.model.predictor import ClaimVerifier
@@ -26,23 +27,7 @@ SLOT_NAMES = ("blue", "green")
 STATE_FILE = "serving-slots.json"
 
 # Known pairs every candidate must score with well-formed outputs before it goes live.
-SMOKE_PAIRS: tuple[tuple[str, str], ...] = (
-    (
-        "Vitamin D supplementation reduces the risk of fractures in older adults.",
-        "In a randomised trial of 2,000 adults over 65, daily vitamin D did not change "
-        "fracture rates compared with placebo over five years.",
-    ),
-    (
-        "Aspirin lowers the risk of colorectal cancer.",
-        "Long-term daily aspirin use was associated with a lower incidence of colorectal "
-        "cancer in pooled cohort data.",
-    ),
-    (
-        "The protein is expressed in neurons.",
-        "We describe the crystal structure of a bacterial membrane transporter.",
-    ),
-    ("Smoking causes lung cancer.", "Smoking is the leading cause of lung cancer."),
-)
+SMOKE_PAIRS: tuple[tuple[str, str], ...] = KNOWN_PAIRS
 
 
 class SlotError(CiteopsError):
@@ -67,12 +52,25 @@ class LoadedModel:
     model_version: str
     loaded_at: str
 
+    @property
+    def runtime(self) -> str:
+        """The inference runtime of this slot's model (torch, onnxruntime, openvino)."""
+        return str(getattr(self.verifier, "runtime", "torch"))
+
+    @property
+    def precision(self) -> str:
+        """The precision its runtime computes in (fp32, bf16, int8)."""
+        verifier = self.verifier
+        return str(getattr(verifier, "runtime_precision", getattr(verifier, "precision", "fp32")))
+
     def describe(self) -> dict[str, Any]:
         return {
             "model_uri": self.model_uri,
             "model_version": self.model_version,
             "pinned_uri": self.pinned_uri,
             "loaded_at": self.loaded_at,
+            "runtime": self.runtime,
+            "precision": self.precision,
         }
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from citeops.tasks.data.multivers import LABELS
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.model.preprocess import Evidence, EvidenceSelection, EvidenceSelector
+from citeops.tasks.model.runtimes import Engine, TorchEngine
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -50,6 +51,10 @@ class ClaimVerifier:
     model_uri: str | None = None
     model_version: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # the forward pass (tasks/model/runtimes.py); None: this PyTorch model at ``precision``
+    engine: Engine | None = None
+    # the folder it was loaded from (its ONNX export; a downloaded one is gone after loading)
+    folder: Path | None = None
     selection: EvidenceSelection = field(default_factory=EvidenceSelection)
 
     def __post_init__(self) -> None:
@@ -144,10 +149,22 @@ class ClaimVerifier:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch = self._tokenize([claims[i] for i in idx], [evidences[i] for i in idx])
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                    logits = self.model(**batch).logits
-                out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
+                out[idx] = self.forward_proba(batch)
         return out
+
+    @property
+    def runtime(self) -> str:
+        """The runtime of the forward pass: torch, onnxruntime or openvino."""
+        return self.engine.name if self.engine is not None else "torch"
+
+    @property
+    def runtime_precision(self) -> str:
+        """The precision the runtime computes in (fp32, bf16, int8)."""
+        return self.engine.precision if self.engine is not None else self.precision
+
+    def forward_proba(self, inputs: dict[str, Any]) -> np.ndarray:
+        """Class probabilities of padded token tensors, on this verifier's runtime."""
+        return (self.engine or TorchEngine(self.model, self.precision)).proba(inputs)
 
     def encode_pair(self, claim: str, evidence: Evidence) -> list[int]:
         """Token ids of one pair (evidence selected, evidence first, claim second,
@@ -190,10 +207,7 @@ class ClaimVerifier:
         inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention}
         if "token_type_ids" in self.tokenizer.model_input_names:
             inputs["token_type_ids"] = token_types
-        with torch.inference_mode():
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                logits = self.model(**inputs).logits
-            return torch.softmax(logits.float(), dim=-1).numpy()
+        return self.forward_proba(inputs)
 
     def predict_labels(self, claims: Sequence[str], evidences: Sequence[Evidence]) -> list[str]:
         probs = self.predict_proba(claims, evidences)
@@ -264,31 +278,53 @@ def resolve_version(model_uri: str, settings: Settings) -> str | None:
 
 
 def load_verifier(
-    model_uri: str, settings: Settings, precision: Precision = "fp32", dst: Path | None = None
+    model_uri: str,
+    settings: Settings,
+    precision: Precision = "fp32",
+    dst: Path | None = None,
+    runtime: str | None = None,
 ) -> ClaimVerifier:
     """Load a model by MLflow URI (``models:/name/1``, ``models:/name@champion``,
     ``runs:/<id>/model``) or by a local folder path. An MLflow model is downloaded into
     ``dst``, else into a temporary folder that is removed once it is loaded (a serving
     process deploys many models: none of their downloads stays behind).
 
+    ``runtime`` None: PyTorch at ``precision``. Otherwise torch | onnxruntime | openvino |
+    auto, each at its configured precision (``serve.precision``, ``serve.*_precision``),
+    as serving runs it (:func:`citeops.tasks.model.runtimes.apply_runtime`).
+
     Raises:
         ModelLoadError: the URI does not resolve or the files are not a model.
+        RuntimeUnavailable: the runtime asked for is not installed.
     """
+    if runtime is not None:
+        precision = "fp32"  # the runtime's precision comes from the settings
     local = Path(model_uri).expanduser()
     if "://" not in model_uri and not model_uri.startswith(("models:", "runs:")):
         if not local.exists():
             raise ModelLoadError(f"{model_uri}: no such model folder")
-        return ClaimVerifier.from_dir(find_hf_dir(local), precision, model_uri=model_uri)
+        folder = find_hf_dir(local)
+        loaded = ClaimVerifier.from_dir(folder, precision, model_uri=model_uri, folder=folder)
+        return _on_runtime(loaded, runtime, settings)
     if dst is None:  # a download of its own, removed once the model is in memory
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:
-            return _download_and_load(model_uri, settings, precision, Path(tmp))
-    return _download_and_load(model_uri, settings, precision, dst)
+            return _download_and_load(model_uri, settings, precision, Path(tmp), runtime)
+    return _download_and_load(model_uri, settings, precision, dst, runtime)
+
+
+def _on_runtime(verifier: ClaimVerifier, runtime: str | None, settings: Settings) -> ClaimVerifier:
+    """``verifier`` given ``runtime`` while its folder (and ONNX export) still exists."""
+    if runtime is None:
+        return verifier
+    from citeops.tasks.model.runtimes import apply_runtime
+
+    return apply_runtime(verifier, runtime, settings)
 
 
 def _download_and_load(
-    model_uri: str, settings: Settings, precision: Precision, dst: Path
+    model_uri: str, settings: Settings, precision: Precision, dst: Path, runtime: str | None = None
 ) -> ClaimVerifier:
     """Download the MLflow model ``model_uri`` into ``dst`` and load it from there."""
     import mlflow
@@ -299,6 +335,8 @@ def _download_and_load(
         root = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst))
     except Exception as error:  # mlflow raises several types for an unknown URI
         raise ModelLoadError(f"{model_uri}: cannot be resolved ({error})") from None
-    return ClaimVerifier.from_dir(
-        find_hf_dir(Path(root)), precision, model_uri=model_uri, model_version=version
+    folder = find_hf_dir(Path(root))
+    loaded = ClaimVerifier.from_dir(
+        folder, precision, model_uri=model_uri, model_version=version, folder=folder
     )
+    return _on_runtime(loaded, runtime, settings)

@@ -99,8 +99,41 @@ def _signature() -> Any:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_verifier(folder: Path, name: str = MODEL_NAME) -> str:
-    """Log a ``save_pretrained`` folder as a pyfunc model in the active run; its URI."""
+def log_verifier(folder: Path, name: str = MODEL_NAME, settings: Settings | None = None) -> str:
+    """Log a ``save_pretrained`` folder as a pyfunc model in the active run; its URI.
+
+    The logged folder also carries an ONNX export of the classifier and its parity report
+    against PyTorch fp32 (:func:`citeops.tasks.model.runtimes.export_with_parity`, made on
+    a copy: ``folder`` is not changed); the report is logged to the run (metrics
+    ``onnx_*``, ``onnx_parity.json``, tag ``citeops.onnx_exportable``). A model that does
+    not export or fails parity is still logged, marked not exportable (PyTorch serves it).
+    ``settings`` default: :func:`citeops.configs.settings.load_settings`.
+    """
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="citeops-export-") as tmp:
+        copy = Path(shutil.copytree(folder, Path(tmp) / HF_DIR_NAME))
+        log_onnx_export(copy, settings)
+        return _log_pyfunc(copy, name)
+
+
+def log_onnx_export(folder: Path, settings: Settings | None = None) -> Any:
+    """Export ``folder``'s classifier to ONNX in place, check parity, and log the report
+    to the active MLflow run; the :class:`~citeops.tasks.model.runtimes.ParityReport`."""
+    import mlflow
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.model.runtimes import EXPORTABLE_TAG, export_with_parity
+
+    report = export_with_parity(folder, settings or load_settings())
+    if mlflow.active_run() is not None:
+        mlflow.set_tag(EXPORTABLE_TAG, str(report.exportable).lower())
+        mlflow.log_metrics(report.mlflow_metrics())
+        mlflow.log_dict(report.to_meta(), "onnx_parity.json")
+    return report
+
+
+def _log_pyfunc(folder: Path, name: str) -> str:
     import mlflow
     from citeops.tasks.model.pyfunc import ClaimVerifierPyfunc
 
@@ -126,12 +159,22 @@ def register_version(settings: Settings, logged_model_uri: str, run_id: str) -> 
     """Register ``logged_model_uri`` as a new version of ``settings.mlflow.registered_model``."""
     import mlflow
 
-    client(settings)
+    mlflow_client = client(settings)
     name = settings.mlflow.registered_model
     version = mlflow.register_model(logged_model_uri, name)
+    _copy_export_tag(mlflow_client, name, str(version.version), run_id)
     return RegisteredModel(
         f"models:/{name}/{version.version}", str(version.version), run_id, logged_model_uri
     )
+
+
+def _copy_export_tag(mlflow_client: MlflowClient, name: str, version: str, run_id: str) -> None:
+    """Tag the version ``citeops.onnx_exportable`` as its run was tagged at export."""
+    from citeops.tasks.model.runtimes import EXPORTABLE_TAG
+
+    value = mlflow_client.get_run(run_id).data.tags.get(EXPORTABLE_TAG)
+    if value is not None:
+        mlflow_client.set_model_version_tag(name, version, EXPORTABLE_TAG, value)
 
 
 def register_folder(
@@ -151,7 +194,7 @@ def register_folder(
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         if params:
             mlflow.log_params(params)
-        logged = log_verifier(Path(folder))
+        logged = log_verifier(Path(folder), settings=settings)
     registered = register_version(settings, logged, run.info.run_id)
     if alias:
         set_alias(settings, registered.version, alias)

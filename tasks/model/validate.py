@@ -1,6 +1,7 @@
 """The retrain flow's validation stage: candidate and champion on the same examples.
 
-Both models are loaded the way serving loads them (``serve.precision``), score the same
+Both models are loaded the way serving loads them (``serve.runtime`` at its precision:
+what is validated and timed is what will be served), score the same
 benchmark test examples and the feedback hold-out, and are timed one pair per call in
 alternation (so that both see the same machine load). The candidate also runs the
 behavioural suite. Everything is logged to one MLflow run (``validate``), candidate and
@@ -42,6 +43,8 @@ class Validation:
     behaviour: BehaviourReport
     run_id: str | None = None
     examples: dict[str, int] = field(default_factory=dict)
+    # "candidate" / "champion" -> "<runtime> <precision>" they were validated on
+    runtimes: dict[str, str] = field(default_factory=dict)
 
 
 def benchmark_examples(settings: Settings) -> dict[str, list[Example]]:
@@ -108,9 +111,15 @@ def validate_against_champion(
     from citeops.tasks.model.gate import BenchmarkPredictions, LatencyComparison
     from citeops.tasks.model.predictor import load_verifier
 
-    precision = settings.serve.precision
-    candidate = load_verifier(candidate_uri, settings, precision)
-    champion = load_verifier(champion_uri, settings, precision) if champion_uri else None
+    runtime = settings.serve.runtime
+    candidate = load_verifier(candidate_uri, settings, runtime=runtime)
+    champion = load_verifier(champion_uri, settings, runtime=runtime) if champion_uri else None
+    log.info(
+        "validating on the serving runtime: candidate %s %s, champion %s",
+        candidate.runtime,
+        candidate.runtime_precision,
+        f"{champion.runtime} {champion.runtime_precision}" if champion else "none",
+    )
     batch = settings.evaluate.batch_size
     sets = benchmark_examples(settings)
     benchmarks = []
@@ -137,6 +146,11 @@ def validate_against_champion(
         latency=LatencyComparison(cand_p95, champ_p95),
         behaviour=behaviour,
         examples={b.name: len(b.gold) for b in benchmarks},
+        runtimes={
+            name: f"{model.runtime} {model.runtime_precision}"
+            for name, model in (("candidate", candidate), ("champion", champion))
+            if model is not None
+        },
     )
 
 
@@ -154,6 +168,7 @@ def log_validation(settings: Settings, validation: Validation, decision: Any) ->
                 "candidate_uri": validation.candidate_uri,
                 "champion_uri": validation.champion_uri or "",
                 "gate.passed": str(decision.passed).lower(),
+                **{f"{name}_runtime": value for name, value in validation.runtimes.items()},
             }
         )
         mlflow.log_params({f"gate.{k}": v for k, v in decision.thresholds.items()})
