@@ -55,6 +55,12 @@ def evaluate_command(
     ),
     max_examples: int | None = typer.Option(None, help="Evaluate at most N pairs per dataset."),
     precision: str = typer.Option("fp32", help="fp32 | bf16 | int8 inference."),
+    runtime: str | None = typer.Option(
+        None,
+        help="torch | onnxruntime | openvino | auto: evaluate on this runtime at its serving "
+        "precision (serve.*precision), as the endpoint serves; --precision is then unused. "
+        "Default: PyTorch at --precision.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Macro F1 (95 % bootstrap interval), per-class F1, confusion matrices, AUROC and
@@ -64,11 +70,15 @@ def evaluate_command(
     settings = settings_from(evaluate={"max_examples": max_examples})
     if precision not in ("fp32", "bf16", "int8"):
         raise typer.BadParameter("choose fp32, bf16 or int8", param_hint="--precision")
+    if runtime not in (None, "torch", "onnxruntime", "openvino", "auto"):
+        raise typer.BadParameter(
+            "choose torch, onnxruntime, openvino or auto", param_hint="--runtime"
+        )
     info(
         f"evaluating {model_uri} on {', '.join(settings.evaluate.datasets)} "
         f"({settings.evaluate.split})"
     )
-    result = evaluate_model(settings, model_uri, precision=precision)  # type: ignore[arg-type]
+    result = evaluate_model(settings, model_uri, precision=precision, runtime=runtime)  # type: ignore[arg-type]
     if as_json:
         print_json(result.to_dict())
         return

@@ -219,7 +219,7 @@ def compute_reference_predictions(
     """
     from citeops.tasks.model.predictor import load_verifier
 
-    verifier = load_verifier(model_uri, settings)
+    verifier = load_verifier(model_uri, settings, runtime=settings.serve.runtime)  # as served
     held = holdout_examples(settings, datasets)
     probs = verifier.predict_proba([ex.claim for ex in held], [ex.evidence for ex in held])
     return ReferencePredictions(

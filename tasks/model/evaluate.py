@@ -66,6 +66,7 @@ class EvaluationResult:
     training_run_id: str | None = None  # the MLflow run that trained the evaluated model
     evidence_selection: dict[str, Any] = field(default_factory=dict)
     max_length: int | None = None
+    runtime: str | None = None  # "<runtime> <precision>" the model was evaluated on
 
     @property
     def mean_f1_macro(self) -> float:
@@ -92,6 +93,7 @@ class EvaluationResult:
             "training_run_id": self.training_run_id,
             "evidence_selection": self.evidence_selection,
             "max_length": self.max_length,
+            "runtime": self.runtime,
             "mean_f1_macro": rounded(self.mean_f1_macro, 4),
             "mean_baseline_f1_macro": rounded(self.mean_baseline_f1_macro, 4),
             "datasets": datasets,
@@ -129,6 +131,8 @@ class EvaluationResult:
             f"{self.training_run_id or 'unknown'}; this evaluation is run {self.run_id or '-'}",
             f"evidence selection: {_describe_selection(self.evidence_selection)}",
         ]
+        if self.runtime:
+            lines.append(f"runtime: {self.runtime}")
         rows = self.table_rows()
         if rows:
             lines += ["", *_format_table(rows)]
@@ -324,6 +328,7 @@ def log_evaluation_run(settings: Settings, result: EvaluationResult) -> str:
                 "model_version": result.model_version,
                 "split": settings.evaluate.split,
                 "max_examples": settings.evaluate.max_examples,
+                "runtime": result.runtime,
             }
         )
         metrics: dict[str, float] = {"mean_f1_macro": result.mean_f1_macro}
@@ -373,22 +378,28 @@ def evaluate_model(
     model_uri: str,
     precision: Precision = "fp32",
     log_to_mlflow: bool = True,
+    runtime: str | None = None,
 ) -> EvaluationResult:
     """Evaluate the model at ``model_uri`` (MLflow URI or folder) on the test sets.
+
+    ``runtime`` None: PyTorch at ``precision``; else torch | onnxruntime | openvino | auto
+    at its serving precision (``serve.*precision``), exactly as the endpoint runs it.
 
     Raises:
         ModelLoadError: the URI does not resolve to a model.
         DataFileError: a dataset file is missing or corrupt.
+        RuntimeUnavailable: the runtime is not installed.
     """
     from citeops.tasks.model.predictor import load_verifier
 
-    verifier = load_verifier(model_uri, settings, precision=precision)
+    verifier = load_verifier(model_uri, settings, precision=precision, runtime=runtime)
     result = EvaluationResult(
         model_uri,
         verifier.model_version,
         training_run_id=training_run_of(settings, model_uri, verifier),
         evidence_selection=verifier.selection.to_meta(),
         max_length=verifier.max_length,
+        runtime=f"{verifier.runtime} {verifier.runtime_precision}",
     )
     for dataset in settings.evaluate.datasets:
         result.datasets[dataset] = evaluate_dataset(verifier, settings, dataset)

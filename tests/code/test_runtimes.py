@@ -157,3 +157,18 @@ def test_auto_keeps_only_runtimes_that_agree_with_fp32() -> None:
 def test_serving_batches_follow_the_token_budget() -> None:
     batches = runtimes.serving_batches([300, 10, 20, 200, 30], max_batch=2, max_tokens=64)
     assert batches == [[1, 2], [4], [3], [0]]
+
+
+def test_evaluate_on_openvino_gives_the_labels_of_pytorch_fp32(exported: Path) -> None:
+    from citeops.tasks.model.evaluate import evaluate_model
+
+    settings = fp32_settings()
+    served = evaluate_model(settings, str(exported), runtime="openvino", log_to_mlflow=False)
+    plain = evaluate_model(settings, str(exported), log_to_mlflow=False)
+    assert served.runtime == "openvino fp32" and plain.runtime == "torch fp32"
+    assert served.to_dict()["runtime"] == "openvino fp32"
+    for name, dataset in plain.datasets.items():  # label metrics (AUROC ranks near-ties)
+        labels = {k: v for k, v in dataset.metrics.items() if k.startswith(("f1", "accuracy"))}
+        assert labels
+        got = {k: served.datasets[name].metrics[k] for k in labels}
+        assert got == pytest.approx(labels, abs=1e-9)
