@@ -48,6 +48,8 @@ class BenchOptions:
     slice_seconds: float = 3.0
     tuned_baseline: bool = False  # the baseline gets serve.omp_wait_policy too
     agreement_pairs: int = 0  # in-process precision-vs-fp32 check on this many test pairs
+    # one more citeops server per runtime, measured in the same run (empty: none)
+    runtimes: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 
 
 @dataclass
@@ -360,10 +362,76 @@ def precision_agreement(
     return {"pairs": len(pairs), "agreement": round(same / len(pairs), 4) if pairs else None}
 
 
+def exported_folder(folder: Path, settings: Settings, workdir: Path) -> Path:
+    """``folder`` if it carries a parity-checked ONNX export, else a copy under ``workdir``
+    exported now (as registration does), so that every runtime can serve it."""
+    import json
+    import shutil
+
+    from citeops.tasks.model.runtimes import ONNX_FILE, export_with_parity
+
+    meta_path = folder / "citeops.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if (meta.get("onnx") or {}).get("exportable") and (folder / ONNX_FILE).is_file():
+        return folder
+    copy = Path(shutil.copytree(folder, workdir / "model"))
+    export_with_parity(copy, settings)
+    return copy
+
+
+def process_rss_mb(server: ServerProcess) -> float | None:
+    """Resident memory of a server process, MiB (None once it has exited)."""
+    import psutil
+
+    try:
+        return round(psutil.Process(server.proc.pid).memory_info().rss / 2**20, 1)
+    except psutil.Error:
+        return None
+
+
+def served_runtime(base_url: str) -> dict[str, Any]:
+    """The live slot's runtime and precision, as ``/version`` reports them."""
+    import httpx
+
+    live = httpx.get(base_url + "/version", timeout=10).json().get("live", {})
+    return {"runtime": live.get("runtime"), "precision": live.get("precision")}
+
+
+def label_agreement(reference: dict[int, str], labels: dict[int, str]) -> tuple[float | None, int]:
+    """Share of the pairs both scored on which the labels agree, and how many pairs."""
+    common = sorted(set(reference) & set(labels))
+    agree = sum(reference[i] == labels[i] for i in common)
+    return (round(agree / len(common), 4) if common else None), len(common)
+
+
+def runtime_table(
+    levels: dict[str, dict[str, Any]],
+    labels: dict[str, dict[int, str]],
+    servers: dict[str, ServerProcess],
+) -> dict[str, dict[str, Any]]:
+    """Per runtime server: what it ran, its levels, agreement with the fp32 baseline, RSS."""
+    table = {}
+    for name, server in servers.items():
+        agreement, common = label_agreement(labels["baseline"], labels[name])
+        table[name.removeprefix("runtime:")] = {
+            **served_runtime(server.base_url),
+            "levels": levels[name],
+            "agreement": agreement,
+            "agreement_pairs": common,
+            "rss_mb": process_rss_mb(server),
+        }
+    return table
+
+
 def run_serve_bench(
     settings: Settings, options: BenchOptions, progress: Progress
 ) -> dict[str, Any]:
-    """Run baseline and citeops servers on the same pairs; return the report dict."""
+    """Run baseline and citeops servers on the same pairs; return the report dict.
+
+    ``serve`` runs ``serve.runtime`` (default auto); with ``options.runtimes`` one more
+    citeops server per runtime runs in the same alternation, for the per-runtime table
+    (``runtimes``: pairs/s and latency per level, agreement with the fp32 baseline, RSS).
+    """
     pairs = bench_pairs(settings)
     progress(f"{len(pairs)} test pairs; preparing the model folder")
     folder = bench_model_folder(settings, options.model_uri)
@@ -372,12 +440,16 @@ def run_serve_bench(
         subset = pairs[: options.agreement_pairs]
         full_agreement = precision_agreement(folder, settings.serve.precision, subset, progress)
     workdir = Path(tempfile.mkdtemp(prefix="citeops-bench-serve-"))
+    if options.runtimes or settings.serve.runtime != "torch":
+        progress("ONNX export and parity check of the model (as at registration)")
+        folder = exported_folder(folder, settings, workdir)
     token = secrets.token_hex(16)
     env = {
         **os.environ,
         "CITEOPS_HOME": str(workdir / "home"),
         "CITEOPS_ADMIN_TOKEN": token,
         "CITEOPS_SERVE__PRECISION": settings.serve.precision,
+        "CITEOPS_SERVE__RUNTIME": settings.serve.runtime,
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
@@ -423,8 +495,22 @@ def run_serve_bench(
             start_server([*serve_cmd, "--port", str(port)], env, port, workdir, "/ready")
         )
         urls = {"baseline": servers[0].base_url, "serve": servers[1].base_url}
+        report["runtime"] = served_runtime(urls["serve"])
+        extra: dict[str, ServerProcess] = {}
+        for runtime in options.runtimes:
+            port = _free_port()
+            progress(f"starting citeops serve on {runtime}")
+            runtime_env = {**env, "CITEOPS_SERVE__RUNTIME": runtime}
+            cmd = [*serve_cmd, "--port", str(port)]
+            extra[f"runtime:{runtime}"] = start_server(cmd, runtime_env, port, workdir, "/ready")
+        servers.extend(extra.values())
+        urls |= {name: server.base_url for name, server in extra.items()}
         levels, labels = run_levels(urls, pairs, options, progress)
         report["baseline"], report["serve"] = levels["baseline"], levels["serve"]
+        report["runtimes"] = runtime_table(levels, labels, extra)
+        for server in extra.values():
+            servers.remove(server)
+            server.stop()
         if options.swap_requests:
             servers.pop(0).stop()
             progress(
@@ -432,15 +518,14 @@ def run_serve_bench(
                 f"deploy/rollback every {options.swap_every} s"
             )
             report["swap"] = swap_test(urls["serve"], pairs, folder, token, options)
+            report["rss_mb_both_slots"] = process_rss_mb(servers[0])
     finally:
         for server in servers:
             server.stop()
 
-    base_labels, our_labels = labels["baseline"], labels["serve"]
-    common = sorted(set(base_labels) & set(our_labels))
-    agree = sum(base_labels[i] == our_labels[i] for i in common)
-    report["agreement_pairs"] = len(common)
-    report["agreement"] = round(agree / len(common), 4) if common else None
+    agreement, common = label_agreement(labels["baseline"], labels["serve"])
+    report["agreement_pairs"] = common
+    report["agreement"] = agreement
     if full_agreement is not None:
         report["agreement_in_process"] = full_agreement
     key = "16" if "16" in report["serve"] else str(max(options.clients))
@@ -467,6 +552,14 @@ def format_report(report: dict[str, Any]) -> str:
     ratio = f"ratio at {report['ratio_clients']} clients: {report['ratio']}x"
     agree = f"agreement {report['agreement']} on {report['agreement_pairs']} pairs"
     lines.append(f"{ratio}  p95 {report['p95_ms']} ms  {agree}")
+    for name, row in report.get("runtimes", {}).items():
+        levels = "  ".join(
+            f"{c}:{r['throughput']:.1f}/s p95 {r['p95_ms']} ms" for c, r in row["levels"].items()
+        )
+        lines.append(
+            f"runtime {name} ({row['runtime']} {row['precision']}): {levels}  "
+            f"agreement {row['agreement']}  RSS {row['rss_mb']} MiB"
+        )
     if "swap" in report:
         swap = report["swap"]
         counts = f"{swap['requests']} requests, {swap['swaps']} swaps, failed {swap['failed']}"

@@ -69,6 +69,14 @@ def bench_serve(
     swap_clients: int = typer.Option(16, min=1, help="Concurrent clients in the swap test."),
     swap_every: float = typer.Option(1.0, min=0.1, help="Seconds between deploys / rollbacks."),
     precision: str | None = typer.Option(None, help="Serving precision (serve.precision)."),
+    runtime: str | None = typer.Option(
+        None, help="Runtime of the main server (serve.runtime: torch|onnxruntime|openvino|auto)."
+    ),
+    runtimes: str = typer.Option(
+        "torch,onnxruntime,openvino",
+        help="Comma-separated runtimes, one more server each, for the per-runtime table "
+        "(empty: none).",
+    ),
     tuned_baseline: bool = typer.Option(
         False, help="Give the baseline our serve.omp_wait_policy too (it runs untuned by default)."
     ),
@@ -82,8 +90,12 @@ def bench_serve(
     from citeops.benchmarks.serve import BenchOptions, format_report, run_serve_bench
     from citeops.serving.server import apply_omp_wait_policy
 
-    settings = settings_from(serve={"precision": precision})
+    settings = settings_from(serve={"precision": precision, "runtime": runtime})
     apply_omp_wait_policy(settings)  # for the in-process agreement check
+    chosen = tuple(r.strip() for r in runtimes.split(",") if r.strip())
+    unknown = set(chosen) - {"torch", "onnxruntime", "openvino", "auto"}
+    if unknown:
+        raise typer.BadParameter(f"unknown runtimes {sorted(unknown)}", param_hint="--runtimes")
     options = BenchOptions(
         model_uri=model_uri,
         clients=tuple(int(c) for c in clients.split(",") if c.strip()),
@@ -93,6 +105,7 @@ def bench_serve(
         swap_every=swap_every,
         tuned_baseline=tuned_baseline,
         agreement_pairs=agreement_pairs,
+        runtimes=chosen,
     )
     report = run_serve_bench(settings, options, progress=info)
     if as_json:

@@ -36,3 +36,11 @@ def test_bench_serve_runs_both_servers_and_the_swap_test(tmp_path: Path) -> None
     assert report["swap"]["requests"] == 300 and report["swap"]["swaps"] >= 1
     assert report["swap_failed"] == 0
     assert "swap test" in format_report(report)
+    assert report["runtime"]["runtime"] == settings.serve.runtime  # the main server's
+    assert set(report["runtimes"]) == {"torch", "onnxruntime", "openvino"}
+    for name, row in report["runtimes"].items():
+        assert row["runtime"] == name  # the copy was exported, so every runtime serves it
+        assert set(row["levels"]) == {"1", "4"} and row["levels"]["4"]["failed"] == 0
+        assert row["agreement"] >= 0.99 and row["rss_mb"] > 0
+    assert report["rss_mb_both_slots"] > 0
+    assert "runtime onnxruntime" in format_report(report)
