@@ -20,12 +20,15 @@ def test_up_and_status_say_not_ready_without_a_champion(
     citeops_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CITEOPS_SERVE__PORT", str(free_port()))
+    # the endpoint loads torch and makes the MLflow store first: slow on a busy machine
+    monkeypatch.setenv("CITEOPS_STACK__HEALTH_TIMEOUT_SECONDS", "400")
     settings = load_settings()
     notes: list[str] = []
     try:
         states = stack_up(settings, only=["serving"], note=notes.append)
         (serving,) = states
-        assert serving.state == "not ready", serving
+        log = Path(serving.log).read_text()[-3000:] if serving.log else ""
+        assert serving.state == "not ready", f"{serving}\n{log}"
         assert "champion" in serving.note and "citeops promote" in serving.note
         assert any("NOT READY" in line for line in notes), notes
         assert not any("healthy" in line for line in notes), notes
