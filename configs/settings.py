@@ -176,6 +176,8 @@ class ServeSettings(_Section):
     # pairs of the parity sample written at export (also what auto calibrates on)
     parity_pairs: int = Field(64, ge=1)
     parity_max_prob_diff: float = Field(1e-3, gt=0)  # ONNX fp32 vs PyTorch fp32 at export
+    # auto times each runtime on the first this many pairs of the parity sample
+    calibration_pairs: int = Field(32, ge=1)
 
 
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"

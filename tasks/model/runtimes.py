@@ -648,7 +648,7 @@ def decide_auto(
         except Exception as error:  # noqa: BLE001 - a runtime that cannot load is not chosen
             log.warning("runtime %s (%s) unavailable: %s", runtime, precision, error)
             failed.append(Calibration(runtime, precision, 0.0, 0.0, 1.0, str(error)))
-    pairs = calibration_sample(verifier, settings)
+    pairs = calibration_sample(verifier, settings)[: settings.serve.calibration_pairs]
     results = calibrate(verifier, built, pairs, settings) + failed
     best = choose(results, settings.serve.auto_min_agreement)
     if best is None:
