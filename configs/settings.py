@@ -48,14 +48,16 @@ class EvidenceSelectionSettings(_Section):
 
     ``method``: off | lead | bm25 | similarity (the embedded sentence encoder). BM25 keeps
     a rationale sentence of SciFact dev as often as similarity (0.70 vs 0.73 at length
-    128) at a thousandth of the cost; ``lead_sentences`` 1 keeps Citation-Integrity's
-    rationale, its first sentence. ``budget_tokens``: None fills what ``max_length``
-    leaves beside the claim.
+    128) at a few tenths of a per cent of the cost, and gave the best dev macro F1 of the
+    methods tried (BENCHMARKS.md, evidence selection); ``lead_sentences`` keeps that many
+    leading sentences first (1 keeps Citation-Integrity's rationale, its first sentence,
+    but scored lower on dev). ``budget_tokens``: None fills what ``max_length`` leaves
+    beside the claim.
     """
 
     method: Literal["off", "lead", "bm25", "similarity"] = "bm25"
     budget_tokens: int | None = Field(None, ge=8)
-    lead_sentences: int = Field(1, ge=0)
+    lead_sentences: int = Field(0, ge=0)
 
 
 class ModelSettings(_Section):
