@@ -58,6 +58,7 @@ class DemoBudget:
     feedback_rounds: int = 3
     bake_seconds: float = 20.0
     traffic_interval_seconds: float = 0.5
+    user_clients: int = 8  # API keys the simulated users' feedback is spread over
     seed: int = 7
 
 
@@ -163,9 +164,15 @@ def user_label(example: Example, rng: random.Random, flip_share: float) -> str:
 
 
 def ask_and_tell(
-    client: httpx.Client, base: str, example: Example, label: str, traffic: Traffic
+    client: httpx.Client,
+    base: str,
+    example: Example,
+    label: str,
+    traffic: Traffic,
+    key: str | None = None,
 ) -> None:
-    """One user: ``/predict``, then ``/feedback`` with the label they believe is right."""
+    """One user: ``/predict``, then ``/feedback`` (with the app's API ``key`` for that
+    user's client, when given) with the label they believe is right."""
     pair = {"claim": example.claim, "evidence": example.evidence}
     answer = client.post(f"{base}/predict", json=pair)
     if answer.status_code != 200:
@@ -178,7 +185,8 @@ def ask_and_tell(
         "prediction": body["label"],
         "user_label": label,
     }
-    sent = client.post(f"{base}/feedback", json=feedback)
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    sent = client.post(f"{base}/feedback", json=feedback, headers=headers)
     if sent.status_code != 202:
         traffic.failure(f"/feedback {sent.status_code}")
         return
@@ -205,12 +213,13 @@ def send_feedback(
     pairs = user_pairs(settings, budget.seed)
     start = read_cursor(settings)
     rng = random.Random(f"{budget.seed}-{start}")
+    keys = sorted(settings.feedback.client_keys()) or [None]
     with httpx.Client(timeout=60) as client:
         for offset in range(count):
             example = pairs[(start + offset) % len(pairs)]
-            ask_and_tell(
-                client, base, example, user_label(example, rng, budget.flip_share), traffic
-            )
+            label = user_label(example, rng, budget.flip_share)
+            key = keys[offset % len(keys)]  # users spread over the app's clients
+            ask_and_tell(client, base, example, label, traffic, key)
     write_cursor(settings, start + count)
 
 
@@ -250,6 +259,24 @@ def background_traffic(
     finally:
         stop.set()
         thread.join(120)
+
+
+def demo_credentials(settings: Settings, budget: DemoBudget) -> Settings:
+    """The demo's own admin token and the API keys of its simulated users' clients, when
+    none are configured; set in this process's environment, which the endpoint and the
+    flows inherit. Feedback is then authenticated (and rate-limited) per client, as in
+    production."""
+    import secrets
+
+    from citeops.configs.settings import load_settings
+
+    if settings.admin_secret() is None:
+        os.environ["CITEOPS_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
+    if not settings.feedback.client_keys():
+        os.environ["CITEOPS_FEEDBACK__API_KEYS"] = ",".join(
+            f"demo-users-{i}:{secrets.token_urlsafe(24)}" for i in range(budget.user_clients)
+        )
+    return load_settings(profile=settings.profile, home=settings.home)
 
 
 # ---- the story ----------------------------------------------------------------------------------
@@ -297,10 +324,7 @@ def run_demo(settings: Settings, budget: DemoBudget, progress: Progress) -> Demo
     splits = available_splits(settings.data_dir)
     if not {"scifact", "citint"} <= set(splits):
         raise DemoError(f"no benchmark data in {settings.data_dir}: run `citeops data fetch`")
-    if settings.admin_secret() is None:  # this process and its endpoint share one token
-        import secrets
-
-        os.environ["CITEOPS_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
+    settings = demo_credentials(settings, budget)
     traffic = Traffic()
     before = get_version_by_alias(settings, CHAMPION)
     port = free_port(settings.serve.host)
