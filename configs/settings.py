@@ -104,6 +104,9 @@ class TrainSettings(_Section):
     strategy: str = "auto"
     # estimated cost of one device-hour (USD); default: an AWS g4dn.xlarge on demand
     cost_per_device_hour: float = Field(0.526, ge=0)
+    # start from a registered model's weights instead of model.base_model (continued
+    # training), e.g. "models:/claim-verifier@champion"; None: the base model
+    init_from: str | None = None
 
 
 class EvaluateSettings(_Section):

@@ -47,11 +47,12 @@ class DemoError(CiteopsError):
 class DemoBudget:
     """How much work the demo does (defaults: about 15 minutes on 2 CPU cores, MiniLM)."""
 
-    first_train: dict[str, Any] = field(
-        default_factory=lambda: {"epochs": 1, "max_length": 128, "max_examples": 900}
-    )
+    # the first champion: every SciFact training pair, a few epochs (best dev epoch kept)
+    first_train: dict[str, Any] = field(default_factory=lambda: {"epochs": 3, "max_length": 192})
+    # the retrain continues from the champion's weights on SciFact + the accepted feedback,
+    # so the SciFact skill it has is kept while the other domain's feedback is learnt
     retrain: dict[str, Any] = field(
-        default_factory=lambda: {"epochs": 1, "max_length": 128, "max_examples": 1200}
+        default_factory=lambda: {"epochs": 1, "max_length": 192, "learning_rate": 5e-5}
     )
     evaluate_max_examples: int | None = 300
     flip_share: float = 0.15
@@ -355,7 +356,9 @@ def run_demo(settings: Settings, budget: DemoBudget, progress: Progress) -> Demo
             progress(f"the trigger did not fire (round {round_}); more users")
         if decision.get("retrain"):
             progress("retrain: SciFact + accepted feedback, while traffic keeps flowing")
-            overrides = flow_overrides(budget, base, dict(budget.retrain))
+            champion = f"models:/{settings.mlflow.registered_model}@{CHAMPION}"
+            train = budget.retrain | {"datasets": ["scifact"], "init_from": champion}
+            overrides = flow_overrides(budget, base, train)
             with background_traffic(settings, base, budget, traffic):
                 try:
                     retrained = retrain(trigger=decision, overrides=overrides)

@@ -14,11 +14,11 @@ from citeops.flows.cli.common import (
 
 
 def demo_command(
-    first_examples: int = typer.Option(
-        900, min=16, help="Training examples for the first champion (SciFact only)."
+    first_examples: int | None = typer.Option(
+        None, min=16, help="Cap on the first champion's training pairs (default: all SciFact)."
     ),
-    retrain_examples: int = typer.Option(
-        1200, min=16, help="Training examples for the retrained candidate."
+    retrain_examples: int | None = typer.Option(
+        None, min=16, help="Cap on the retrain's pairs (default: all SciFact + feedback)."
     ),
     eval_examples: int = typer.Option(
         300, min=8, help="Test pairs per benchmark for the gate (same for both models)."
@@ -33,8 +33,8 @@ def demo_command(
     settings = settings_from()
     base = DemoBudget()
     budget = DemoBudget(
-        first_train=base.first_train | {"max_examples": first_examples},
-        retrain=base.retrain | {"max_examples": retrain_examples},
+        first_train=base.first_train | cap(first_examples),
+        retrain=base.retrain | cap(retrain_examples),
         evaluate_max_examples=eval_examples,
         bake_seconds=bake_seconds,
     )
@@ -45,6 +45,10 @@ def demo_command(
         print_json(summary.to_dict())
     else:
         typer.echo(summary_text(summary))
+
+
+def cap(examples: int | None) -> dict[str, int]:
+    return {"max_examples": examples} if examples else {}
 
 
 def register(app: typer.Typer) -> None:

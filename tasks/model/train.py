@@ -16,7 +16,8 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,10 +40,8 @@ from citeops.tasks.model.training_set import (
 )
 
 if TYPE_CHECKING:
+    from citeops.configs.settings import ModelSettings, Settings
     from citeops.tasks.model.registry import RegisteredModel
-
-if TYPE_CHECKING:
-    from citeops.configs.settings import Settings
 
 
 # the mean over datasets of dev macro F1: what `citeops evaluate` reports on the test sets
@@ -136,6 +135,7 @@ def training_params(settings: Settings, precision: str) -> dict[str, Any]:
     cfg = settings.train
     return {
         "base_model": settings.model.base_model,
+        "init_from": settings.train.init_from,
         "datasets": ",".join(cfg.datasets),
         "epochs": cfg.epochs,
         "max_steps": cfg.max_steps,
@@ -263,6 +263,34 @@ def resources_used(settings: Settings, trainer: Any, wall_seconds: float) -> dic
     return out
 
 
+@contextmanager
+def initial_weights(settings: Settings) -> Iterator[ModelSettings]:
+    """The model settings to load the starting weights from: ``model`` as it is, or, with
+    ``train.init_from`` (a registered model URI), a copy pointing at that model's
+    downloaded Hugging Face folder, which lives for the block.
+
+    Raises:
+        ModelLoadError: ``train.init_from`` does not resolve to a model.
+    """
+    uri = settings.train.init_from
+    if not uri:
+        yield settings.model
+        return
+    import mlflow
+    from citeops.tasks.model.predictor import ModelLoadError, find_hf_dir
+    from citeops.tasks.model.registry import client
+
+    client(settings)
+    with tempfile.TemporaryDirectory(prefix="citeops-init-") as tmp:
+        try:
+            root = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+        except Exception as error:  # noqa: BLE001 - MLflow raises many kinds
+            raise ModelLoadError(f"train.init_from {uri!r} cannot be loaded: {error}") from None
+        folder = find_hf_dir(Path(root))
+        log.info("starting from the weights of %s", uri)
+        yield settings.model.model_copy(update={"base_model": str(folder)})
+
+
 def fit_candidate(
     settings: Settings, data: TrainingSet | None = None, progress: bool = True
 ) -> Candidate:
@@ -300,7 +328,8 @@ def fit_candidate(
     L.seed_everything(cfg.seed, verbose=False)
     data = data or build_training_set(settings)
     train, dev = data.train, data.dev
-    model, tokenizer = load_base(settings.model, seed=cfg.seed)
+    with initial_weights(settings) as model_settings:
+        model, tokenizer = load_base(model_settings, seed=cfg.seed)
     model.train()  # from_pretrained returns eval mode: dropout would stay off
     weights = (
         class_weights([ex.label for ex in train], len(LABELS)) if cfg.class_weighted_loss else None
