@@ -175,7 +175,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 def citeops_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> Path:
     """Isolate state: test profile, a fresh CITEOPS_HOME, the session's data folder."""
     for key in list(os.environ):
-        if key.startswith("CITEOPS_"):
+        # MLflow exports the URIs it was last pointed at: never inherit another test's store
+        if key.startswith("CITEOPS_") or key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
             monkeypatch.delenv(key)
     home = tmp_path / "citeops-home"
     monkeypatch.setenv("CITEOPS_PROFILE", "test")

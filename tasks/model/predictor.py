@@ -330,6 +330,7 @@ def _download_and_load(
     import mlflow
 
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow.tracking_uri)  # else an inherited one is used
     try:
         version = resolve_version(model_uri, settings)
         root = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst))

@@ -15,7 +15,7 @@ ARGS = ["--first-examples", "64", "--retrain-examples", "64", "--eval-examples",
 
 
 def run_demo(tmp_path: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEOPS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CITEOPS_", "MLFLOW_"))}
     env.update(
         {
             "CITEOPS_PROFILE": "test",

@@ -94,7 +94,9 @@ def production_stack(
     admin_token = f"admin-{uuid.uuid4().hex}"
     home = tmp_path_factory.mktemp("stack") / "home"
     ports = {name: free_port() for name in ("prefect", "mlflow", "serve")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CITEOPS_", "PREFECT_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("CITEOPS_", "PREFECT_", "MLFLOW_"))
+    }
     env.update(
         {
             "CITEOPS_PROFILE": "production",
@@ -514,7 +516,9 @@ def test_up_names_a_missing_bucket(production_stack: Stack) -> None:
 def test_local_profile_stack_runs_a_deployment(tmp_path: Path, data_dir: Path) -> None:
     """The embedded default (`make up`): SQLite stores and local folders, no set-up."""
     ports = {name: free_port() for name in ("prefect", "mlflow", "serve")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CITEOPS_", "PREFECT_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("CITEOPS_", "PREFECT_", "MLFLOW_"))
+    }
     env.update(
         {
             "CITEOPS_PROFILE": "local",
