@@ -2,13 +2,18 @@
 
 One transformers ``pipeline("text-classification")`` call per request, fp32, one request
 at a time (Gradio's default concurrency limit of 1), evidence as ``text`` and the claim
-as ``text_pair``. Run: ``python -m citeops.benchmarks.serve_baseline --model DIR --port PORT``.
+as ``text_pair``. The model's own input preprocessing (recorded in its ``citeops.json``:
+evidence selection and max length) is applied, so that both servers feed the same model
+the same inputs and label agreement measures the serving path, not a preprocessing gap.
+Run: ``python -m citeops.benchmarks.serve_baseline --model DIR --port PORT``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import threading
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,15 +29,26 @@ def create_baseline_app(model_dir: str) -> Any:
     from fastapi import FastAPI
     from transformers import pipeline
 
+    from citeops.tasks.model.predictor import META_FILE
+    from citeops.tasks.model.preprocess import EvidenceSelection, EvidenceSelector
+
     pipe = pipeline("text-classification", model=model_dir, tokenizer=model_dir, device=-1)
+    meta_path = Path(model_dir) / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    max_length = int(meta.get("max_length") or pipe.tokenizer.model_max_length)
+    selector = EvidenceSelector(EvidenceSelection.from_meta(meta), pipe.tokenizer, max_length)
     lock = threading.Lock()
     app = FastAPI(title="baseline: per-request transformers pipeline")
 
     @app.post("/predict")
     def predict(pair: Pair) -> dict[str, Any]:
         with lock:
+            evidence = selector.select(pair.claim, pair.evidence)
             scores = pipe(
-                {"text": pair.evidence, "text_pair": pair.claim}, top_k=None, truncation=True
+                {"text": evidence, "text_pair": pair.claim},
+                top_k=None,
+                truncation=True,
+                max_length=max_length,
             )
         probabilities = {row["label"]: float(row["score"]) for row in scores}
         return {"label": max(probabilities, key=probabilities.get), "probabilities": probabilities}
