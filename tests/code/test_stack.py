@@ -29,7 +29,13 @@ from citeops.tasks.stack.processes import (
 )
 from citeops.tasks.stack.resources import is_postgres_url, redact_url
 from citeops.tasks.stack.services import mlflow_server_spec, prefect_server_spec, project_dir
-from citeops.tasks.stack.stack import select_services, stack_config, stack_down, stack_status, stack_up
+from citeops.tasks.stack.stack import (
+    select_services,
+    stack_config,
+    stack_down,
+    stack_status,
+    stack_up,
+)
 
 ROOT = project_dir()
 
