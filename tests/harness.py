@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from citeops.tasks.errors import CiteopsError
 
@@ -146,3 +147,15 @@ def missing_service_summary(skips: Iterable[tuple[str, str]]) -> list[str]:
 
 def _host_of(url: str) -> str:
     return url.rsplit("@", 1)[-1].split("/", 1)[0]
+
+
+def run_citeops(argv: list[str], capsys: Any) -> tuple[int, str, str]:
+    """Run the ``citeops`` entry point in-process: ``(exit status, stdout, stderr)``."""
+    import pytest
+
+    from citeops.flows.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    out, err = capsys.readouterr()
+    return done.value.code, out, err

@@ -6,14 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from citeops.flows.cli import main
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    return done.value.code, out, err
+from tests.harness import run_citeops
 
 
 @pytest.mark.parametrize(
@@ -28,7 +21,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def test_usage_mistake_prints_short_usage_error_and_exits_2(
     argv: list[str], command: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _run(argv, capsys)
+    code, out, err = run_citeops(argv, capsys)
     assert code == 2
     assert "Traceback" not in err
     assert f"Usage: {command} [OPTIONS]" in err
@@ -41,7 +34,7 @@ def test_usage_mistake_prints_short_usage_error_and_exits_2(
 def test_bare_command_group_prints_its_help_and_exits_2(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = _run(["feedback"], capsys)
+    code, out, err = run_citeops(["feedback"], capsys)
     assert code == 2
     text = out + err
     assert "Traceback" not in text
@@ -50,7 +43,7 @@ def test_bare_command_group_prints_its_help_and_exits_2(
 
 
 def test_help_still_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(["train", "--help"], capsys)
+    code, out, _ = run_citeops(["train", "--help"], capsys)
     assert code == 0
     assert "--max-length" in out
 
@@ -58,7 +51,7 @@ def test_help_still_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 def test_user_error_inside_a_command_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = _run(["data", "stats", "--data-dir", str(tmp_path)], capsys)
+    code, _, err = run_citeops(["data", "stats", "--data-dir", str(tmp_path)], capsys)
     assert code == 2
     assert err.strip().splitlines() == [
         f"error: {tmp_path}: no datasets found; run `citeops data fetch` first"

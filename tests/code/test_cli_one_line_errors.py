@@ -8,14 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from citeops.flows.cli import main
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    return done.value.code, out, err
+from tests.harness import run_citeops
 
 
 @pytest.mark.parametrize(
@@ -45,7 +38,7 @@ def test_user_mistake_is_one_line_and_exit_2(
 ) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    code, out, err = _run(argv, capsys)
+    code, out, err = run_citeops(argv, capsys)
     assert code == 2
     assert "Traceback" not in err and message in err
     assert "hunter2" not in err
@@ -60,7 +53,7 @@ def test_status_json_masks_a_password_given_as_a_query_parameter(
         "CITEOPS_STORE_URL", "postgresql+psycopg://citeops@db/citeops?password=hunter2&x=1"
     )
     monkeypatch.setenv("CITEOPS_MLFLOW__TRACKING_URI", "http://mlflow:5000/?token=hunter3")
-    code, out, _ = _run(["status", "--json"], capsys)
+    code, out, _ = run_citeops(["status", "--json"], capsys)
     assert code == 0
     config = json.loads(out)["config"]
     assert "hunter2" not in out and "hunter3" not in out
