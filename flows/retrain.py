@@ -40,10 +40,10 @@ def _retrain(
     train: dict[str, Any] | None,
     overrides: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    from citeops.tasks.model.lifecycle import RetrainRun
+    from citeops.tasks.model.lifecycle import PromotionRun
 
     sections = dict(overrides or {}) | ({"train": train} if train else {})
-    run = RetrainRun.start(trigger, overrides=sections or None)
+    run = PromotionRun.start(trigger, overrides=sections or None)
     with run.locked():
         decision = steps.decide_retraining(force or bool(trigger), run.overrides)
         if not run.should_go(decision):

@@ -1,7 +1,7 @@
 """The bookkeeping around promotion: the record of a retrain run as it goes, a manual
 promotion of an existing version, and the rollback of the last promotion.
 
-:class:`RetrainRun` keeps the :class:`~citeops.tasks.store.promotions.PromotionRecord`
+:class:`PromotionRun` keeps the :class:`~citeops.tasks.store.promotions.PromotionRecord`
 of one ``retrain`` flow run up to date (stored at the start, at each stage, and at the
 end), holds the one-at-a-time lock, and turns a stage's exception into the record's
 outcome before letting it fail the flow.
@@ -71,8 +71,8 @@ def load(overrides: dict[str, Any] | None = None) -> Settings:
 
 
 @dataclass
-class RetrainRun:
-    """One retrain's record, lock and settings overrides."""
+class PromotionRun:
+    """One retrain or promotion run: its record (kept up to date), lock and overrides."""
 
     settings: Settings
     record: PromotionRecord
@@ -86,15 +86,27 @@ class RetrainRun:
         trigger: dict[str, Any] | None,
         overrides: dict[str, Any] | None = None,
         kind: str = "retrain",
-    ) -> RetrainRun:
+    ) -> PromotionRun:
         """Store a ``running`` record naming the champion and what started the run."""
+        return cls.open(load(overrides), kind, trigger, overrides=overrides)
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        kind: str,
+        trigger: dict[str, Any] | None,
+        version: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> PromotionRun:
+        """:meth:`start` with settings already built (a promotion of ``version``)."""
         from citeops.tasks.model.promote import CHAMPION, model_uri_for
         from citeops.tasks.model.registry import get_version_by_alias
 
-        settings = load(overrides)
         champion = get_version_by_alias(settings, CHAMPION)
         record = PromotionRecord(
             kind=kind,
+            version=version,
             previous_version=champion,
             trigger=dict(trigger or {}),
             flow_run_id=flow_run_id(),
@@ -105,10 +117,15 @@ class RetrainRun:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the retrain lock; a failure that no stage recorded ends as ``failed``."""
+        """Hold the retrain lock for :meth:`recorded`."""
+        with self.recorded(), hold_lock(self.settings):
+            yield
+
+    @contextmanager
+    def recorded(self) -> Iterator[None]:
+        """A failure that no stage recorded ends the run as ``failed``."""
         try:
-            with hold_lock(self.settings):
-                yield
+            yield
         except BaseException as error:
             if not self.finished:
                 self.finish("failed", f"{type(error).__name__}: {error}")
@@ -154,7 +171,7 @@ class RetrainRun:
     def finish(self, outcome: str, detail: str) -> dict[str, Any]:
         self.finished = True
         finish_record(self.settings, self.record, outcome, detail)
-        log.info("retrain %s: %s", outcome, detail)
+        log.info("%s %s: %s", self.record.kind, outcome, detail)
         return self.record.to_dict()
 
 
@@ -168,61 +185,33 @@ def promote_version(
         RegistryError: the version does not exist.
         GateFailed, PromotionFailed, BakeFailed: refused; recorded, nothing moved.
     """
-    from citeops.tasks.model.gate import decide, require_gate
-    from citeops.tasks.model.promote import (
-        CHAMPION,
-        model_uri_for,
-        move_aliases,
-        promote_blue_green,
-    )
-    from citeops.tasks.model.registry import get_version_by_alias, require_version
-    from citeops.tasks.model.validate import log_validation, validate_against_champion
+    from citeops.tasks.model.gate import require_gate
+    from citeops.tasks.model.promote import model_uri_for, move_aliases, promote_blue_green
+    from citeops.tasks.model.registry import require_version
+    from citeops.tasks.model.training_set import build_training_set
+    from citeops.tasks.model.validate import judge, validate_against_champion
 
     require_version(settings, version)
-    champion = get_version_by_alias(settings, CHAMPION)
-    record = PromotionRecord(
-        kind="promote",
-        version=str(version),
-        previous_version=champion,
-        trigger={"causes": ["manual"], "reasons": [reason], "skip_gate": skip_gate},
-        flow_run_id=flow_run_id(),
-    )
-    save_record(settings, record)
+    trigger = {"causes": ["manual"], "reasons": [reason], "skip_gate": skip_gate}
+    run = PromotionRun.open(settings, "promote", trigger, version=str(version))
     uri = model_uri_for(settings, version)
-    try:
+    with run.recorded():
         if skip_gate:
-            record.gate = {"skipped": True, "passed": None, "reasons": ["--skip-gate"]}
+            run.record.gate = {"skipped": True, "passed": None, "reasons": ["--skip-gate"]}
         else:
-            from citeops.tasks.model.training_set import build_training_set
-
             holdout = build_training_set(settings).holdout
-            champion_uri = model_uri_for(settings, champion) if champion else None
-            validation = validate_against_champion(settings, uri, champion_uri, holdout)
-            decision = decide(
-                validation.benchmarks, validation.latency, validation.behaviour, settings.gate
-            )
-            log_validation(settings, validation, decision)
-            record.gate = gate_record(decision)
-            try:
+            validation = validate_against_champion(settings, uri, run.champion_uri, holdout)
+            with run.stage("gate_failed"):
+                decision = judge(settings, validation)
+                run.record.gate = gate_record(decision)
                 require_gate(decision)
-            except CiteopsError as error:
-                finish_record(settings, record, "gate_failed", str(error))
-                raise
-        try:
+            run.gated(decision, validation)
+        with run.stage("rolled_back"):
             promotion = promote_blue_green(settings, uri)
-        except CiteopsError as error:
-            bake = getattr(error, "bake", None)
-            if bake:
-                record.bake = {"endpoints": [b.to_dict() for b in bake]}
-            finish_record(settings, record, promotion_outcome(error, "rolled_back"), str(error))
-            raise
-        record.bake = {"endpoints": [b.to_dict() for b in promotion.bake]}
+        run.baked(promotion)
         move_aliases(settings, str(version))
-        return finish_record(settings, record, "promoted", f"version {version} is live")
-    except BaseException as error:
-        if record.finished_at is None:
-            finish_record(settings, record, "failed", f"{type(error).__name__}: {error}")
-        raise
+        run.finish("promoted", f"version {version} is live")
+    return run.record
 
 
 def rollback_last(settings: Settings) -> PromotionRecord:

@@ -154,14 +154,10 @@ def validate_candidate(
 def gate_candidate(validation: Validation, overrides: dict[str, Any] | None = None) -> GateDecision:
     """Decide, log the decision to MLflow and as the "candidate vs champion" artifact,
     then raise :class:`GateFailed` when the candidate is refused."""
-    from citeops.tasks.model.gate import decide, require_gate
-    from citeops.tasks.model.validate import log_validation
+    from citeops.tasks.model.gate import require_gate
+    from citeops.tasks.model.validate import judge
 
-    settings = _settings(overrides)
-    decision = decide(
-        validation.benchmarks, validation.latency, validation.behaviour, settings.gate
-    )
-    log_validation(settings, validation, decision)
+    decision = judge(_settings(overrides), validation)
     _artifact("table", "candidate-vs-champion", _gate_rows(decision), "candidate vs champion")
     _artifact("markdown", "gate-decision", decision.markdown_table(), "the gate's decision")
     require_gate(decision)

@@ -178,3 +178,15 @@ def log_validation(settings: Settings, validation: Validation, decision: Any) ->
         mlflow.log_text(decision.markdown_table(), "gate.md")
     validation.run_id = run.info.run_id
     return run.info.run_id
+
+
+def judge(settings: Settings, validation: Validation) -> Any:
+    """The gate's decision on ``validation`` (``gate`` settings), logged to MLflow with both
+    models' figures (:func:`log_validation`); raising is left to ``require_gate``."""
+    from citeops.tasks.model.gate import decide
+
+    decision = decide(
+        validation.benchmarks, validation.latency, validation.behaviour, settings.gate
+    )
+    log_validation(settings, validation, decision)
+    return decision
