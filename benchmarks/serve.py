@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.stack.processes import free_port
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -169,14 +170,6 @@ def start_server(
     server.stop()
     tail = log_path.read_text(errors="replace")[-1500:]
     raise BenchError(f"server {' '.join(cmd[:4])} did not become ready:\n{tail}")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---- load --------------------------------------------------------------------------------
@@ -473,7 +466,7 @@ def run_serve_bench(
 
     servers: list[ServerProcess] = []
     try:
-        port = _free_port()
+        port = free_port()
         progress("starting the baseline: transformers pipeline, fp32, one request at a time")
         baseline_cmd = [
             sys.executable,
@@ -487,7 +480,7 @@ def run_serve_bench(
                 [*baseline_cmd, "--port", str(port)], baseline_env, port, workdir, "/health"
             )
         )
-        port = _free_port()
+        port = free_port()
         progress(f"starting citeops serve: micro-batching, {settings.serve.precision}")
         entry = "import sys; from citeops.flows.cli import main; main(sys.argv[1:])"
         serve_cmd = [sys.executable, "-c", entry, "serve", "--model-uri", str(folder)]
@@ -498,7 +491,7 @@ def run_serve_bench(
         report["runtime"] = served_runtime(urls["serve"])
         extra: dict[str, ServerProcess] = {}
         for runtime in options.runtimes:
-            port = _free_port()
+            port = free_port()
             progress(f"starting citeops serve on {runtime}")
             runtime_env = {**env, "CITEOPS_SERVE__RUNTIME": runtime}
             cmd = [*serve_cmd, "--port", str(port)]

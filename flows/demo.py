@@ -139,14 +139,6 @@ def serving_endpoint(settings: Settings, port: int, progress: Progress) -> Itera
             child.kill()
 
 
-def free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 # ---- simulated users ----------------------------------------------------------------------------
 def user_pairs(settings: Settings, seed: int) -> list[Example]:
     """Citation-Integrity train pairs in a seeded order (the other domain's traffic)."""
@@ -320,6 +312,7 @@ def run_demo(settings: Settings, budget: DemoBudget, progress: Progress) -> Demo
     from citeops.tasks.model.gate import GateFailed
     from citeops.tasks.model.promote import CHAMPION, BakeFailed, PromotionFailed
     from citeops.tasks.model.registry import get_version_by_alias
+    from citeops.tasks.stack.processes import free_port
 
     started = time.perf_counter()
     splits = available_splits(settings.data_dir)

@@ -49,12 +49,10 @@ def prefect_harness():
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    import socket
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the tool's own helper)."""
+    from citeops.tasks.stack.processes import free_port as tool_free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return tool_free_port()
 
 
 def wait_for_http(url: str, timeout: float = 60.0) -> None:

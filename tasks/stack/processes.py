@@ -38,6 +38,13 @@ class ProcessRecord:
     stop_signal: str = "SIGTERM"  # SIGINT for programs that shut down cleanly on Ctrl-C
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def record_path(state_dir: Path, name: str) -> Path:
     return state_dir / f"{name}.pid.json"
 
