@@ -30,11 +30,14 @@ def info(message: str) -> None:
 
 
 @contextmanager
-def stage_progress(level: int = logging.INFO) -> Iterator[None]:
-    """Show the stages' ``citeops.*`` log records on stderr while the block runs."""
-    logger = logging.getLogger("citeops")
+def stage_progress(
+    level: int = logging.INFO, name: str = "citeops", fmt: str = "%(asctime)s %(message)s"
+) -> Iterator[None]:
+    """Show the stage logger ``name``'s records (default: every ``citeops.*`` stage) on
+    stderr, formatted by ``fmt``, while the block runs."""
+    logger = logging.getLogger(name)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(logging.Formatter(fmt, "%H:%M:%S"))
     previous, propagate = logger.level, logger.propagate
     logger.propagate = False  # Prefect's console handler on the root would print them twice
     logger.addHandler(handler)

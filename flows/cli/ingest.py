@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import typer
 
-from citeops.flows.cli.common import info, print_json, settings_from
+from citeops.flows.cli.common import info, print_json, settings_from, stage_progress
 
 feedback_app = typer.Typer(help="The curated feedback store.", no_args_is_help=True)
 
@@ -18,29 +13,6 @@ def register(app: typer.Typer) -> None:
     """Add the ingest commands to the root app."""
     app.command("ingest")(ingest)
     app.add_typer(feedback_app, name="feedback")
-
-
-@contextmanager
-def stage_logs_on_stderr(name: str) -> Iterator[None]:
-    """Show the INFO records of the stage logger ``name`` on stderr (progress, skipped
-    entries) while a command runs: through a root handler that already prints to the
-    terminal (Prefect's console handler, once Prefect is imported), else through one added
-    here for the command."""
-    stage = logging.getLogger(name)
-    level = stage.level
-    terminal = (sys.stderr, sys.stdout)
-    printed = any(getattr(h, "stream", None) in terminal for h in logging.getLogger().handlers)
-    handler = None if printed else logging.StreamHandler(sys.stderr)
-    if handler is not None:
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        stage.addHandler(handler)
-    stage.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        if handler is not None:
-            stage.removeHandler(handler)
-        stage.setLevel(level)
 
 
 def ingest(
@@ -55,7 +27,7 @@ def ingest(
     from citeops.tasks.ingest.pipeline import ingest as run_ingest
     from citeops.tasks.ingest.report import SKIPPED_KEY
 
-    with stage_logs_on_stderr("citeops.tasks.ingest"):
+    with stage_progress(name="citeops.tasks.ingest", fmt="%(message)s"):
         report = run_ingest(settings_from(), source)
     for change in report.changed:
         info(
