@@ -164,9 +164,15 @@ def evidence_selection(settings: Settings) -> EvidenceSelection:
 
 
 def log_dataset_inputs(
-    settings: Settings, examples: Sequence[Example], split: str, context: str
+    settings: Settings,
+    examples: Sequence[Example],
+    split: str,
+    context: str,
+    file_digests: dict[str, str] | None = None,
 ) -> None:
-    """``mlflow.log_input`` for each dataset in ``examples``: digest = SHA-256 of its files."""
+    """``mlflow.log_input`` for each dataset in ``examples``: digest = SHA-256 of its files
+    (taken from ``file_digests``, keyed ``<dataset>-<split>``, when the training set
+    already computed it)."""
     import pandas as pd
 
     import mlflow
@@ -181,7 +187,8 @@ def log_dataset_inputs(
                 corpus_file(settings.data_dir, dataset),
                 claims_file(settings.data_dir, dataset, split),
             ]
-            source, digest = str(paths[1]), files_digest(paths)
+            known = (file_digests or {}).get(f"{dataset}-{split}")
+            source, digest = str(paths[1]), known or files_digest(paths)
         frame = pd.DataFrame(
             {
                 "claim": [r.claim for r in rows],
@@ -390,9 +397,9 @@ def fit_candidate(
                 **{f"train_labels_{k}": v for k, v in label_counts(train).items()},
             }
         )
-        log_dataset_inputs(settings, train, "train", "training")
+        log_dataset_inputs(settings, train, "train", "training", data.digests)
         if dev:
-            log_dataset_inputs(settings, dev, "dev", "validation")
+            log_dataset_inputs(settings, dev, "dev", "validation", data.digests)
         trainer.fit(module, datamodule=datamodule)
         restored = best.restore(module)
         if dev and not restored:  # max_steps ended training before any validation
