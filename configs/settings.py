@@ -406,6 +406,73 @@ class BenchSettings(_Section):
     drift_min_distinct_share: float = Field(0.9, ge=0, le=1)  # goal: distinct / rows
 
 
+class SearchDimension(_Section):
+    """One ``train.*`` setting the recipe search varies: a list of ``choices``, or a
+    range ``low``..``high`` (``integer``: whole numbers; ``log``: sampled on a log scale)."""
+
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _choices_or_range(self) -> SearchDimension:
+        if self.choices is not None:
+            if not self.choices:
+                raise ValueError("choices must not be empty")
+            return self
+        if self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError("give choices, or low < high")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+def _default_space() -> dict[str, SearchDimension]:
+    return {
+        "learning_rate": SearchDimension(low=3e-5, high=3e-4, log=True),
+        "max_length": SearchDimension(choices=(128, 192, 256)),
+        "epochs": SearchDimension(low=1, high=3, integer=True),
+        "batch_size": SearchDimension(choices=(8, 16, 32)),
+        "layer_lr_decay": SearchDimension(low=0.75, high=1.0),
+        "warmup_ratio": SearchDimension(low=0.0, high=0.2),
+        "class_weighted_loss": SearchDimension(choices=(True, False)),
+    }
+
+
+class TuneSettings(_Section):
+    """The recipe search of ``citeops tune`` (tasks/model/tune.py), scored on dev only.
+
+    Each trial fine-tunes with ``train`` plus the trial's values for the ``space`` keys
+    (``train.*`` setting names) and is one MLflow run in ``experiment``; the objective is
+    the selected epoch's mean over datasets of dev macro F1. Trials are capped by
+    ``max_examples`` / ``max_eval_examples`` (None: all) and by what is left of the time
+    budget. The Optuna study is kept in ``<home>/tune.db``: the same ``study`` name
+    continues it.
+    """
+
+    experiment: str = "citeops-tune"
+    study: str = "recipe"
+    trials: int = Field(8, ge=1)
+    budget_minutes: float = Field(60.0, gt=0)
+    min_trial_minutes: float = Field(1.0, gt=0)  # no new trial with less time left
+    sampler_seed: int = 0
+    max_examples: int | None = Field(None, ge=1)
+    max_eval_examples: int | None = Field(None, ge=1)
+    space: dict[str, SearchDimension] = Field(default_factory=_default_space)
+
+    @field_validator("space")
+    @classmethod
+    def _train_settings_only(cls, value: dict[str, SearchDimension]) -> dict[str, SearchDimension]:
+        unknown = sorted(set(value) - set(TrainSettings.model_fields))
+        if unknown:
+            raise ValueError(f"not train settings: {', '.join(unknown)}")
+        if not value:
+            raise ValueError("the search space is empty")
+        return value
+
+
 class Settings(BaseSettings):
     """All of citeops' configuration. Build with :func:`load_settings`."""
 
@@ -439,6 +506,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     gate: GateSettings = GateSettings()
     bench: BenchSettings = BenchSettings()
+    tune: TuneSettings = TuneSettings()
 
     @field_validator("home", "data_dir")
     @classmethod

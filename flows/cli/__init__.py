@@ -19,6 +19,7 @@ from citeops.flows.cli import lifecycle as lifecycle_cli
 from citeops.flows.cli import model as model_cli
 from citeops.flows.cli import serve as serve_cli
 from citeops.flows.cli import stack as stack_cli
+from citeops.flows.cli import tune as tune_cli
 from citeops.flows.cli.common import run_cli
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ drift_cli.register(app)
 lifecycle_cli.register(app)
 demo_cli.register(app)
 stack_cli.register(app)
+tune_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

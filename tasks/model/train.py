@@ -63,10 +63,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Candidate:
-    """A fitted model logged in an MLflow run, not yet registered."""
+    """A fitted model logged in an MLflow run, not yet registered (``logged_model_uri``
+    is ``None`` for a run that logged no model: a recipe-search trial)."""
 
     run_id: str
-    logged_model_uri: str
+    logged_model_uri: str | None
     metrics: dict[str, float]
     best_epoch: int | None = None
     epochs_run: int = 0
@@ -299,10 +300,17 @@ def initial_weights(settings: Settings) -> Iterator[ModelSettings]:
 
 
 def fit_candidate(
-    settings: Settings, data: TrainingSet | None = None, progress: bool = True
+    settings: Settings,
+    data: TrainingSet | None = None,
+    progress: bool = True,
+    *,
+    run_name: str = "train",
+    tags: dict[str, str] | None = None,
+    log_model: bool = True,
 ) -> Candidate:
     """Fine-tune ``settings.model.base_model`` on ``data`` (default: the configured
-    datasets and feedback, :func:`build_training_set`) and log it in one MLflow run.
+    datasets and feedback, :func:`build_training_set`) and log it in one MLflow run
+    (named ``run_name``, with ``tags``; the model itself only when ``log_model``).
 
     Registers nothing: the caller decides (:func:`register_candidate`).
 
@@ -385,8 +393,8 @@ def fit_candidate(
     )
 
     experiment_id = ensure_experiment(settings)
-    with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
-        mlflow.set_tag("citeops.kind", "training")
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.set_tags({"citeops.kind": "training", **(tags or {})})
         mlflow.log_params(params)
         mlflow.log_params(
             {
@@ -416,17 +424,19 @@ def fit_candidate(
         mlflow.set_tag("device_type", str(resources["device_type"]))
         if best.best_epoch is not None:
             mlflow.log_metric("best_epoch", best.best_epoch)
-        meta = {
-            "labels": list(LABELS),
-            "max_length": cfg.max_length,
-            "base_model": settings.model.base_model,
-            "run_id": run.info.run_id,
-            "datasets": list(cfg.datasets),
-            META_KEY: evidence_selection(settings).to_meta(),
-        }
-        with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:
-            folder = save_hf_folder(module.model, tokenizer, Path(tmp) / "hf_model", meta)
-            logged_uri = log_verifier(folder)
+        logged_uri = None
+        if log_model:
+            meta = {
+                "labels": list(LABELS),
+                "max_length": cfg.max_length,
+                "base_model": settings.model.base_model,
+                "run_id": run.info.run_id,
+                "datasets": list(cfg.datasets),
+                META_KEY: evidence_selection(settings).to_meta(),
+            }
+            with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:
+                folder = save_hf_folder(module.model, tokenizer, Path(tmp) / "hf_model", meta)
+                logged_uri = log_verifier(folder)
     log.info("fitted in %.0f s: dev %s", wall, {k: round(v, 3) for k, v in metrics.items()})
     return Candidate(
         run_id=run.info.run_id,
@@ -449,6 +459,8 @@ def register_candidate(
     """Register the candidate's logged model as a new version; point ``alias`` at it."""
     from citeops.tasks.model.registry import register_version, set_alias
 
+    if candidate.logged_model_uri is None:
+        raise TrainingError(f"run {candidate.run_id} logged no model: nothing to register")
     registered = register_version(settings, candidate.logged_model_uri, candidate.run_id)
     if alias:
         set_alias(settings, registered.version, alias)
