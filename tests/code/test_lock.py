@@ -12,7 +12,8 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.lock"
-CUDA_ONLY = re.compile(r"^(nvidia-.*|triton|cuda-.*)$")
+# nvidia-ml-py (NVML, GPU gauges on /metrics) is pure Python and imports on any machine
+CUDA_ONLY = re.compile(r"^(nvidia-(?!ml-py$).*|triton|cuda-.*)$")
 
 
 def _locked() -> dict[str, tuple[str, int]]:
