@@ -10,6 +10,10 @@ alike), and are then scored on the same fixed evaluation subset:
 - **ours**: pairs tokenised once, length-bucketed batches with dynamic padding (the
   functions training uses), bf16 autocast where the CPU has native bf16 (else fp32).
   Tokenisation time counts against our side.
+
+With ``time_to_f1`` it then runs the headline figure, **time to quality**
+(:mod:`.time_to_f1`): the training seconds each side needs to reach the same dev macro F1,
+and logs both curves to MLflow.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     import torch
 
     from citeops.configs.settings import Settings
+    from citeops.tasks.model.preprocess import EvidenceSelection
 
 
 @dataclass
@@ -91,15 +96,22 @@ def bucketed_batch_iter(
     batch_size: int,
     bucket_size_multiplier: int,
     seed: int,
+    select: Callable[[Sequence[str], Sequence[str]], list[str]] | None = None,
+    epochs: int = 1,
 ) -> Iterable[dict[str, torch.Tensor]]:
-    """Our pipeline: tokenise once, bucketed batches, pad each batch to its longest pair."""
-    from citeops.tasks.model.batching import bucketed_batches, collate_padded, encode_examples
+    """Our pipeline: tokenise once (after ``select``, the evidence selection, if given),
+    bucketed batches reshuffled every epoch, each padded to its longest pair.
 
-    pairs = encode_examples(tokenizer, examples, max_length)
-    batches = bucketed_batches([len(p) for p in pairs], batch_size, bucket_size_multiplier, seed)
+    A generator: the tokenisation runs on the first ``next``, so a timed step counts it.
+    """
+    from citeops.tasks.model.batching import BucketBatchSampler, collate_padded, encode_examples
+
+    pairs = encode_examples(tokenizer, examples, max_length, select=select)
+    sampler = BucketBatchSampler([len(p) for p in pairs], batch_size, bucket_size_multiplier, seed)
     pad_id = tokenizer.pad_token_id or 0
-    for batch in batches:
-        yield collate_padded([pairs[i] for i in batch], pad_id)
+    for _ in range(epochs):
+        for batch in sampler:
+            yield collate_padded([pairs[i] for i in batch], pad_id)
 
 
 class SideRunner:
@@ -114,19 +126,20 @@ class SideRunner:
         self,
         model: torch.nn.Module,
         batches: Iterable[dict[str, torch.Tensor]],
-        steps: int,
-        learning_rate: float,
+        optimizer: tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler],
         bf16: bool,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
-        from citeops.tasks.model.optim import build_optimizer
+        import torch
 
         self.model = model
         self.model.train()
-        self.optimizer, self.scheduler = build_optimizer(
-            model, learning_rate, 0.01, 1.0, 0.1, steps
-        )
+        self.optimizer, self.scheduler = optimizer
         self.batches = iter(batches)
         self.bf16 = bf16
+        self.class_weights = (
+            torch.tensor(list(class_weights), dtype=torch.float32) if class_weights else None
+        )
         self.steps = 0
         self.samples = 0
         self.tokens = 0
@@ -140,7 +153,7 @@ class SideRunner:
         labels = batch.pop("labels")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(**batch).logits
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=self.class_weights)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
@@ -151,22 +164,44 @@ class SideRunner:
         self.tokens += batch["input_ids"].numel()
 
 
+def throughput_optimizer(
+    model: torch.nn.Module, learning_rate: float, steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The throughput comparison's optimiser, alike on every side: AdamW, 10 % warm-up."""
+    from citeops.tasks.model.optim import build_optimizer
+
+    return build_optimizer(model, learning_rate, 0.01, 1.0, 0.1, steps)
+
+
 def score(
-    model: Any, tokenizer: Any, examples: Sequence[Example], max_length: int
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    max_length: int,
+    selection: EvidenceSelection | None = None,
+    batch_size: int = 16,
 ) -> dict[str, float]:
-    """Macro F1 and accuracy on ``examples`` through the shared inference path (fp32)."""
+    """Macro F1 and accuracy on ``examples`` through the shared inference path (fp32), with
+    the model's evidence ``selection`` (None: whole evidence). Leaves the model in eval
+    mode."""
     from citeops.tasks.model.metrics import classification_metrics
     from citeops.tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.model.preprocess import EvidenceSelection
 
-    verifier = ClaimVerifier(model, tokenizer, max_length=max_length)
-    probs = verifier.predict_proba([e.claim for e in examples], [e.evidence for e in examples])
+    verifier = ClaimVerifier(
+        model, tokenizer, max_length=max_length, selection=selection or EvidenceSelection()
+    )
+    probs = verifier.predict_proba(
+        [e.claim for e in examples], [e.evidence for e in examples], batch_size=batch_size
+    )
     return classification_metrics(probs, [e.label for e in examples])
 
 
 def bench_examples(
-    settings: Settings, dataset: str, n_train: int, n_eval: int, seed: int
+    settings: Settings, dataset: str, n_train: int | None, n_eval: int, seed: int
 ) -> tuple[list[Example], list[Example]]:
-    """A fixed training subset (``dataset`` train) and evaluation subset (its dev split)."""
+    """A fixed training subset (``dataset`` train; None: all of it) and evaluation subset
+    (its dev split), each shuffled by ``seed``."""
     train = shuffled(read_split(settings.data_dir, dataset, "train"), seed)[:n_train]
     dev = shuffled(read_split(settings.data_dir, dataset, "dev"), seed)[:n_eval]
     return train, dev
@@ -198,21 +233,61 @@ def bench_train(
     dataset: str = "citint",
     with_fp32: bool = False,
     progress: Callable[[str], None] | None = None,
+    time_to_f1: bool = True,
 ) -> dict[str, Any]:
-    """Train both sides for ``steps`` steps of ``batch_size`` and compare speed and F1.
+    """Train both sides for ``steps`` steps of ``batch_size`` and compare speed and F1;
+    with ``time_to_f1``, then race them to the dev macro F1 target (:mod:`.time_to_f1`,
+    the baseline padding to ``max_length``) and log that run to MLflow.
 
     Returns a JSON-able dict with ``baseline``, ``ours`` (and ``ours_fp32`` when asked),
-    ``ratio`` (ours / baseline samples per second) and ``f1_diff`` (ours - baseline).
+    ``ratio`` (ours / baseline samples per second) and ``f1_diff`` (ours - baseline), plus
+    with ``time_to_f1`` the keys of :func:`.time_to_f1.bench_time_to_f1` and
+    ``mlflow_run_id``.
     """
-    import torch
-
     from citeops.tasks.model.base import load_base
-    from citeops.tasks.model.train import cpu_supports_bf16
 
     say = progress or (lambda _msg: None)
+    initial, tokenizer = load_base(settings.model, seed=settings.train.seed)
+    figures = bench_throughput(
+        settings,
+        initial,
+        tokenizer,
+        steps,
+        batch_size,
+        max_length,
+        eval_examples,
+        dataset,
+        with_fp32,
+        say,
+    )
+    if time_to_f1:
+        from citeops.benchmarks.time_to_f1 import bench_time_to_f1, log_bench_run
+
+        figures.update(bench_time_to_f1(settings, initial, tokenizer, batch_size, max_length, say))
+        figures["mlflow_run_id"] = log_bench_run(settings, figures)
+        say(f"MLflow run {figures['mlflow_run_id']} ({settings.bench.mlflow_experiment})")
+    return figures
+
+
+def bench_throughput(
+    settings: Settings,
+    initial: torch.nn.Module,
+    tokenizer: Any,
+    steps: int,
+    batch_size: int,
+    max_length: int,
+    eval_examples: int,
+    dataset: str,
+    with_fp32: bool,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """The samples/s comparison: each side ``steps`` steps from ``initial``, interleaved."""
+    import torch
+
+    from citeops.tasks.model.train import cpu_supports_bf16
+
     seed = settings.train.seed
     train, dev = bench_examples(settings, dataset, steps * batch_size, eval_examples, seed)
-    initial, tokenizer = load_base(settings.model, seed=seed)
     lr = settings.train.learning_rate
     bf16 = cpu_supports_bf16() and not torch.cuda.is_available()
     mult = settings.train.bucket_size_multiplier
@@ -222,47 +297,36 @@ def bench_train(
         "ours_fp32": "bucketed-dynamic",
         "ours": "bucketed-dynamic",
     }
-    runners = {
-        "baseline": SideRunner(
-            copy.deepcopy(initial),
-            pad_to_max_batches(train, tokenizer, max_length, batch_size, seed),
-            steps,
-            lr,
-            bf16=False,
-        )
-    }
+
+    def runner(batches: Iterable[dict[str, torch.Tensor]], side_bf16: bool) -> SideRunner:
+        model = copy.deepcopy(initial)
+        return SideRunner(model, batches, throughput_optimizer(model, lr, steps), side_bf16)
+
+    def bucketed() -> Iterable[dict[str, torch.Tensor]]:
+        return bucketed_batch_iter(train, tokenizer, max_length, batch_size, mult, seed)
+
+    padded = pad_to_max_batches(train, tokenizer, max_length, batch_size, seed)
+    runners = {"baseline": runner(padded, False)}
     if with_fp32 and bf16:
-        runners["ours_fp32"] = SideRunner(
-            copy.deepcopy(initial),
-            bucketed_batch_iter(train, tokenizer, max_length, batch_size, mult, seed),
-            steps,
-            lr,
-            bf16=False,
-        )
-    runners["ours"] = SideRunner(
-        copy.deepcopy(initial),
-        bucketed_batch_iter(train, tokenizer, max_length, batch_size, mult, seed),
-        steps,
-        lr,
-        bf16=bf16,
-    )
+        runners["ours_fp32"] = runner(bucketed(), False)
+    runners["ours"] = runner(bucketed(), bf16)
     say(
         f"{steps} steps of {batch_size} pairs, sides interleaved step by step: "
         + ", ".join(runners)
     )
     torch.manual_seed(0)
     for step in range(steps):
-        for runner in runners.values():
-            runner.step()
+        for side in runners.values():
+            side.step()
         say(
             f"step {step + 1}/{steps}: "
             + "  ".join(f"{n} {r.samples / r.seconds:.2f}/s" for n, r in runners.items())
         )
     sides: dict[str, LoopFigures] = {}
-    for name, runner in runners.items():
+    for name, side in runners.items():
         say(f"scoring {name} on {len(dev)} dev pairs")
-        metrics = score(runner.model, tokenizer, dev, max_length)
-        sides[name] = side_figures(name, runner, metrics, paddings[name])
+        metrics = score(side.model, tokenizer, dev, max_length)
+        sides[name] = side_figures(name, side, metrics, paddings[name])
     base, ours = sides["baseline"], sides["ours"]
     return {
         "base_model": settings.model.base_model,

@@ -404,6 +404,17 @@ class BenchSettings(_Section):
     drift_rows: int = Field(100_000, ge=30)  # generated, mostly distinct queries
     drift_target_seconds: int = Field(30, ge=1)
     drift_min_distinct_share: float = Field(0.9, ge=0, le=1)  # goal: distinct / rows
+    # `bench train` time to quality: training seconds each side needs to reach the same
+    # dev macro F1 (well above SciFact dev's majority-class 0.19; one epoch on SciFact at
+    # length 128 reached 0.36-0.38), stopping at the target or its own training budget
+    train_quality_dataset: str = "scifact"  # where evidence selection matters
+    train_quality_examples: int | None = Field(None, ge=1)  # training pairs (None: split)
+    train_target_f1: float = Field(0.40, ge=0, le=1)
+    train_budget_seconds: float = Field(900.0, gt=0)  # training seconds per side
+    train_eval_every: int = Field(10, ge=1)  # optimiser steps between dev scorings
+    train_dev_examples: int = Field(150, ge=1)  # fixed dev subset scored
+    train_baseline_learning_rate: float = Field(2e-5, gt=0)  # pyvers' default
+    mlflow_experiment: str = "citeops-bench"  # where `bench train` logs its curves
 
 
 class SearchDimension(_Section):

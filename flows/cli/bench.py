@@ -26,19 +26,66 @@ def _names(value: str | None) -> list[str] | None:
 @app.command("train")
 def bench_train_command(
     base_model: str | None = typer.Option(None, help="minilm | tiny | HF id or local folder."),
-    steps: int = typer.Option(4, min=1, help="Optimiser steps on each side."),
+    steps: int = typer.Option(4, min=1, help="Optimiser steps on each side (samples/s)."),
     batch_size: int = typer.Option(16, min=1, help="Pairs per step."),
     max_length: int = typer.Option(512, min=16, help="Token limit (the baseline pads to it)."),
     eval_examples: int = typer.Option(64, min=1, help="Dev pairs scored for macro F1."),
     with_fp32: bool = typer.Option(False, "--with-fp32", help="Also time ours without bf16."),
+    time_to_f1: bool = typer.Option(
+        True, "--time-to-f1/--no-time-to-f1", help="Also race both sides to the dev F1 target."
+    ),
+    target_f1: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="Dev macro F1 to reach (bench.train_target_f1, 0.40)."
+    ),
+    budget_seconds: float | None = typer.Option(
+        None, min=0.001, help="Training seconds per side (bench.train_budget_seconds, 900)."
+    ),
+    eval_every: int | None = typer.Option(
+        None, min=1, help="Optimiser steps between dev scorings (bench.train_eval_every, 10)."
+    ),
+    dev_examples: int | None = typer.Option(
+        None, min=1, help="Dev pairs scored (bench.train_dev_examples, 150)."
+    ),
+    train_examples: int | None = typer.Option(
+        None, min=1, help="Training pairs of the race (bench.train_quality_examples; all)."
+    ),
+    quality_dataset: str | None = typer.Option(
+        None, help="Dataset of the race (bench.train_quality_dataset, scifact)."
+    ),
+    ours_max_length: int | None = typer.Option(
+        None, min=16, help="Our training length in the race (train.max_length)."
+    ),
+    baseline_lr: float | None = typer.Option(
+        None, min=0.0, help="Baseline learning rate (bench.train_baseline_learning_rate, 2e-5)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """Training throughput: pad-to-512 pyvers-style loop vs ours (bucketed, bf16)."""
+    """Training: samples/s of a pad-to-512 pyvers-style loop vs ours (bucketed, bf16), then
+    the training time each needs to reach the same dev macro F1 (time to quality)."""
     from citeops.benchmarks.train import bench_train
 
-    settings = settings_from(model={"base_model": base_model})
+    settings = settings_from(
+        model={"base_model": base_model},
+        train={"max_length": ours_max_length},
+        bench={
+            "train_target_f1": target_f1,
+            "train_budget_seconds": budget_seconds,
+            "train_eval_every": eval_every,
+            "train_dev_examples": dev_examples,
+            "train_quality_examples": train_examples,
+            "train_quality_dataset": quality_dataset,
+            "train_baseline_learning_rate": baseline_lr,
+        },
+    )
     figures = bench_train(
-        settings, steps, batch_size, max_length, eval_examples, with_fp32=with_fp32, progress=info
+        settings,
+        steps,
+        batch_size,
+        max_length,
+        eval_examples,
+        with_fp32=with_fp32,
+        progress=info,
+        time_to_f1=time_to_f1,
     )
     if as_json:
         print_json(figures)
@@ -56,6 +103,10 @@ def bench_train_command(
                 f"macro F1 {f['f1_macro']:.3f}"
             )
     typer.echo(f"ratio {figures['ratio']:.2f}x  (F1 difference {figures['f1_diff']:+.3f})")
+    if time_to_f1:
+        from citeops.benchmarks.time_to_f1 import format_time_to_f1
+
+        typer.echo(format_time_to_f1(figures))
 
 
 @app.command("serve")
