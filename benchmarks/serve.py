@@ -4,13 +4,17 @@ Both servers run as separate processes on the same model folder and the same tes
 pairs; N concurrent closed-loop clients (asyncio + httpx) drive one server at a time for
 a fixed time per concurrency level, alternating between the two at each level.
 Agreement compares the labels our server gave with the baseline's (fp32, per request)
-on the pairs both scored. The swap test then drives our server with a deploy or rollback
-every ``swap_every`` seconds.
+on the pairs both scored. With ``batch_tokens`` a sweep then runs, per runtime, one
+server per token budget (``serve.batching.<runtime>.max_batch_tokens``), alternating
+between them at ``sweep_clients`` (the table the per-runtime defaults are chosen from).
+The swap test then drives our server with a deploy or rollback every ``swap_every``
+seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import subprocess
@@ -51,6 +55,11 @@ class BenchOptions:
     agreement_pairs: int = 0  # in-process precision-vs-fp32 check on this many test pairs
     # one more citeops server per runtime, measured in the same run (empty: none)
     runtimes: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+    # token budgets swept per runtime (empty: no sweep); which runtimes (None: those of
+    # ``runtimes``, else serve.runtime) and at how many clients
+    batch_tokens: tuple[int, ...] = ()
+    sweep_runtimes: tuple[str, ...] | None = None
+    sweep_clients: int = 16
 
 
 @dataclass
@@ -383,11 +392,13 @@ def process_rss_mb(server: ServerProcess) -> float | None:
 
 
 def served_runtime(base_url: str) -> dict[str, Any]:
-    """The live slot's runtime and precision, as ``/version`` reports them."""
+    """The live slot's runtime, precision, device and batching budget, as ``/version``
+    reports them."""
     import httpx
 
     live = httpx.get(base_url + "/version", timeout=10).json().get("live", {})
-    return {"runtime": live.get("runtime"), "precision": live.get("precision")}
+    keys = ("runtime", "precision", "device", "batching")
+    return {key: live.get(key) for key in keys}
 
 
 def label_agreement(reference: dict[int, str], labels: dict[int, str]) -> tuple[float | None, int]:
@@ -416,6 +427,55 @@ def runtime_table(
     return table
 
 
+def batch_token_env(env: dict[str, str], runtime: str, tokens: int) -> dict[str, str]:
+    """A sweep server's environment: ``runtime``, with ``tokens`` as the token budget of
+    every runtime (so that it holds whichever one ``auto`` picks)."""
+    from citeops.tasks.model.runtimes import RUNTIMES
+
+    budgets = {
+        f"CITEOPS_SERVE__BATCHING__{name.upper()}__MAX_BATCH_TOKENS": str(tokens)
+        for name in RUNTIMES
+    }
+    return {**env, "CITEOPS_SERVE__RUNTIME": runtime, **budgets}
+
+
+def token_sweep(
+    serve_cmd: Sequence[str],
+    env: dict[str, str],
+    workdir: Path,
+    pairs: Sequence[tuple[str, str]],
+    options: BenchOptions,
+    progress: Progress,
+) -> dict[str, dict[str, Any]]:
+    """``{runtime: {tokens: load summary + what /version said it served}}``: per runtime,
+    one server per budget in ``options.batch_tokens``, driven in alternating slices at
+    ``options.sweep_clients`` (:func:`run_levels`), then stopped."""
+    sweep = dataclasses.replace(options, clients=(options.sweep_clients,))
+    key = str(options.sweep_clients)
+    table: dict[str, dict[str, Any]] = {}
+    for runtime in options.sweep_runtimes or ():
+        servers: dict[str, ServerProcess] = {}
+        try:
+            for tokens in options.batch_tokens:
+                port = free_port()
+                progress(f"token sweep: starting {runtime} with max_batch_tokens={tokens}")
+                cmd = [*serve_cmd, "--port", str(port)]
+                server_env = batch_token_env(env, runtime, tokens)
+                servers[f"{runtime}@{tokens}"] = start_server(
+                    cmd, server_env, port, workdir, "/ready"
+                )
+            urls = {name: server.base_url for name, server in servers.items()}
+            levels, _ = run_levels(urls, pairs, sweep, progress)
+            table[runtime] = {
+                name.split("@")[1]: {**served_runtime(server.base_url), **levels[name][key]}
+                for name, server in servers.items()
+            }
+        finally:
+            for server in servers.values():
+                server.stop()
+    return table
+
+
 def run_serve_bench(
     settings: Settings, options: BenchOptions, progress: Progress
 ) -> dict[str, Any]:
@@ -424,6 +484,8 @@ def run_serve_bench(
     ``serve`` runs ``serve.runtime`` (default auto); with ``options.runtimes`` one more
     citeops server per runtime runs in the same alternation, for the per-runtime table
     (``runtimes``: pairs/s and latency per level, agreement with the fp32 baseline, RSS).
+    With ``options.batch_tokens``, ``batch_token_sweep`` holds the token-budget sweep
+    (:func:`token_sweep`).
     """
     pairs = bench_pairs(settings)
     progress(f"{len(pairs)} test pairs; preparing the model folder")
@@ -433,7 +495,9 @@ def run_serve_bench(
         subset = pairs[: options.agreement_pairs]
         full_agreement = precision_agreement(folder, settings.serve.precision, subset, progress)
     workdir = Path(tempfile.mkdtemp(prefix="citeops-bench-serve-"))
-    if options.runtimes or settings.serve.runtime != "torch":
+    sweep_runtimes = options.sweep_runtimes or options.runtimes or (settings.serve.runtime,)
+    swept = sweep_runtimes if options.batch_tokens else ()
+    if {*options.runtimes, *swept, settings.serve.runtime} != {"torch"}:
         progress("ONNX export and parity check of the model (as at registration)")
         folder = exported_folder(folder, settings, workdir)
     token = secrets.token_hex(16)
@@ -504,6 +568,13 @@ def run_serve_bench(
         for server in extra.values():
             servers.remove(server)
             server.stop()
+        if options.batch_tokens:
+            sweep = dataclasses.replace(options, sweep_runtimes=sweep_runtimes)
+            report["batch_token_sweep"] = {
+                "clients": options.sweep_clients,
+                "seconds": options.seconds,
+                "runtimes": token_sweep(serve_cmd, env, workdir, pairs, sweep, progress),
+            }
         if options.swap_requests:
             servers.pop(0).stop()
             progress(
@@ -553,6 +624,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"runtime {name} ({row['runtime']} {row['precision']}): {levels}  "
             f"agreement {row['agreement']}  RSS {row['rss_mb']} MiB"
         )
+    lines.extend(format_sweep(report.get("batch_token_sweep")))
     if "swap" in report:
         swap = report["swap"]
         counts = f"{swap['requests']} requests, {swap['swaps']} swaps, failed {swap['failed']}"
@@ -560,3 +632,17 @@ def format_report(report: dict[str, Any]) -> str:
         longest = f"longest across a swap {swap['longest_across_swap_ms']} ms"
         lines.append(f"swap test: {counts}, {speed}, {longest} (overall max {swap['max_ms']} ms)")
     return "\n".join(lines)
+
+
+def format_sweep(sweep: dict[str, Any] | None) -> list[str]:
+    """The token-budget sweep as lines: per runtime, pairs/s and p95 per budget."""
+    if not sweep:
+        return []
+    lines = [f"batch token sweep at {sweep['clients']} clients:"]
+    for runtime, rows in sweep["runtimes"].items():
+        cells = "  ".join(
+            f"{tokens}: {row['throughput']:.1f}/s p95 {row['p95_ms']} ms"
+            for tokens, row in rows.items()
+        )
+        lines.append(f"  {runtime}: {cells}")
+    return lines

@@ -141,14 +141,33 @@ class S3Settings(_Section):
     region: str = "us-east-1"
 
 
+SERVING_RUNTIMES = ("torch", "onnxruntime", "openvino")
+
+
+class BatchingSettings(_Section):
+    """One runtime's micro-batching budget (``serve.batching.<runtime>``); a field left
+    unset takes the ``serve.max_*`` default of the same name."""
+
+    max_batch_size: int | None = Field(None, ge=1)
+    max_batch_tokens: int | None = Field(None, ge=1)
+    max_wait_ms: float | None = Field(None, ge=0)
+
+
 class ServeSettings(_Section):
     """The inference endpoint."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # micro-batching defaults, tuned for PyTorch on the CPU; ``batching`` overrides them
+    # per runtime, and a slot uses the entry of the runtime it serves on (after auto chose)
     max_batch_size: int = Field(16, ge=1)
     max_batch_tokens: int = Field(512, ge=1)  # padded tokens per forward pass (CPU caches)
     max_wait_ms: float = Field(5.0, ge=0)
+    # e.g. CITEOPS_SERVE__BATCHING__OPENVINO__MAX_BATCH_TOKENS=1024; keys: SERVING_RUNTIMES
+    batching: dict[Literal["torch", "onnxruntime", "openvino"], BatchingSettings] = {}
+    # where PyTorch runs: auto is cuda when torch sees a CUDA GPU (and precision is not
+    # int8, which runs on the CPU only), else cpu; ONNX Runtime and OpenVINO run on the CPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     queue_size: int = Field(256, ge=1)
     max_batch_request: int = Field(64, ge=1)  # pairs in one POST /predict/batch
     # the API enforces ingest.max_claim_chars / max_evidence_chars; this can only tighten them
@@ -183,6 +202,25 @@ class ServeSettings(_Section):
     parity_max_prob_diff: float = Field(1e-3, gt=0)  # ONNX fp32 vs PyTorch fp32 at export
     # auto times each runtime on the first this many pairs of the parity sample
     calibration_pairs: int = Field(32, ge=1)
+
+    @field_validator("batching", mode="before")
+    @classmethod
+    def _known_runtimes(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = sorted(str(key) for key in value if key not in SERVING_RUNTIMES)
+            if unknown:
+                raise ValueError(
+                    f"unknown runtime {', '.join(unknown)}; the keys are "
+                    f"{', '.join(SERVING_RUNTIMES)}"
+                )
+        return value
+
+    def batching_value(self, runtime: str, name: str) -> Any:
+        """``batching.<runtime>.<name>`` where it is set, else the default ``<name>``
+        (``max_batch_size``, ``max_batch_tokens`` or ``max_wait_ms``)."""
+        override = self.batching.get(runtime)  # type: ignore[call-overload]
+        value = getattr(override, name) if override is not None else None
+        return getattr(self, name) if value is None else value
 
 
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
@@ -413,7 +451,9 @@ class BenchSettings(_Section):
     train_budget_seconds: float = Field(900.0, gt=0)  # training seconds per side
     train_eval_every: int = Field(10, ge=1)  # optimiser steps between dev scorings
     train_dev_examples: int = Field(150, ge=1)  # fixed dev subset scored
-    train_baseline_learning_rate: float = Field(2e-5, gt=0)  # pyvers' default
+    # the baseline's learning rate; None: ours (train.learning_rate), so that the ratio
+    # measures the pipeline, not the rate (pyvers' own default is 2e-5)
+    train_baseline_learning_rate: float | None = Field(None, gt=0)
     mlflow_experiment: str = "citeops-bench"  # where `bench train` logs its curves
 
 

@@ -19,14 +19,20 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from citeops.serving.batcher import MicroBatcher
-from citeops.serving.bluegreen import BlueGreen, Loader, default_loader, startup_uri
+from citeops.serving.bluegreen import (
+    BlueGreen,
+    Loader,
+    default_loader,
+    serving_model,
+    startup_uri,
+)
 from citeops.serving.logwriter import LogWriter, build_log_writer
 from citeops.serving.metrics import ServingMetrics, build_metrics
 from citeops.serving.middleware import MetricsAndLimits
 from citeops.serving.predictions import PredictionService
 from citeops.serving.routes import add_error_handlers, add_routes
 from citeops.serving.schemas import TextLimits
-from citeops.serving.slots import STATE_FILE, LoadedModel, Slots, wrap_verifier
+from citeops.serving.slots import STATE_FILE, LoadedModel, Slots
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -55,7 +61,7 @@ def build_state(
     """The parts of one serving app, wired from ``settings``; nothing started yet."""
     serve = settings.serve
     metrics = build_metrics()
-    batcher = MicroBatcher(
+    batcher = MicroBatcher(  # the defaults; each slot's model brings its runtime's budget
         serve.max_batch_size,
         serve.max_wait_ms,
         serve.queue_size,
@@ -95,7 +101,7 @@ def create_app(
     first: LoadedModel | None = None
     if initial is not None:
         load_uri, shown_uri = startup_uri(settings, model_uri)
-        first = wrap_verifier(initial, shown_uri, load_uri)
+        first = serving_model(settings, initial, shown_uri, load_uri)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,6 +2,10 @@
 arriving) to be grouped, by model and by length, into forward passes run one at a time
 on a single inference thread; requests that arrive during a pass form the next one.
 
+Each model in a slot carries its own :class:`BatchBudget` (pairs, padded tokens and wait
+per pass), resolved for the runtime it serves on (:func:`batch_budget`): a budget tuned
+for PyTorch need not suit OpenVINO or ONNX Runtime.
+
 The queue is bounded: :meth:`MicroBatcher.submit` raises :class:`QueueFull` at once when
 ``queue_size`` pairs are already waiting (the API answers 503 with ``Retry-After``).
 """
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 if TYPE_CHECKING:
+    from citeops.configs.settings import ServeSettings
     from citeops.serving.metrics import ServingMetrics
     from citeops.serving.slots import LoadedModel
 
@@ -29,6 +34,30 @@ log = logging.getLogger("citeops.serving.batcher")
 
 class QueueFull(Exception):
     """The bounded request queue is full; retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchBudget:
+    """What one forward pass may hold: pairs, padded tokens (None: no limit), and how long
+    the first request waits for others."""
+
+    max_batch_size: int
+    max_batch_tokens: int | None
+    max_wait_ms: float
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {
+            "max_batch_size": self.max_batch_size,
+            "max_batch_tokens": self.max_batch_tokens,
+            "max_wait_ms": self.max_wait_ms,
+        }
+
+
+def batch_budget(serve: ServeSettings, runtime: str) -> BatchBudget:
+    """The budget for a model served on ``runtime``: ``serve.batching.<runtime>`` where it
+    sets a value, else the ``serve.max_*`` default."""
+    names = ("max_batch_size", "max_batch_tokens", "max_wait_ms")
+    return BatchBudget(*(serve.batching_value(runtime, name) for name in names))
 
 
 @dataclass(slots=True)
@@ -69,7 +98,11 @@ def plan_batches(
 
 
 class MicroBatcher:
-    """Collects single pairs into length-grouped batches; one inference thread."""
+    """Collects single pairs into length-grouped batches; one inference thread.
+
+    The ``max_*`` arguments are the default budget, for a model that carries none
+    (``LoadedModel.batching``); a model's own budget decides how its pairs are grouped.
+    """
 
     def __init__(
         self,
@@ -80,9 +113,7 @@ class MicroBatcher:
         max_pad_ratio: float = 1.3,
         max_batch_tokens: int | None = None,
     ) -> None:
-        self.max_batch_size = max_batch_size
-        self.max_batch_tokens = max_batch_tokens
-        self.max_wait = max_wait_ms / 1000.0
+        self.default = BatchBudget(max_batch_size, max_batch_tokens, max_wait_ms)
         self.queue_size = queue_size
         self.max_pad_ratio = max_pad_ratio
         self.metrics = metrics
@@ -159,23 +190,33 @@ class MicroBatcher:
             for batch_items in self._group(taken):
                 await self._infer(loop, batch_items)
 
+    def budget_of(self, model: LoadedModel) -> BatchBudget:
+        """The budget ``model``'s pairs are batched under (its own, else the default)."""
+        return model.batching or self.default
+
+    def _head_budget(self) -> BatchBudget:
+        """The budget of the oldest waiting pair's model (the live one, but at a swap)."""
+        return self.budget_of(self._queue[0].model) if self._queue else self.default
+
     async def _gather_burst(self) -> None:
         """Let requests that already arrived join the batch; wait up to ``max_wait_ms``
         only when more keep coming (a lone request on an idle server goes at once)."""
         seen = len(self._queue)
         await asyncio.sleep(0)
-        if self.max_wait <= 0 or len(self._queue) == seen:
+        budget = self._head_budget()
+        wait = budget.max_wait_ms / 1000.0
+        if wait <= 0 or len(self._queue) == seen:
             return
-        deadline = time.monotonic() + self.max_wait
-        while len(self._queue) < self.max_batch_size and time.monotonic() < deadline:
+        deadline = time.monotonic() + wait
+        while len(self._queue) < budget.max_batch_size and time.monotonic() < deadline:
             seen = len(self._queue)
-            await asyncio.sleep(min(0.001, self.max_wait))
+            await asyncio.sleep(min(0.001, wait))
             if len(self._queue) == seen:
                 return
 
     def _take(self) -> list[_Pending]:
         """Everything waiting (a few batches' worth at most), oldest first."""
-        limit = self.max_batch_size * 4
+        limit = self._head_budget().max_batch_size * 4
         taken = []
         while self._queue and len(taken) < limit:
             item = self._queue.popleft()
@@ -193,8 +234,9 @@ class MicroBatcher:
         groups = []
         for same_model in by_model.values():
             lengths = [len(item.ids) for item in same_model]
+            budget = self.budget_of(same_model[0].model)
             plan = plan_batches(
-                lengths, self.max_batch_size, self.max_pad_ratio, self.max_batch_tokens
+                lengths, budget.max_batch_size, self.max_pad_ratio, budget.max_batch_tokens
             )
             for positions in plan:
                 groups.append([same_model[p] for p in positions])

@@ -10,6 +10,7 @@ and passed its smoke checks, so a refused candidate leaves the live slot untouch
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
+from citeops.serving.batcher import batch_budget
 from citeops.serving.slots import (
     SMOKE_PAIRS,
     STATE_FILE,
@@ -75,6 +77,15 @@ def startup_uri(settings: Settings, explicit: str | None) -> tuple[str, str]:
     if record is not None:
         return record.pinned_uri, record.model_uri
     return champion_uri(settings), champion_uri(settings)
+
+
+def serving_model(
+    settings: Settings, verifier: ClaimVerifier, model_uri: str, loaded_from: str | None = None
+) -> LoadedModel:
+    """:func:`wrap_verifier`, with the batching budget of the runtime the verifier serves
+    on (``serve.batching.<runtime>`` over the ``serve.max_*`` defaults)."""
+    loaded = wrap_verifier(verifier, model_uri, loaded_from)
+    return dataclasses.replace(loaded, batching=batch_budget(settings.serve, loaded.runtime))
 
 
 def default_loader(settings: Settings) -> Loader:
@@ -146,7 +157,8 @@ class BlueGreen:
             else:
                 load_uri, shown_uri = startup_uri(self.settings, model_uri)
                 verifier = await asyncio.to_thread(self.loader, load_uri)
-                self.slots.install(live_name, wrap_verifier(verifier, shown_uri, load_uri))
+                model = serving_model(self.settings, verifier, shown_uri, load_uri)
+                self.slots.install(live_name, model)
             log.info("live slot %s: %s", live_name, self.slots.live[1].model_uri)  # type: ignore[union-attr]
         except Exception as error:  # noqa: BLE001 - reported by /ready and /version
             self.load_error = f"{type(error).__name__}: {error}"
@@ -160,8 +172,8 @@ class BlueGreen:
             return
         try:
             verifier = await asyncio.to_thread(self.loader, record.pinned_uri)
-            self.slots.models[idle_name] = wrap_verifier(
-                verifier, record.model_uri, record.pinned_uri
+            self.slots.models[idle_name] = serving_model(
+                self.settings, verifier, record.model_uri, record.pinned_uri
             )
         except Exception as error:  # noqa: BLE001 - rollback then says it is unavailable
             log.warning("idle slot %s (%s) not loaded: %s", idle_name, record.pinned_uri, error)
@@ -218,7 +230,7 @@ class BlueGreen:
             before = self.slots.describe()["live"]
             try:
                 verifier = await asyncio.to_thread(self.loader, model_uri)
-                candidate = wrap_verifier(verifier, model_uri)
+                candidate = serving_model(self.settings, verifier, model_uri)
                 await self.smoke_check(candidate)
             except CandidateRejected:
                 self._count_failure()

@@ -1,15 +1,18 @@
-"""Prometheus metrics of one serving app, in a registry of its own (no global state)."""
+"""Prometheus metrics of one serving app, in a registry of its own (no global state):
+requests, batches, slots (model, runtime, device, batching budget), the process (CPU,
+memory) and, where NVML finds one, the GPU (:mod:`citeops.serving.gpu`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from citeops.serving.gpu import GpuCollector, Nvml
 from citeops.serving.public import public_model_uri
 
 if TYPE_CHECKING:
     from citeops.serving.logwriter import LogWriterStats
-    from citeops.serving.slots import Slots
+    from citeops.serving.slots import LoadedModel, Slots
 
 ROUTES = (
     "/predict",
@@ -43,6 +46,7 @@ class ServingMetrics:
     log_lines: Any
     log_dropped: Any
     runtime_info: Any = None  # citeops_slot_runtime_info (None: not reported)
+    batch_budget: Any = None  # citeops_slot_batch_budget (None: not reported)
 
     def route_label(self, path: str) -> str:
         """Known routes by name, anything else as ``other`` (bounded label values)."""
@@ -54,13 +58,15 @@ class ServingMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def build_metrics() -> ServingMetrics:
-    """A fresh registry with the process collector (CPU seconds, resident memory)."""
+def build_metrics(gpu: GpuCollector | None = None) -> ServingMetrics:
+    """A fresh registry with the process collector (CPU seconds, resident memory) and the
+    GPU collector (default: NVML, loaded at the first scrape)."""
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
     from prometheus_client.process_collector import ProcessCollector
 
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
+    registry.register(gpu or GpuCollector(Nvml()))
     return ServingMetrics(
         registry=registry,
         requests=Counter(
@@ -117,9 +123,16 @@ def build_metrics() -> ServingMetrics:
         ),
         runtime_info=Gauge(
             "citeops_slot_runtime_info",
-            "One series per slot holding a model: its inference runtime and precision; "
-            "1 if live, 0 if idle.",
-            ["slot", "runtime", "precision"],
+            "One series per slot holding a model: its inference runtime, precision, device "
+            "and why that runtime serves (basis); 1 if live, 0 if idle.",
+            ["slot", "runtime", "precision", "device", "basis"],
+            registry=registry,
+        ),
+        batch_budget=Gauge(
+            "citeops_slot_batch_budget",
+            "Micro-batching budget of each slot's model, for its runtime: max_batch_size "
+            "(pairs), max_batch_tokens (padded tokens), max_wait_ms.",
+            ["slot", "runtime", "limit"],
             registry=registry,
         ),
     )
@@ -132,17 +145,27 @@ def refresh_gauges(
     before the registry is rendered."""
     info = metrics.model_info
     info.clear()
-    if metrics.runtime_info is not None:
-        metrics.runtime_info.clear()
+    for gauge in (metrics.runtime_info, metrics.batch_budget):
+        if gauge is not None:
+            gauge.clear()
     live_name = slots.live[0]
     for name, model in slots.models.items():
         if model is not None:
             uri = public_model_uri(model.model_uri)  # no paths: /metrics is public
             info.labels(name, model.model_version, uri).set(int(name == live_name))
-            if metrics.runtime_info is not None:
-                runtime = metrics.runtime_info.labels(name, model.runtime, model.precision)
-                runtime.set(int(name == live_name))
+            _slot_runtime(metrics, name, model, live=name == live_name)
     for stream, count in log_stats.lines.items():
         metrics.log_lines.labels(stream).set(count)
     metrics.log_dropped.set(log_stats.dropped)
     metrics.queue_depth.set(queue_depth)
+
+
+def _slot_runtime(metrics: ServingMetrics, slot: str, model: LoadedModel, live: bool) -> None:
+    """The slot's runtime series and its batching budget."""
+    if metrics.runtime_info is not None:
+        labels = (slot, model.runtime, model.precision, model.device, model.runtime_basis)
+        metrics.runtime_info.labels(*labels).set(int(live))
+    if metrics.batch_budget is not None and model.batching is not None:
+        for limit, value in model.batching.as_dict().items():
+            if value is not None:
+                metrics.batch_budget.labels(slot, model.runtime, limit).set(value)

@@ -39,13 +39,19 @@ def load_first_model(
     champion alias) cannot be loaded: the server then starts unready until a deploy.
 
     Raises:
+        DeviceUnavailable: ``serve.device`` is cuda and no CUDA GPU is visible (whatever
+            the URI: no model could load).
         CiteopsError: ``model_uri`` was given and cannot be loaded.
     """
     from citeops.serving.bluegreen import default_loader, startup_uri
     from citeops.tasks.errors import CiteopsError
+    from citeops.tasks.model.runtimes import resolve_device
 
+    serve = settings.serve
+    device = resolve_device(serve.device, serve.precision)
     load_uri, shown_uri = startup_uri(settings, model_uri)
-    progress(f"loading {shown_uri} ({settings.serve.precision})")
+    torch_on = f"PyTorch {serve.precision} on {device}"
+    progress(f"loading {shown_uri} (runtime {serve.runtime}, {torch_on})")
     try:
         return default_loader(settings)(load_uri)
     except CiteopsError as error:

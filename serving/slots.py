@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from citeops.serving.batcher import BatchBudget
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.model.runtimes import KNOWN_PAIRS
 
@@ -51,6 +52,7 @@ class LoadedModel:
     pinned_uri: str  # what to load on restart (alias URIs resolved to their version)
     model_version: str
     loaded_at: str
+    batching: BatchBudget | None = None  # None: the micro-batcher's default budget
 
     @property
     def runtime(self) -> str:
@@ -63,6 +65,16 @@ class LoadedModel:
         verifier = self.verifier
         return str(getattr(verifier, "runtime_precision", getattr(verifier, "precision", "fp32")))
 
+    @property
+    def device(self) -> str:
+        """Where its forward pass runs (cpu, cuda)."""
+        return str(getattr(self.verifier, "runtime_device", "cpu"))
+
+    @property
+    def runtime_basis(self) -> str:
+        """Why this runtime serves, as a short code (configured, calibrated, cuda, ...)."""
+        return str(getattr(self.verifier, "runtime_basis", "configured"))
+
     def describe(self) -> dict[str, Any]:
         return {
             "model_uri": self.model_uri,
@@ -71,6 +83,10 @@ class LoadedModel:
             "loaded_at": self.loaded_at,
             "runtime": self.runtime,
             "precision": self.precision,
+            "device": self.device,
+            "runtime_basis": self.runtime_basis,
+            "runtime_reason": str(getattr(self.verifier, "runtime_reason", "")),
+            "batching": self.batching.as_dict() if self.batching else None,
         }
 
 

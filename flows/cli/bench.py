@@ -134,19 +134,27 @@ def bench_serve(
     agreement_pairs: int = typer.Option(
         0, min=0, help="Also check serve.precision against fp32 in-process on N test pairs."
     ),
+    batch_tokens: str = typer.Option(
+        "",
+        help="Comma-separated token budgets to sweep (e.g. 256,512,1024,2048): one server "
+        "per budget and runtime, pairs/s and p95 each (empty: no sweep).",
+    ),
+    sweep_runtimes: str | None = typer.Option(
+        None, help="Comma-separated runtimes of the sweep (default: those of --runtimes)."
+    ),
+    sweep_clients: int = typer.Option(16, min=1, help="Concurrent clients in the sweep."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Throughput and latency of `citeops serve` against a per-request transformers
-    pipeline server (fp32, same model), plus a blue-green swap test under load."""
+    pipeline server (fp32, same model), plus a blue-green swap test under load, and with
+    --batch-tokens a sweep of the micro-batcher's token budget per runtime."""
     from citeops.benchmarks.serve import BenchOptions, format_report, run_serve_bench
     from citeops.serving.server import apply_omp_wait_policy
 
     settings = settings_from(serve={"precision": precision, "runtime": runtime})
     apply_omp_wait_policy(settings)  # for the in-process agreement check
-    chosen = tuple(r.strip() for r in runtimes.split(",") if r.strip())
-    unknown = set(chosen) - {"torch", "onnxruntime", "openvino", "auto"}
-    if unknown:
-        raise typer.BadParameter(f"unknown runtimes {sorted(unknown)}", param_hint="--runtimes")
+    chosen = _runtime_names(runtimes, "--runtimes")
+    swept = _runtime_names(sweep_runtimes, "--sweep-runtimes") if sweep_runtimes else None
     options = BenchOptions(
         model_uri=model_uri,
         clients=tuple(int(c) for c in clients.split(",") if c.strip()),
@@ -157,12 +165,34 @@ def bench_serve(
         tuned_baseline=tuned_baseline,
         agreement_pairs=agreement_pairs,
         runtimes=chosen,
+        batch_tokens=_token_budgets(batch_tokens),
+        sweep_runtimes=swept,
+        sweep_clients=sweep_clients,
     )
     report = run_serve_bench(settings, options, progress=info)
     if as_json:
         print_json(report)
     else:
         typer.echo(format_report(report))
+
+
+def _runtime_names(value: str, option: str) -> tuple[str, ...]:
+    """Comma-separated runtime names, each torch, onnxruntime, openvino or auto."""
+    chosen = tuple(r.strip() for r in value.split(",") if r.strip())
+    unknown = set(chosen) - {"torch", "onnxruntime", "openvino", "auto"}
+    if unknown:
+        raise typer.BadParameter(f"unknown runtimes {sorted(unknown)}", param_hint=option)
+    return chosen
+
+
+def _token_budgets(value: str) -> tuple[int, ...]:
+    """``"256,512"`` -> ``(256, 512)``; each a whole number of at least 1."""
+    names = _names(value) or []
+    if not all(name.isdigit() and int(name) >= 1 for name in names):
+        raise typer.BadParameter(
+            f"{value!r}: whole numbers of at least 1, comma-separated", param_hint="--batch-tokens"
+        )
+    return tuple(int(name) for name in names)
 
 
 @app.command("ingest")

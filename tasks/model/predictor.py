@@ -56,6 +56,11 @@ class ClaimVerifier:
     # the folder it was loaded from (its ONNX export; a downloaded one is gone after loading)
     folder: Path | None = None
     selection: EvidenceSelection = field(default_factory=EvidenceSelection)
+    # where the PyTorch model runs (cpu, cuda); see runtimes.resolve_device
+    device: str = "cpu"
+    # why this runtime serves: a code of runtimes.BASES and the sentence behind it
+    runtime_basis: str = "configured"
+    runtime_reason: str = ""
 
     def __post_init__(self) -> None:
         import torch
@@ -73,6 +78,8 @@ class ClaimVerifier:
             self.model = torch.ao.quantization.quantize_dynamic(
                 self.model, {torch.nn.Linear}, dtype=torch.qint8
             )
+        if self.device != "cpu":
+            self.model.to(self.device)
 
     @classmethod
     def from_dir(
@@ -162,9 +169,17 @@ class ClaimVerifier:
         """The precision the runtime computes in (fp32, bf16, int8)."""
         return self.engine.precision if self.engine is not None else self.precision
 
+    @property
+    def runtime_device(self) -> str:
+        """Where the forward pass runs: ``device`` for PyTorch; the other runtimes run on
+        the CPU."""
+        return "cpu" if self.engine is not None else self.device
+
     def forward_proba(self, inputs: dict[str, Any]) -> np.ndarray:
-        """Class probabilities of padded token tensors, on this verifier's runtime."""
-        return (self.engine or TorchEngine(self.model, self.precision)).proba(inputs)
+        """Class probabilities of padded token tensors (on the CPU), on this verifier's
+        runtime and device."""
+        engine = self.engine or TorchEngine(self.model, self.precision, device=self.device)
+        return engine.proba(inputs)
 
     def encode_pair(self, claim: str, evidence: Evidence) -> list[int]:
         """Token ids of one pair (evidence selected, evidence first, claim second,

@@ -11,6 +11,8 @@ parity check against PyTorch fp32 (``citeops.json`` -> ``onnx.exportable``).
 machine and keeps the fastest whose label agreement with PyTorch fp32 is at least
 ``serve.auto_min_agreement``. The decision is cached per model export and CPU in
 ``<state>/runtime-choices.json``, so a restart or a second slot does not calibrate again.
+Where PyTorch runs on a CUDA GPU (``serve.device``, :func:`resolve_device`), ``auto``
+picks PyTorch without calibrating: ONNX Runtime and OpenVINO run on the CPU here.
 
 onnxruntime and openvino are imported inside functions: importing this module is free.
 """
@@ -82,6 +84,37 @@ class ExportError(CiteopsError):
     """The classifier could not be exported to ONNX."""
 
 
+class DeviceUnavailable(RuntimeUnavailable):
+    """``serve.device`` names a device this machine lacks, or one its precision cannot use."""
+
+
+def resolve_device(requested: str, precision: str, cuda: bool | None = None) -> str:
+    """Where PyTorch runs: ``cpu`` or ``cuda``, for ``serve.device`` (auto | cpu | cuda)
+    and PyTorch's ``precision``. ``auto`` is cuda when a CUDA GPU is visible and the
+    precision is not int8 (dynamic quantisation runs on the CPU only). ``cuda`` None: ask
+    torch.
+
+    Raises:
+        DeviceUnavailable: cuda was asked for and no CUDA GPU is visible, or with int8.
+    """
+    if requested == "cpu":
+        return "cpu"
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if requested == "cuda" and not cuda:
+        raise DeviceUnavailable(
+            "serve.device is cuda (CITEOPS_SERVE__DEVICE) but torch sees no CUDA GPU on this "
+            "machine; set it to auto or cpu"
+        )
+    if requested == "cuda" and precision == "int8":
+        raise DeviceUnavailable(
+            "serve.precision int8 runs on the CPU only; with serve.device cuda use bf16 or fp32"
+        )
+    return "cuda" if cuda and precision != "int8" else "cpu"
+
+
 class Engine(Protocol):
     """Runs the classifier's forward pass on padded token tensors.
 
@@ -115,21 +148,25 @@ def _numpy_inputs(inputs: Mapping[str, Any], names: Sequence[str]) -> dict[str, 
 
 @dataclass
 class TorchEngine:
-    """The PyTorch model itself; ``precision`` bf16 runs under CPU autocast (the model's
-    Linear weights are already bf16, see ClaimVerifier), int8 is a dynamically quantised
-    model."""
+    """The PyTorch model itself, on ``device`` (cpu or cuda, where the model already is);
+    ``precision`` bf16 runs under that device's autocast (the model's Linear weights are
+    already bf16, see ClaimVerifier), int8 is a dynamically quantised model (CPU only)."""
 
     model: Any
     precision: str = "fp32"
     name: RuntimeName = "torch"
+    device: str = "cpu"
 
     def proba(self, inputs: Mapping[str, Any]) -> np.ndarray:
         import torch
 
+        kind = torch.device(self.device).type
         with torch.inference_mode():
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            if kind != "cpu":
+                inputs = {key: value.to(self.device) for key, value in inputs.items()}
+            with torch.autocast(kind, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 logits = self.model(**inputs).logits
-            return torch.softmax(logits.float(), dim=-1).numpy()
+            return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
 
 @dataclass
@@ -437,18 +474,25 @@ def with_runtime(
 ) -> ClaimVerifier:
     """A verifier sharing ``verifier``'s tokenizer and meta that runs on ``runtime`` at
     ``precision``. ``verifier`` must be the fp32 PyTorch one (it is not modified).
+    PyTorch runs on the device :func:`resolve_device` gives for ``serve.device``.
 
     Raises:
         RuntimeUnavailable: the runtime is not installed, or the model has no
             parity-checked ONNX export.
+        DeviceUnavailable: ``serve.device`` is cuda and no CUDA GPU is visible.
     """
     import copy
 
     if runtime == "torch":
-        if precision == verifier.precision:
+        device = resolve_device(settings.serve.device, precision)
+        if precision == verifier.precision and device == verifier.device:
             return verifier
         return dataclasses.replace(
-            verifier, model=copy.deepcopy(verifier.model), precision=precision, engine=None
+            verifier,
+            model=copy.deepcopy(verifier.model),
+            precision=precision,
+            engine=None,
+            device=device,
         )
     path = export_path(verifier)
     if path is None:
@@ -489,9 +533,16 @@ class Calibration:
     error: str | None = None
 
 
+# why a runtime serves, as a short code (a /metrics label): serve.runtime named it; auto
+# calibrated; auto on a CUDA GPU; no parity-checked export (PyTorch serves); auto found no
+# runtime at the agreement floor
+BASES = ("configured", "calibrated", "cuda", "no_export", "no_agreement")
+
+
 @dataclass(frozen=True)
 class RuntimeDecision:
-    """What ``auto`` chose, on which machine, for which model export, and from what."""
+    """What ``auto`` chose, on which machine, for which model export, and from what;
+    ``basis`` is one of :data:`BASES`."""
 
     runtime: RuntimeName
     precision: str
@@ -499,6 +550,7 @@ class RuntimeDecision:
     reason: str
     calibrations: tuple[Calibration, ...] = ()
     decided_at: str = ""
+    basis: str = "calibrated"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -525,10 +577,21 @@ def cpu_key() -> str:
 
 def decision_key(verifier: ClaimVerifier, settings: Settings) -> str:
     """Cache key: the export's digest (names the model version), the CPU, the precisions
-    asked for and the agreement floor."""
+    asked for, each runtime's batching budget and the agreement floor."""
     sha = (verifier.meta.get(ONNX_META_KEY) or {}).get("sha256") or "no-export"
     precisions = ",".join(f"{r}={runtime_precision(r, settings)}" for r in RUNTIMES)
-    return f"{sha}|{cpu_key()}|{precisions}|min={settings.serve.auto_min_agreement}"
+    budgets = ",".join(f"{r}={_budget(settings, r)}" for r in RUNTIMES)
+    floor = settings.serve.auto_min_agreement
+    return f"{sha}|{cpu_key()}|{precisions}|batch={budgets}|min={floor}"
+
+
+def _budget(settings: Settings, runtime: str) -> tuple[int, int]:
+    """``(max_batch_size, max_batch_tokens)`` serving batches ``runtime``'s pairs under."""
+    serve = settings.serve
+    return (
+        serve.batching_value(runtime, "max_batch_size"),
+        serve.batching_value(runtime, "max_batch_tokens"),
+    )
 
 
 def read_choices(path: Path) -> dict[str, Any]:
@@ -581,19 +644,26 @@ def calibrate(
     pairs: Sequence[tuple[str, str]],
     settings: Settings,
 ) -> list[Calibration]:
-    """Time each candidate on ``pairs`` batched as serving batches them, batch by batch in
-    turn (so that all see the same machine load), after one warm-up pass; agreement and
-    probability difference against ``reference`` (PyTorch fp32)."""
-    lengths = [len(reference.encode_pair(c, e)) for c, e in pairs]
-    plan = serving_batches(lengths, settings.serve.max_batch_size, settings.serve.max_batch_tokens)
-    expected = encoded_proba(reference, pairs, plan)
+    """Time each candidate on ``pairs`` batched as serving batches them for its runtime
+    (its ``serve.batching`` budget), batch by batch in turn (so that all see the same
+    machine load), after one warm-up pass; agreement and probability difference against
+    ``reference`` (PyTorch fp32)."""
     encoded = [reference.encode_pair(c, e) for c, e in pairs]
+    lengths = [len(ids) for ids in encoded]
+    serve = settings.serve
+    expected = encoded_proba(
+        reference, pairs, serving_batches(lengths, serve.max_batch_size, serve.max_batch_tokens)
+    )
+    plans = [serving_batches(lengths, *_budget(settings, cand.runtime)) for cand in candidates]
     seconds = [0.0] * len(candidates)
     outputs = [np.zeros_like(expected) for _ in candidates]
-    for cand in candidates:  # warm-up (first-shape compilation, caches)
+    for cand, plan in zip(candidates, plans, strict=True):  # warm-up (first shapes, caches)
         cand.predict_encoded([encoded[i] for i in plan[0]])
-    for positions in plan:
+    for step in range(max((len(plan) for plan in plans), default=0)):
         for i, cand in enumerate(candidates):
+            if step >= len(plans[i]):
+                continue
+            positions = plans[i][step]
             start = time.perf_counter()
             outputs[i][positions] = cand.predict_encoded([encoded[p] for p in positions])
             seconds[i] += time.perf_counter() - start
@@ -623,9 +693,12 @@ def decide_auto(
     """Calibrate every runtime that can serve ``verifier`` (fp32 PyTorch) here, choose, and
     cache the decision; returns it with the chosen verifier. A cached decision for the same
     export, CPU and precisions is reused without calibrating."""
-    import torch
-
     key = decision_key(verifier, settings)
+    torch_precision = runtime_precision("torch", settings)
+    if resolve_device(settings.serve.device, torch_precision) == "cuda":
+        reason = _cuda_reason(torch_precision)
+        decision = RuntimeDecision("torch", torch_precision, key, reason, (), _now(), "cuda")
+        return decision, with_runtime(verifier, "torch", torch_precision, settings)
     path = settings.state_dir / CHOICES_FILE
     cached = read_choices(path).get(key)
     if cached:
@@ -634,10 +707,9 @@ def decide_auto(
             return decision, with_runtime(verifier, decision.runtime, decision.precision, settings)
         except (RuntimeUnavailable, OSError, RuntimeError) as error:
             log.warning("cached runtime %s unusable (%s); calibrating", decision.runtime, error)
-    torch_precision = runtime_precision("torch", settings)
-    if torch.cuda.is_available() or export_path(verifier) is None:
-        reason = "CUDA machine" if torch.cuda.is_available() else "no parity-checked ONNX export"
-        decision = RuntimeDecision("torch", torch_precision, key, reason, (), _now())
+    if export_path(verifier) is None:
+        reason = "no parity-checked ONNX export: PyTorch serves this version"
+        decision = RuntimeDecision("torch", torch_precision, key, reason, (), _now(), "no_export")
         return decision, with_runtime(verifier, "torch", torch_precision, settings)
     built: list[ClaimVerifier] = []
     failed: list[Calibration] = []
@@ -651,6 +723,7 @@ def decide_auto(
     pairs = calibration_sample(verifier, settings)[: settings.serve.calibration_pairs]
     results = calibrate(verifier, built, pairs, settings) + failed
     best = choose(results, settings.serve.auto_min_agreement)
+    basis = "calibrated" if best is not None else "no_agreement"
     if best is None:
         chosen, reason = built[0] if built else verifier, "no runtime reached the agreement floor"
         best_runtime, best_precision = chosen.runtime, chosen.runtime_precision
@@ -661,7 +734,9 @@ def decide_auto(
             f"fastest with agreement >= {settings.serve.auto_min_agreement} on {len(pairs)} "
             f"pairs: {best.pairs_per_s:.1f} pairs/s, agreement {best.agreement:.4f}"
         )
-    decision = RuntimeDecision(best_runtime, best_precision, key, reason, tuple(results), _now())
+    decision = RuntimeDecision(
+        best_runtime, best_precision, key, reason, tuple(results), _now(), basis
+    )
     write_choice(path, decision)
     log.info("runtime auto: %s %s (%s)", decision.runtime, decision.precision, reason)
     return decision, chosen
@@ -671,25 +746,50 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _cuda_reason(precision: str) -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0)
+    return (
+        f"CUDA GPU visible ({gpu}): PyTorch {precision} on cuda; ONNX Runtime and OpenVINO "
+        "run on the CPU here, so auto does not calibrate"
+    )
+
+
+def _explained(verifier: ClaimVerifier, basis: str, reason: str) -> ClaimVerifier:
+    verifier.runtime_basis, verifier.runtime_reason = basis, reason
+    return verifier
+
+
 def apply_runtime(verifier: ClaimVerifier, runtime: str, settings: Settings) -> ClaimVerifier:
     """Give a freshly loaded fp32 PyTorch ``verifier`` the requested runtime.
 
     ``auto`` calibrates (or reuses the cached decision, see :func:`decide_auto`). An
     explicit ``onnxruntime`` or ``openvino`` on a model without a parity-checked export
-    falls back to PyTorch with a warning: such a version is served by PyTorch.
+    falls back to PyTorch with a warning: such a version is served by PyTorch. The
+    returned verifier says why in ``runtime_basis`` (one of :data:`BASES`) and
+    ``runtime_reason``.
+
+    Raises:
+        RuntimeUnavailable: an unknown runtime, or one that cannot serve this export.
+        DeviceUnavailable: ``serve.device`` is cuda and no CUDA GPU is visible.
     """
     if runtime == "auto":
         decision, chosen = decide_auto(verifier, settings)
-        chosen.meta["runtime_decision"] = decision.reason
-        return chosen
+        return _explained(chosen, decision.basis, decision.reason)
     if runtime not in RUNTIMES:
         raise RuntimeUnavailable(f"unknown runtime {runtime!r}; use one of {RUNTIMES} or auto")
     precision = runtime_precision(runtime, settings)  # type: ignore[arg-type]
     try:
-        return with_runtime(verifier, runtime, precision, settings)  # type: ignore[arg-type]
+        served = with_runtime(verifier, runtime, precision, settings)  # type: ignore[arg-type]
+        return _explained(served, "configured", f"serve.runtime is {runtime}")
+    except DeviceUnavailable:
+        raise
     except RuntimeUnavailable as error:
         if export_path(verifier) is not None:
             raise
         log.warning("%s; serving it with PyTorch", error)
         torch_precision = runtime_precision("torch", settings)
-        return with_runtime(verifier, "torch", torch_precision, settings)
+        served = with_runtime(verifier, "torch", torch_precision, settings)
+        reason = f"serve.runtime is {runtime}, but this version has no parity-checked ONNX export"
+        return _explained(served, "no_export", reason)

@@ -146,7 +146,7 @@ def test_batcher_refuses_when_queue_is_full_and_answers_queued_pairs() -> None:
         def predict_encoded(self, batch):  # noqa: ANN001
             return np.array([[len(ids), 0.0, 0.0] for ids in batch], dtype=np.float32)
 
-    model = SimpleNamespace(verifier=Echo())
+    model = SimpleNamespace(verifier=Echo(), batching=None)
 
     async def scenario() -> tuple[list[float], bool]:
         batcher = MicroBatcher(max_batch_size=4, max_wait_ms=1, queue_size=3)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from citeops.benchmarks.serve import BenchOptions, LoadResult, format_report, run_serve_bench
+from citeops.benchmarks.serve import (
+    BenchOptions,
+    LoadResult,
+    batch_token_env,
+    format_report,
+    format_sweep,
+    run_serve_bench,
+)
 from citeops.configs.settings import load_settings
+from citeops.serving.batcher import batch_budget
+from tests.harness import run_citeops
 from tests.integration.serve_support import save_tiny_model
 
 
@@ -20,15 +30,20 @@ def test_load_summary_percentiles_and_throughput() -> None:
     assert 100.0 < summary["p99_ms"] <= 1000.0
 
 
+def run_on_tiny_model(tmp_path: Path, **options: Any) -> dict[str, Any]:
+    """`bench serve` on a tiny model folder (fp32, test profile); returns the report."""
+    settings = load_settings(profile="test", home=tmp_path / "home", serve={"precision": "fp32"})
+    folder = save_tiny_model(tmp_path / "tiny")
+    bench = BenchOptions(model_uri=str(folder), **options)
+    return run_serve_bench(settings, bench, progress=lambda _: None)
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_bench_serve_runs_both_servers_and_the_swap_test(tmp_path: Path) -> None:
-    settings = load_settings(profile="test", home=tmp_path / "home", serve={"precision": "fp32"})
-    folder = save_tiny_model(tmp_path / "tiny")
-    options = BenchOptions(
-        model_uri=str(folder), clients=(1, 4), seconds=2.0, swap_requests=300, swap_every=0.3
+    report = run_on_tiny_model(
+        tmp_path, clients=(1, 4), seconds=2.0, swap_requests=300, swap_every=0.3
     )
-    report = run_serve_bench(settings, options, progress=lambda _: None)
     assert set(report["baseline"]) == set(report["serve"]) == {"1", "4"}
     assert report["serve"]["4"]["failed"] == 0 and report["baseline"]["4"]["failed"] == 0
     assert report["ratio"] > 0 and report["p95_ms"] > 0
@@ -36,7 +51,7 @@ def test_bench_serve_runs_both_servers_and_the_swap_test(tmp_path: Path) -> None
     assert report["swap"]["requests"] == 300 and report["swap"]["swaps"] >= 1
     assert report["swap_failed"] == 0
     assert "swap test" in format_report(report)
-    assert report["runtime"]["runtime"] == settings.serve.runtime  # the main server's
+    assert report["runtime"]["runtime"] == load_settings().serve.runtime  # the main server's
     assert set(report["runtimes"]) == {"torch", "onnxruntime", "openvino"}
     for name, row in report["runtimes"].items():
         assert row["runtime"] == name  # the copy was exported, so every runtime serves it
@@ -44,3 +59,57 @@ def test_bench_serve_runs_both_servers_and_the_swap_test(tmp_path: Path) -> None
         assert row["agreement"] >= 0.99 and row["rss_mb"] > 0
     assert report["rss_mb_both_slots"] > 0
     assert "runtime onnxruntime" in format_report(report)
+
+
+def test_a_sweep_server_batches_under_the_swept_budget_whatever_runtime_serves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in batch_token_env({}, "auto", 2048).items():
+        monkeypatch.setenv(name, value)
+    serve = load_settings().serve
+    assert serve.runtime == "auto"
+    for runtime in ("torch", "onnxruntime", "openvino"):
+        assert batch_budget(serve, runtime).max_batch_tokens == 2048
+
+
+def test_sweep_lines_name_each_budget_per_runtime() -> None:
+    row = {"throughput": 12.34, "p95_ms": 80.0}
+    sweep = {"clients": 16, "runtimes": {"openvino": {"256": row, "1024": row}}}
+    assert format_sweep(sweep) == [
+        "batch token sweep at 16 clients:",
+        "  openvino: 256: 12.3/s p95 80.0 ms  1024: 12.3/s p95 80.0 ms",
+    ]
+    assert format_sweep(None) == []
+
+
+def test_bench_serve_refuses_a_token_budget_that_is_not_a_whole_number(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run_citeops(["bench", "serve", "--batch-tokens", "256,big"], capsys)
+    assert code == 2 and "--batch-tokens" in err
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_bench_serve_sweeps_token_budgets_per_runtime(tmp_path: Path) -> None:
+    report = run_on_tiny_model(
+        tmp_path,
+        clients=(2,),
+        seconds=1.0,
+        slice_seconds=0.5,
+        swap_requests=0,
+        runtimes=(),
+        batch_tokens=(32, 512),
+        sweep_runtimes=("torch", "openvino"),
+        sweep_clients=4,
+    )
+    assert report["ratio"] > 0 and report["agreement"] >= 0.99  # the usual keys stay
+    sweep = report["batch_token_sweep"]
+    assert sweep["clients"] == 4 and set(sweep["runtimes"]) == {"torch", "openvino"}
+    for runtime, rows in sweep["runtimes"].items():
+        assert set(rows) == {"32", "512"}
+        for tokens, row in rows.items():
+            assert row["runtime"] == runtime and row["batching"]["max_batch_tokens"] == int(tokens)
+            assert row["clients"] == 4 and row["failed"] == 0 and row["throughput"] > 0
+            assert row["p95_ms"] > 0
+    assert "batch token sweep at 4 clients:" in format_report(report)

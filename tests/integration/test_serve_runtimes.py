@@ -96,5 +96,7 @@ def test_a_swap_between_runtimes_loses_no_request_and_version_says_which(
         assert status["live"]["model_version"] == exported
         assert status["idle"]["runtime"] == "torch"
         metrics = httpx.get(base + "/metrics").text
-        assert 'citeops_slot_runtime_info{precision="fp32",runtime="onnxruntime"' in metrics
+        live_labels = 'basis="configured",device="cpu",precision="fp32",runtime="onnxruntime"'
+        assert "citeops_slot_runtime_info{" + live_labels in metrics
+        assert status["idle"]["runtime_basis"] == "no_export"  # the version PyTorch serves
         assert 'runtime="torch",slot=' in metrics
