@@ -13,9 +13,10 @@ A side stops at the target, when its training time reaches ``bench.train_budget_
 epochs), whichever comes first.
 
 - **baseline** (pyvers-style): tokenise in ``__getitem__``, pad every pair to 512, whole
-  evidence (``longest_first`` truncation), fp32, pyvers' recipe: AdamW at a fixed rate
-  (``bench.train_baseline_learning_rate``, pyvers' 2e-5) decaying linearly to 0 over the
-  planned steps, no warm-up, unweighted loss.
+  evidence (``longest_first`` truncation), fp32, pyvers' schedule: AdamW decaying linearly
+  to 0 over the planned steps, no warm-up, unweighted loss, at our learning rate by default
+  (``bench.train_baseline_learning_rate``; pyvers' own is 2e-5), so that the rate is not
+  what the ratio measures.
 - **ours**: what ``citeops train`` does: evidence selection (``model.evidence_selection``),
   tokenise once, length-bucketed batches with dynamic padding, bf16 autocast where the CPU
   has native bf16, at ``train.max_length``, with the training's optimiser (learning rate,
@@ -164,7 +165,7 @@ def baseline_side(settings: Settings, race: RaceInputs, max_length: int) -> Qual
     epochs, seed, lr = (
         settings.train.epochs,
         settings.train.seed,
-        settings.bench.train_baseline_learning_rate,
+        settings.bench.train_baseline_learning_rate or settings.train.learning_rate,
     )
     steps = planned_steps(len(train), batch_size, epochs)
     model = copy.deepcopy(race.initial)
