@@ -398,10 +398,11 @@ class GateSettings(_Section):
     check (share at most 0.67) and are refused; a weak model that misses some
     self-evidence checks while staying invariant passes.
 
-    Without a champion only absolute floors apply (class floor, behaviour) and the
-    candidate's macro F1 must exceed the majority-class baseline's by more than
-    ``baseline_margin`` on each benchmark (0.0: strictly beat it; negative tolerates a
-    candidate below it, -1.0 turns the rule off).
+    Always, with or without a champion, the candidate's macro F1 must exceed the
+    majority-class baseline's by more than ``baseline_margin`` on each benchmark (0.0:
+    strictly beat it; negative tolerates a candidate below it, -1.0 turns the rule off):
+    no promoted model is worse than always answering the most frequent label. Without a
+    champion only this and the absolute floors (class floor, behaviour) apply.
     """
 
     max_f1_drop: float = Field(0.02, ge=0, le=1)

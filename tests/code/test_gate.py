@@ -327,11 +327,29 @@ def test_without_champion_only_floors_and_the_majority_baseline_apply() -> None:
     refused = decide([majority_only], slow, GOOD_BEHAVIOUR, _settings(class_f1_floor=0.0))
     assert refused.reasons == [
         f"scifact: candidate macro F1 {refused.rows[0].candidate_f1:.3f} does not beat the "
-        f"majority-class baseline's {refused.rows[0].baseline_f1:.3f} "
-        "(no champion to compare with)."
+        f"majority-class baseline's {refused.rows[0].baseline_f1:.3f}."
     ]
     off = _settings(class_f1_floor=0.0, baseline_margin=-1.0)
     assert decide([majority_only], slow, GOOD_BEHAVIOUR, off).passed
+
+
+def test_a_candidate_better_than_the_champion_must_still_beat_the_majority_baseline() -> None:
+    gold = _gold(300)
+    majority = np.zeros_like(gold)
+    champion = (gold + 1) % 3  # always wrong
+    candidate = champion.copy()
+    candidate[:40] = gold[:40]  # better than the champion, worse than the baseline
+    bench = _bench("citation-integrity", gold, candidate, champion, majority=0)
+    assert 0 < macro_f1(gold, candidate) < macro_f1(gold, majority)
+    loose = _settings(class_f1_floor=0.0, max_f1_drop=1.0)
+    decision = decide([bench], FAST_LATENCY, GOOD_BEHAVIOUR, loose)
+    assert decision.has_champion and decision.rows[0].difference > 0
+    assert [r for r in decision.reasons if "majority-class baseline" in r] == [
+        f"citation-integrity: candidate macro F1 {decision.rows[0].candidate_f1:.3f} does not "
+        f"beat the majority-class baseline's {decision.rows[0].baseline_f1:.3f}."
+    ]
+    off = _settings(class_f1_floor=0.0, max_f1_drop=1.0, baseline_margin=-1.0)
+    assert decide([bench], FAST_LATENCY, GOOD_BEHAVIOUR, off).passed
 
 
 def test_empty_benchmark_is_skipped_with_a_note() -> None:
