@@ -12,9 +12,10 @@ benchmark (SciFact test, Citation-Integrity test, the feedback hold-out) and ret
   ``1 + max_latency_increase`` times the champion's;
 - always: the candidate's macro F1 must beat the majority-class baseline on each
   benchmark that has one (by more than ``baseline_margin``), so that no promoted model is
-  worse than always answering the most frequent label, even if the champion was; no class present in a benchmark's gold labels has a candidate F1 below
-  ``class_f1_floor`` (the feedback hold-out excepted), and the share of behavioural checks
-  that hold reaches ``behaviour_min_pass``.
+  worse than always answering the most frequent label, even if the champion was; no
+  class present in a benchmark's gold labels has a candidate F1 below ``class_f1_floor``
+  (the feedback hold-out excepted), and the share of behavioural checks that hold
+  reaches ``behaviour_min_pass``.
 
 A benchmark with no examples is skipped with a note. Macro F1 is over the three labels
 (SUPPORT 0, NEI 1, REFUTE 2); a class with no gold and no predicted example scores 0, as

@@ -271,3 +271,46 @@ class EpochSummary(L.Callback):
             if k in metrics
         ]
         print("  ".join(parts), file=sys.stderr, flush=True)
+
+
+class StepProgress(L.Callback):
+    """One plain progress line on stderr every ``interval_seconds`` of fitting (step of the
+    epoch, examples/s, time left in the epoch): the rich bar only draws on a terminal, and
+    a log file otherwise shows nothing for minutes."""
+
+    def __init__(self, interval_seconds: float = 30.0) -> None:
+        self.interval_seconds = interval_seconds
+        self._epoch_start = 0.0
+        self._last = 0.0
+        self._examples = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        self._epoch_start = self._last = time.monotonic()
+        self._examples = 0
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        import sys
+        import time
+
+        self._examples += int(batch["labels"].shape[0]) if "labels" in batch else 0
+        now = time.monotonic()
+        if now - self._last < self.interval_seconds:
+            return
+        self._last = now
+        done, total = batch_idx + 1, trainer.num_training_batches
+        elapsed = now - self._epoch_start
+        line = f"epoch {trainer.current_epoch}  batch {done}/{total}"
+        if self._examples:
+            line += f"  {self._examples / elapsed:.1f} examples/s"
+        if isinstance(total, int) and 0 < done < total:
+            line += f"  ~{elapsed / done * (total - done) / 60:.1f} min left in the epoch"
+        print(line, file=sys.stderr, flush=True)

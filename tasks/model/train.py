@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -219,12 +220,15 @@ def build_trainer(settings: Settings, precision: str, callbacks: list[Any], prog
     import lightning as L
 
     cfg = settings.train
+    live_bar = progress and sys.stderr.isatty()
     if progress:  # on stderr, so that `--json` output on stdout stays parseable
         from lightning.pytorch.callbacks import RichProgressBar
 
-        from citeops.tasks.model.module import EpochSummary
+        from citeops.tasks.model.module import EpochSummary, StepProgress
 
-        callbacks = [*callbacks, RichProgressBar(console_kwargs={"stderr": True}), EpochSummary()]
+        # a live bar on a terminal; elsewhere (a log file, CI) a plain line every 30 s
+        bar = RichProgressBar(console_kwargs={"stderr": True}) if live_bar else StepProgress()
+        callbacks = [*callbacks, bar, EpochSummary()]
     return L.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -236,7 +240,7 @@ def build_trainer(settings: Settings, precision: str, callbacks: list[Any], prog
         callbacks=callbacks,
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=progress,
+        enable_progress_bar=live_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         deterministic=False,
