@@ -142,6 +142,14 @@ class S3Settings(_Section):
 
 
 SERVING_RUNTIMES = ("torch", "onnxruntime", "openvino")
+# Measured per-runtime micro-batching defaults, where a runtime's best budget differs from
+# the serve.max_* defaults (BENCHMARKS.md, serve: token sweep of 2026-12-02; PyTorch bf16
+# served 31 % more pairs/s at 2048 padded tokens than at 512, OpenVINO and ONNX Runtime
+# were within 4 % of their 512 figure). They apply where neither serve.batching.<runtime>
+# nor serve.<name> itself is set.
+RUNTIME_BATCHING_DEFAULTS: dict[str, dict[str, int | float]] = {
+    "torch": {"max_batch_tokens": 2048},
+}
 
 
 class BatchingSettings(_Section):
@@ -158,8 +166,8 @@ class ServeSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    # micro-batching defaults, tuned for PyTorch on the CPU; ``batching`` overrides them
-    # per runtime, and a slot uses the entry of the runtime it serves on (after auto chose)
+    # micro-batching defaults; ``batching`` overrides them per runtime (over the measured
+    # RUNTIME_BATCHING_DEFAULTS), and a slot uses the budget of the runtime it serves on
     max_batch_size: int = Field(16, ge=1)
     max_batch_tokens: int = Field(512, ge=1)  # padded tokens per forward pass (CPU caches)
     max_wait_ms: float = Field(5.0, ge=0)
@@ -216,11 +224,18 @@ class ServeSettings(_Section):
         return value
 
     def batching_value(self, runtime: str, name: str) -> Any:
-        """``batching.<runtime>.<name>`` where it is set, else the default ``<name>``
-        (``max_batch_size``, ``max_batch_tokens`` or ``max_wait_ms``)."""
+        """``name`` (``max_batch_size``, ``max_batch_tokens`` or ``max_wait_ms``) for
+        ``runtime``: ``batching.<runtime>.<name>`` where it is set, else ``<name>`` where
+        it is set, else the runtime's measured default (``RUNTIME_BATCHING_DEFAULTS``),
+        else ``<name>``'s default."""
         override = self.batching.get(runtime)  # type: ignore[call-overload]
         value = getattr(override, name) if override is not None else None
-        return getattr(self, name) if value is None else value
+        if value is not None:
+            return value
+        measured = RUNTIME_BATCHING_DEFAULTS.get(runtime, {}).get(name)
+        if measured is not None and name not in self.model_fields_set:
+            return measured
+        return getattr(self, name)
 
 
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"

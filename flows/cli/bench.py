@@ -56,8 +56,10 @@ def bench_train_command(
         None, min=16, help="Our training length in the race (train.max_length)."
     ),
     baseline_lr: float | None = typer.Option(
-        None, min=0.0, help="Baseline learning rate (bench.train_baseline_learning_rate; default: "
-        "train.learning_rate; pyvers' own is 2e-5)."
+        None,
+        min=0.0,
+        help="Baseline learning rate (bench.train_baseline_learning_rate; default: "
+        "train.learning_rate; pyvers' own is 2e-5).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:

@@ -15,10 +15,12 @@ from citeops.flows.cli.common import (
 
 def demo_command(
     first_examples: int | None = typer.Option(
-        None, min=16, help="Cap on the first champion's training pairs (default: all SciFact)."
+        None,
+        min=16,
+        help="Cap on the first champion's training pairs (default: all of both datasets).",
     ),
     retrain_examples: int | None = typer.Option(
-        None, min=16, help="Cap on the retrain's pairs (default: all SciFact + feedback)."
+        None, min=16, help="Cap on the retrain's pairs (default: both datasets + feedback)."
     ),
     eval_examples: int = typer.Option(
         300, min=8, help="Test pairs per benchmark for the gate (same for both models)."
@@ -26,7 +28,7 @@ def demo_command(
     bake_seconds: float = typer.Option(20.0, min=0, help="Bake window after the swap."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Train a champion on SciFact, serve it, send Citation-Integrity users through the
+    """Train a champion on SciFact + Citation-Integrity, serve it, send users through the
     API until the feedback trigger fires, then monitor -> retrain -> gate -> promote."""
     from citeops.flows.demo import DemoBudget, run_demo, summary_text
 

@@ -103,7 +103,8 @@ def train_candidate(data: TrainingSet, overrides: dict[str, Any] | None = None) 
     from citeops.tasks.store.queries import mark_training
 
     settings = _settings(overrides)
-    candidate = fit_candidate(settings, data, progress=False)
+    # progress on stderr: a bar on a terminal, a plain line every 30 s in a worker's log
+    candidate = fit_candidate(settings, data, progress=True)
     _artifact("markdown", "candidate", _candidate_markdown(candidate), "the fitted candidate")
     if settings.train.include_feedback:
         mark_training(settings, at=data.cutoff, note=f"retrain run {candidate.run_id}")

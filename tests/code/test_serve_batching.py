@@ -23,8 +23,17 @@ OPENVINO_TOKENS = {"openvino": {"max_batch_tokens": 1024}}
 def test_a_runtime_override_replaces_only_the_values_it_sets() -> None:
     serve = load_settings(serve={"batching": OPENVINO_TOKENS, "max_wait_ms": 3}).serve
     assert batch_budget(serve, "openvino") == BatchBudget(16, 1024, 3.0)
-    assert batch_budget(serve, "torch") == BatchBudget(16, 512, 3.0)  # today's defaults
-    assert batch_budget(serve, "onnxruntime") == batch_budget(serve, "torch")
+    assert batch_budget(serve, "onnxruntime") == BatchBudget(16, 512, 3.0)  # the defaults
+    assert batch_budget(serve, "torch") == BatchBudget(16, 2048, 3.0)  # its measured budget
+
+
+def test_a_budget_set_for_every_runtime_wins_over_a_measured_default() -> None:
+    assert batch_budget(load_settings().serve, "torch").max_batch_tokens == 2048
+    serve = load_settings(serve={"max_batch_tokens": 768}).serve
+    assert batch_budget(serve, "torch").max_batch_tokens == 768
+    assert batch_budget(serve, "openvino").max_batch_tokens == 768
+    serve = load_settings(serve={"batching": {"torch": {"max_batch_tokens": 256}}}).serve
+    assert batch_budget(serve, "torch").max_batch_tokens == 256
 
 
 def test_overrides_come_from_the_environment_per_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,7 +107,7 @@ def test_a_deployed_model_reports_its_runtimes_budget_in_version_and_metrics(
         "max_batch_tokens": 1024,
         "max_wait_ms": 5.0,
     }
-    assert status["idle"]["batching"]["max_batch_tokens"] == 512  # torch: the default
+    assert status["idle"]["batching"]["max_batch_tokens"] == 2048  # torch: its measured default
     metrics = bluegreen.metrics
     assert metrics is not None
     refresh_gauges(metrics, bluegreen.slots, LogWriterStats(), 0)

@@ -1,0 +1,41 @@
+"""The quick recipe (the first champion `make run` trains) beats the majority baseline.
+
+Slow: it trains MiniLM on every SciFact and Citation-Integrity training pair with the
+demo's budget (``DemoBudget.first_train``, the `local` profile), about 8 minutes on 2 idle
+CPU cores, then scores it on the same fixed subset the demo's gate uses (300 seeded pairs
+of each test set). Run it with ``pytest -m slow tests/model/test_quick_recipe.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+GATE_PAIRS = 300  # what `citeops demo` validates on (DemoBudget.evaluate_max_examples)
+
+
+def test_quick_recipe_beats_the_majority_baseline_on_both_test_sets(
+    citeops_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from citeops.configs.settings import load_settings
+    from citeops.flows.demo import DemoBudget
+    from citeops.tasks.model.evaluate import evaluate_model
+    from citeops.tasks.model.train import train_model
+
+    monkeypatch.setenv("CITEOPS_PROFILE", "local")  # MiniLM, the embedded default
+    budget = DemoBudget()
+    assert budget.evaluate_max_examples == GATE_PAIRS
+    settings = load_settings(
+        train=budget.first_train | {"include_feedback": False},
+        evaluate={"max_examples": GATE_PAIRS, "latency_samples": 0},
+    )
+    assert settings.model.base_model == "minilm"
+    trained = train_model(settings, progress=False)
+    result = evaluate_model(settings, trained.model_uri, log_to_mlflow=False)
+
+    assert set(result.datasets) == {"scifact", "citint"}
+    for name, dataset in result.datasets.items():
+        f1, baseline = dataset.metrics["f1_macro"], dataset.baseline["f1_macro"]
+        assert dataset.beats_baseline, f"{name}: macro F1 {f1:.3f} <= majority {baseline:.3f}"
