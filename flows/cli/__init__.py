@@ -6,6 +6,7 @@ commands, so `citeops --help` starts fast.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -44,4 +45,7 @@ tune_cli.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line and exit with status 2."""
+    # Flows run without a Prefect server start a local one at their first call; its 20 s
+    # start-up limit was exceeded on 2 busy cores (the demo loads a model beside it)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     sys.exit(run_cli(app, argv))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,20 @@ def test_user_error_inside_a_command_is_one_line(
     assert err.strip().splitlines() == [
         f"error: {tmp_path}: no datasets found; run `citeops data fetch` first"
     ]
+
+
+def test_the_console_entry_gives_prefects_local_server_time_to_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from citeops.flows.cli import main
+
+    name = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    monkeypatch.setenv(name, "0")  # recorded, so the original state comes back afterwards
+    monkeypatch.delenv(name)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert int(os.environ[name]) >= 120  # Prefect's 20 s was exceeded on 2 busy cores
+    monkeypatch.setenv(name, "7")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert os.environ[name] == "7"  # a value the user set is kept

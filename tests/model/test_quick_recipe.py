@@ -1,7 +1,7 @@
 """The quick recipe (the first champion `make run` trains) beats the majority baseline.
 
 Slow: it trains MiniLM on every SciFact and Citation-Integrity training pair with the
-demo's budget (``DemoBudget.first_train``, the `local` profile), about 8 minutes on 2 idle
+demo's budget (``DemoBudget.first_train``, the `local` profile), about 9 minutes on 2 idle
 CPU cores, then scores it on the same fixed subset the demo's gate uses (300 seeded pairs
 of each test set). Run it with ``pytest -m slow tests/model/test_quick_recipe.py``.
 """
