@@ -122,13 +122,18 @@ def open_study(settings: Settings) -> optuna.Study:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings.home.mkdir(parents=True, exist_ok=True)
-    return optuna.create_study(
+    seed = settings.tune.sampler_seed
+    study = optuna.create_study(
         study_name=settings.tune.study,
         storage=f"sqlite:///{settings.home / 'tune.db'}",
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=settings.tune.sampler_seed),
+        sampler=optuna.samplers.TPESampler(seed=seed),
         load_if_exists=True,
     )
+    earlier = len(study.trials)
+    if earlier:  # a sampler seeded as before would draw the earlier calls' trials again
+        study.sampler = optuna.samplers.TPESampler(seed=seed + earlier)
+    return study
 
 
 def run_trial(

@@ -79,6 +79,8 @@ def test_tune_runs_trials_as_mlflow_runs_and_continues_the_study(tune_env: Path,
     assert status == 0, err
     again = json.loads(out)
     assert [t["number"] for t in again["trials"]] == [2]  # the same study, continued
+    first_values = {t["params"]["learning_rate"] for t in result["trials"]}
+    assert again["trials"][0]["params"]["learning_rate"] not in first_values  # a new draw
     assert again["best_value"] >= result["best_value"]
 
 
