@@ -8,6 +8,8 @@ The work lives in plain functions (:mod:`tasks.model.batching`, :mod:`tasks.mode
 from __future__ import annotations
 
 import copy
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -256,8 +258,6 @@ class EpochSummary(L.Callback):
     """Prints one line per validation epoch (train loss, dev loss and macro F1) to stderr."""
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        import sys
-
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         metrics = getattr(pl_module, "last_val_metrics", {})
@@ -285,8 +285,6 @@ class StepProgress(L.Callback):
         self._examples = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        import time
-
         self._epoch_start = self._last = time.monotonic()
         self._examples = 0
 
@@ -298,9 +296,6 @@ class StepProgress(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        import sys
-        import time
-
         self._examples += int(batch["labels"].shape[0]) if "labels" in batch else 0
         now = time.monotonic()
         if now - self._last < self.interval_seconds:
