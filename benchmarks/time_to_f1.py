@@ -193,21 +193,31 @@ def baseline_side(settings: Settings, race: RaceInputs, max_length: int) -> Qual
 
 
 def ours_side(settings: Settings, race: RaceInputs, bf16: bool) -> QualitySide:
-    """Our training pipeline, with the training's own functions and settings."""
+    """Our training pipeline, with the training's own functions and settings (rationale
+    augmentation included: it is part of what ``citeops train`` fits on)."""
+    from citeops.tasks.data.augment import augment
     from citeops.tasks.data.multivers import LABELS
     from citeops.tasks.model.batching import class_weights
     from citeops.tasks.model.optim import build_optimizer
     from citeops.tasks.model.preprocess import EvidenceSelector
     from citeops.tasks.model.train import evidence_selection
 
-    tokenizer, train, dev, batch_size = race.tokenizer, race.train, race.dev, race.batch_size
+    tokenizer, dev, batch_size = race.tokenizer, race.dev, race.batch_size
     cfg = settings.train
+    extra = augment(race.train, cfg.augment_rationale_only, cfg.augment_rationale_removed, cfg.seed)
+    train = [*race.train, *extra]
     selection: EvidenceSelection = evidence_selection(settings)
     selector = EvidenceSelector(selection, tokenizer, cfg.max_length)
     steps = planned_steps(len(train), batch_size, cfg.epochs)
     model = copy.deepcopy(race.initial)
     optimizer = build_optimizer(
-        model, cfg.learning_rate, cfg.weight_decay, cfg.layer_lr_decay, cfg.warmup_ratio, steps
+        model,
+        cfg.learning_rate,
+        cfg.weight_decay,
+        cfg.layer_lr_decay,
+        cfg.warmup_ratio,
+        steps,
+        cfg.head_learning_rate,
     )
     batches = bucketed_batch_iter(
         train,
@@ -246,6 +256,7 @@ def ours_side(settings: Settings, race: RaceInputs, bf16: bool) -> QualitySide:
                 "then linear decay to 0 over the planned steps"
             ),
             "class_weighted_loss": weights is not None,
+            "augmented_examples": len(extra),
         },
     )
 

@@ -64,6 +64,9 @@ class ModelSettings(_Section):
     """The classifier: which base model, and how pairs are tokenised."""
 
     base_model: str = "minilm"  # minilm | tiny | any Hugging Face id or local path
+    # classifier head: cross (evidence and claim read together; any architecture) or
+    # siamese (tasks/model/siamese.py: each side encoded on its own, BERT-family bases)
+    head: Literal["cross", "siamese"] = "cross"
     max_length: int = Field(512, ge=16, le=4096)
     labels: tuple[str, ...] = ("SUPPORT", "NEI", "REFUTE")
     # the tiny random BERT used by tests and quick runs
@@ -86,9 +89,18 @@ class TrainSettings(_Section):
     eval_batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     layer_lr_decay: float = Field(1.0, gt=0, le=1.0)  # 1.0: same rate for every layer
+    head_learning_rate: float | None = Field(None, gt=0)  # the new head's rate (None: as above)
+    # siamese head: fit it on the frozen encoder's features before fine-tuning (linear
+    # probing, then fine-tuning; tasks/model/siamese.py fit_head)
+    head_warm_start: bool = False
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     class_weighted_loss: bool = True
+    # extra training pairs from the benchmarks' rationale sentences (tasks/data/augment.py):
+    # the share of SUPPORT / REFUTE pairs that also train with only their rationale, and
+    # the share that also train without it, labelled NEI (0 turns a kind off)
+    augment_rationale_only: float = Field(0.0, ge=0, le=1)
+    augment_rationale_removed: float = Field(0.0, ge=0, le=1)
     precision: Literal["auto", "32", "bf16-mixed"] = "auto"  # auto: bf16 where it is fast
     accelerator: str = "auto"
     bucket_size_multiplier: int = Field(50, ge=1)  # batches per length bucket
@@ -498,7 +510,8 @@ class SearchDimension(_Section):
 
 def _default_space() -> dict[str, SearchDimension]:
     return {
-        "learning_rate": SearchDimension(low=3e-5, high=3e-4, log=True),
+        "learning_rate": SearchDimension(low=2e-5, high=3e-4, log=True),
+        "head_learning_rate": SearchDimension(low=1e-4, high=3e-3, log=True),
         "max_length": SearchDimension(choices=(128, 192, 256)),
         "epochs": SearchDimension(low=1, high=3, integer=True),
         "batch_size": SearchDimension(choices=(8, 16, 32)),

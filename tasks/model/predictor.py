@@ -97,6 +97,9 @@ class ClaimVerifier:
         """
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from citeops.tasks.model.siamese import register
+
+        register()  # a siamese classifier's model_type
         folder = Path(path)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)

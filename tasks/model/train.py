@@ -137,6 +137,7 @@ def training_params(settings: Settings, precision: str) -> dict[str, Any]:
     cfg = settings.train
     return {
         "base_model": settings.model.base_model,
+        "head": settings.model.head,
         "init_from": settings.train.init_from,
         "datasets": ",".join(cfg.datasets),
         "epochs": cfg.epochs,
@@ -147,9 +148,13 @@ def training_params(settings: Settings, precision: str) -> dict[str, Any]:
         "batch_size": cfg.batch_size,
         "learning_rate": cfg.learning_rate,
         "layer_lr_decay": cfg.layer_lr_decay,
+        "head_learning_rate": cfg.head_learning_rate,
+        "head_warm_start": cfg.head_warm_start,
         "weight_decay": cfg.weight_decay,
         "warmup_ratio": cfg.warmup_ratio,
         "class_weighted_loss": cfg.class_weighted_loss,
+        "augment_rationale_only": cfg.augment_rationale_only,
+        "augment_rationale_removed": cfg.augment_rationale_removed,
         "precision": precision,
         "bucket_size_multiplier": cfg.bucket_size_multiplier,
         "early_stopping_patience": cfg.early_stopping_patience,
@@ -324,12 +329,14 @@ def fit_candidate(
     import lightning as L
 
     import mlflow
+    from citeops.tasks.data.augment import augment
     from citeops.tasks.model.base import load_base
     from citeops.tasks.model.batching import class_weights
     from citeops.tasks.model.module import (
         BestWeights,
         ClaimDataModule,
         ClaimVerifierModule,
+        HeadWarmStart,
         MlflowEpochLogger,
         OptimConfig,
     )
@@ -346,7 +353,10 @@ def fit_candidate(
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, verbose=False)
     data = data or build_training_set(settings)
-    train, dev = data.train, data.dev
+    augmented = augment(
+        data.train, cfg.augment_rationale_only, cfg.augment_rationale_removed, cfg.seed
+    )
+    train, dev = [*data.train, *augmented], data.dev
     with initial_weights(settings) as model_settings:
         model, tokenizer = load_base(model_settings, seed=cfg.seed)
     model.train()  # from_pretrained returns eval mode: dropout would stay off
@@ -367,7 +377,13 @@ def fit_candidate(
     )
     module = ClaimVerifierModule(
         model,
-        OptimConfig(cfg.learning_rate, cfg.weight_decay, cfg.layer_lr_decay, cfg.warmup_ratio),
+        OptimConfig(
+            cfg.learning_rate,
+            cfg.weight_decay,
+            cfg.layer_lr_decay,
+            cfg.warmup_ratio,
+            cfg.head_learning_rate,
+        ),
         class_weights=weights,
         groups=datamodule.groups,
     )
@@ -375,6 +391,8 @@ def fit_candidate(
     params = training_params(settings, precision)
     best = BestWeights(SELECTION_METRIC, "max")
     callbacks: list[Any] = [best, MlflowEpochLogger()]
+    if cfg.head_warm_start:
+        callbacks.insert(0, HeadWarmStart(cfg.class_weighted_loss, cfg.eval_batch_size))
     if dev:
         from lightning.pytorch.callbacks import EarlyStopping
 
@@ -405,6 +423,7 @@ def fit_candidate(
                 "train_examples": len(train),
                 "dev_examples": len(dev),
                 "feedback_examples": data.feedback_examples,
+                "augmented_examples": len(augmented),
                 "holdout_examples": len(data.holdout),
                 **{f"train_labels_{k}": v for k, v in label_counts(train).items()},
             }

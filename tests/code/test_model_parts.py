@@ -129,6 +129,11 @@ def test_layer_wise_learning_rates() -> None:
     assert n_params == len([p for p in model.parameters() if p.requires_grad])
     assert all(g["weight_decay"] == 0.0 for g in groups if g["params"][0].dim() == 1)
     assert isinstance(groups[0]["params"][0], torch.nn.Parameter)
+    head_rate = parameter_groups(model, 1e-3, 0.01, 0.5, head_learning_rate=2e-2)
+    assert {g["lr"] for g in head_rate} == {2e-2, 5e-4, 2.5e-4, 1.25e-4}
+    head = [g for g in head_rate if g["lr"] == 2e-2]
+    named = {id(p): n for n, p in model.named_parameters()}
+    assert {named[id(p)] for g in head for p in g["params"]} >= {"classifier.weight"}
 
 
 def test_warmup_then_linear_decay() -> None:

@@ -43,6 +43,9 @@ def test_reader_semantics(toy_dir: Path) -> None:
     ]
     assert examples[0].evidence == "First sentence. Second one."
     assert examples[0].claim == "A claim."
+    assert examples[0].sentences == ("First sentence.", "Second one.")
+    assert examples[0].rationale == (0,)
+    assert examples[1].rationale == ()  # NEI: no evidence entry for document 2
 
 
 def test_real_scifact_counts_and_nei(data_dir: Path) -> None:

@@ -1,0 +1,79 @@
+"""Training-time augmentation from the benchmarks' rationale sentences.
+
+SciFact and Citation-Integrity mark which sentences of a cited document decide its label.
+Two kinds of extra training pairs follow from that, both only for SUPPORT / REFUTE pairs
+whose rationale is known:
+
+- **rationale only**: the claim with just its rationale sentences, same label. Short pairs
+  (cheap to train) with the deciding text in plain view.
+- **rationale removed**: the claim with the document's other sentences, labelled NEI. This
+  is what NEI means in these benchmarks (a cited, on-topic document without the deciding
+  sentences), and Citation-Integrity has few NEI pairs (7 %) to learn it from.
+
+The dev and test sets are never augmented; serving sees the model, not this module.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from citeops.tasks.data.multivers import LABEL2ID, Example
+
+RATIONALE_ONLY = "rationale-only"  # Example.split of the augmented pairs
+RATIONALE_REMOVED = "rationale-removed"
+
+
+def _has_rationale(example: Example) -> bool:
+    return example.label != LABEL2ID["NEI"] and bool(example.rationale) and bool(example.sentences)
+
+
+def rationale_only(example: Example) -> Example:
+    """The pair with only its rationale sentences as evidence (in document order)."""
+    kept = " ".join(example.sentences[i] for i in example.rationale)
+    return replace(example, evidence=kept, split=RATIONALE_ONLY, sentences=(), rationale=())
+
+
+def rationale_removed(example: Example) -> Example | None:
+    """The pair without its rationale sentences, labelled NEI; None if nothing is left."""
+    drop = set(example.rationale)
+    rest = [s for i, s in enumerate(example.sentences) if i not in drop]
+    if not rest:
+        return None
+    return replace(
+        example,
+        evidence=" ".join(rest),
+        label=LABEL2ID["NEI"],
+        split=RATIONALE_REMOVED,
+        sentences=(),
+        rationale=(),
+    )
+
+
+def augment(
+    examples: Sequence[Example], rationale_only_share: float, removed_share: float, seed: int
+) -> list[Example]:
+    """The augmented pairs for ``examples`` (not the examples themselves).
+
+    Each SUPPORT / REFUTE pair with a known rationale yields a rationale-only pair with
+    probability ``rationale_only_share`` and a rationale-removed NEI pair with probability
+    ``removed_share``; the draws are seeded, so the same settings give the same pairs.
+    """
+    rng = random.Random(seed)
+    extra: list[Example] = []
+    for example in examples:
+        if not _has_rationale(example):
+            continue
+        take_only, take_removed = rng.random(), rng.random()  # two draws for every pair
+        if take_only < rationale_only_share:
+            extra.append(rationale_only(example))
+        if take_removed < removed_share:
+            removed = rationale_removed(example)
+            if removed is not None:
+                extra.append(removed)
+    return extra
+
+
+def count_augmented(examples: Iterable[Example]) -> int:
+    return sum(ex.split in (RATIONALE_ONLY, RATIONALE_REMOVED) for ex in examples)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from citeops.configs.settings import load_settings
+from citeops.tasks.data.augment import (
+    RATIONALE_ONLY,
+    RATIONALE_REMOVED,
+    augment,
+    rationale_only,
+    rationale_removed,
+)
+from citeops.tasks.data.multivers import LABEL2ID, Example, read_split
+from citeops.tasks.model.training_set import build_training_set
+
+SENTENCES = ("Background here.", "Drug X cut deaths by half.", "Methods there.", "It was safe.")
+
+
+def _pair(label: str = "SUPPORT", rationale: tuple[int, ...] = (1, 3)) -> Example:
+    return Example(
+        claim="Drug X lowers mortality.",
+        evidence=" ".join(SENTENCES),
+        label=LABEL2ID[label],
+        dataset="scifact",
+        split="train",
+        sentences=SENTENCES,
+        rationale=rationale,
+    )
+
+
+def test_rationale_only_keeps_the_deciding_sentences_in_order() -> None:
+    extra = rationale_only(_pair())
+    assert extra.evidence == "Drug X cut deaths by half. It was safe."
+    assert extra.label == LABEL2ID["SUPPORT"]
+    assert extra.split == RATIONALE_ONLY
+
+
+def test_rationale_removed_is_nei_without_the_deciding_sentences() -> None:
+    extra = rationale_removed(_pair("REFUTE"))
+    assert extra is not None
+    assert extra.evidence == "Background here. Methods there."
+    assert extra.label == LABEL2ID["NEI"]
+    assert extra.split == RATIONALE_REMOVED
+    assert rationale_removed(_pair(rationale=(0, 1, 2, 3))) is None  # nothing left
+
+
+def test_augment_skips_nei_and_unknown_rationale_and_is_seeded() -> None:
+    pairs = [_pair(), _pair("NEI", ()), _pair("REFUTE", ())] * 50
+    everything = augment(pairs, 1.0, 1.0, seed=1)
+    assert len(everything) == 100  # only the 50 SUPPORT pairs with a rationale, two each
+    half = augment(pairs, 0.5, 0.0, seed=1)
+    assert {ex.split for ex in half} == {RATIONALE_ONLY}
+    assert 10 < len(half) < 40
+    assert half == augment(pairs, 0.5, 0.0, seed=1)
+    assert augment(pairs, 0.0, 0.0, seed=1) == []
+
+
+def test_training_augments_the_train_pairs_only(monkeypatch, data_dir: Path) -> None:
+    import mlflow
+    from citeops.tasks.model.train import fit_candidate
+
+    monkeypatch.setenv("CITEOPS_PROFILE", "test")
+    train = {"max_examples": 40, "max_steps": 1, "include_feedback": False}
+    plain = build_training_set(load_settings(train=train))
+    settings = load_settings(
+        train=train | {"augment_rationale_only": 1.0, "augment_rationale_removed": 1.0}
+    )
+    with_rationale = sum(ex.label != LABEL2ID["NEI"] and bool(ex.rationale) for ex in plain.train)
+    assert with_rationale > 10
+    candidate = fit_candidate(settings, plain, progress=False, log_model=False)
+    params = mlflow.MlflowClient(settings.mlflow.tracking_uri).get_run(candidate.run_id).data.params
+    expected = augment(plain.train, 1.0, 1.0, settings.train.seed)
+    assert with_rationale <= len(expected) <= 2 * with_rationale
+    assert int(params["augmented_examples"]) == len(expected)
+    assert int(params["train_examples"]) == 40 + int(params["augmented_examples"])
+    assert int(params["dev_examples"]) == len(plain.dev)  # dev is never augmented
+    assert len(plain.train) == 40  # the caller's training set is not changed
+    real = read_split(data_dir, "scifact", "train")
+    assert all(ex.sentences and " ".join(ex.sentences) == ex.evidence for ex in real)

@@ -1,0 +1,134 @@
+"""The siamese head: one pass equals two separate encodings, it saves, loads, exports to
+ONNX / OpenVINO with parity, trains and serves through the usual paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from citeops.configs.settings import load_settings
+from citeops.tasks.model.base import BaseModelError, load_base
+from citeops.tasks.model.predictor import ClaimVerifier, load_verifier
+from citeops.tasks.model.runtimes import encoded_proba, export_with_parity, parity_pairs
+from citeops.tasks.model.siamese import MODEL_TYPE, SiameseBertForSequenceClassification
+
+EVIDENCE = ["Drug X halved deaths in a trial.", "Mice without gene Y lived longer, it was found."]
+CLAIMS = ["Drug X lowers mortality.", "Gene Y shortens life."]
+
+
+@pytest.fixture
+def siamese_folder(tmp_path: Path) -> Path:
+    model, tokenizer = load_base(load_settings(model={"head": "siamese"}).model, seed=3)
+    assert isinstance(model, SiameseBertForSequenceClassification)
+    folder = tmp_path / "siamese"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _mean_state(model: SiameseBertForSequenceClassification, ids: torch.Tensor) -> torch.Tensor:
+    positions = torch.arange(ids.shape[1]).unsqueeze(0)
+    return model.bert(input_ids=ids, position_ids=positions).last_hidden_state.mean(dim=1)
+
+
+def test_one_pass_equals_each_side_encoded_alone() -> None:
+    model, tokenizer = load_base(load_settings(model={"head": "siamese"}).model, seed=3)
+    model.eval()
+    pairs = tokenizer(EVIDENCE, CLAIMS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**pairs).logits
+        for row, (evidence, claim) in enumerate(zip(EVIDENCE, CLAIMS, strict=True)):
+            v = _mean_state(model, tokenizer(evidence, return_tensors="pt")["input_ids"])
+            claim_ids = tokenizer(claim, return_tensors="pt")["input_ids"][:, 1:]  # no [CLS]
+            positions = torch.arange(1, claim_ids.shape[1] + 1).unsqueeze(0)
+            u = model.bert(input_ids=claim_ids, position_ids=positions).last_hidden_state
+            u = u.mean(dim=1)
+            alone = model.classifier(torch.cat([u, v, (u - v).abs(), u * v], dim=-1))
+            assert torch.allclose(alone[0], logits[row], atol=1e-5)
+    # the claim side matters: another claim, other logits
+    swapped = tokenizer(EVIDENCE, CLAIMS[::-1], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert not torch.allclose(model(**swapped).logits, logits)
+
+
+def test_a_saved_siamese_model_loads_back_as_itself(siamese_folder: Path) -> None:
+    verifier = ClaimVerifier.from_dir(siamese_folder)
+    assert verifier.model.config.model_type == MODEL_TYPE
+    again = ClaimVerifier.from_dir(siamese_folder)
+    first = verifier.predict_proba(CLAIMS, EVIDENCE)
+    assert np.allclose(first, again.predict_proba(CLAIMS, EVIDENCE), atol=1e-6)
+    # continued training from it keeps the head, whatever model.head says
+    model, _ = load_base(load_settings(model={"base_model": str(siamese_folder)}).model)
+    assert isinstance(model, SiameseBertForSequenceClassification)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_the_siamese_export_matches_pytorch_fp32(siamese_folder: Path, runtime: str) -> None:
+    settings = load_settings(
+        serve={"precision": "fp32", "openvino_precision": "fp32", "parity_pairs": 8}
+    )
+    report = export_with_parity(siamese_folder, settings)
+    assert report.exportable, report.reason
+    pairs = parity_pairs(settings)
+    reference = encoded_proba(load_verifier(str(siamese_folder), settings), pairs)
+    served = encoded_proba(load_verifier(str(siamese_folder), settings, runtime=runtime), pairs)
+    assert np.abs(served - reference).max() < 1e-4
+
+
+def test_siamese_needs_a_bert_family_base(tmp_path: Path) -> None:
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from citeops.tasks.model.base import minilm_path
+
+    folder = tmp_path / "distil"
+    config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+    DistilBertModel(config).save_pretrained(folder)
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    settings = load_settings(model={"base_model": str(folder), "head": "siamese"})
+    with pytest.raises(BaseModelError, match="model.head 'cross'"):
+        load_base(settings.model)
+    cross, _ = load_base(load_settings(model={"base_model": str(folder)}).model)
+    assert cross.config.model_type == "distilbert"
+
+
+def test_training_and_evaluating_a_siamese_model(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    from citeops.flows.cli import app
+    from citeops.flows.cli.common import run_cli
+
+    monkeypatch.setenv("CITEOPS_MODEL__HEAD", "siamese")
+    assert run_cli(app, ["train", "--json", "--max-steps", "2", "--max-examples", "24"]) == 0
+    verifier = load_verifier("models:/claim-verifier/1", load_settings())
+    assert verifier.model.config.model_type == MODEL_TYPE
+    probs = verifier.predict_proba(CLAIMS, EVIDENCE)
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert run_cli(app, ["evaluate", "--model-uri", "models:/claim-verifier/1", "--json"]) == 0
+
+
+def test_fit_head_fits_the_classifier_on_frozen_features() -> None:
+    from citeops.tasks.model.siamese import fit_head
+
+    model, tokenizer = load_base(load_settings(model={"head": "siamese"}).model, seed=5)
+    words = ["alpha beta gamma", "river stone cloud", "seven eight nine"]
+    evidence = [f"{words[i % 3]} {'is ' * (i % 4)}noted here." for i in range(30)]
+    claims = [f"Claim number {i}." for i in range(30)]
+    labels = torch.tensor([i % 3 for i in range(30)])
+    batch = dict(tokenizer(evidence, claims, padding=True, return_tensors="pt"))
+    encoder_before = model.bert.embeddings.word_embeddings.weight.clone()
+    head_before = model.classifier.weight.clone()
+    assert fit_head(model, [batch | {"labels": labels}], class_weighted=True) == 30
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight, encoder_before)
+    assert not torch.equal(model.classifier.weight, head_before)
+    model.eval()
+    with torch.no_grad():
+        predicted = model(**batch).logits.argmax(dim=-1)
+    assert (predicted == labels).float().mean() >= 0.9  # the random head: about a third
+    # a label without examples: the head is left as it is
+    fitted = model.classifier.weight.clone()
+    assert fit_head(model, [batch | {"labels": labels % 2}], class_weighted=True) == 0
+    assert torch.equal(model.classifier.weight, fitted)
