@@ -1,6 +1,6 @@
 """Time to quality, the headline figure of ``citeops bench train``.
 
-Both sides start from the same initial weights and train on the same shuffled training
+Both sides start from the same pretrained encoder and train on the same shuffled training
 pairs (``bench.train_quality_dataset``, SciFact by default: its rationale sentences often
 lie past what truncation keeps, so evidence selection matters there). Each is scored every
 ``bench.train_eval_every`` optimiser steps on the same fixed dev subset through its own
@@ -19,8 +19,11 @@ epochs), whichever comes first.
   what the ratio measures.
 - **ours**: what ``citeops train`` does: evidence selection (``model.evidence_selection``),
   tokenise once, length-bucketed batches with dynamic padding, bf16 autocast where the CPU
-  has native bf16, at ``train.max_length``, with the training's optimiser (learning rate,
-  layer-wise decay, warm-up, weight decay) and class-weighted loss when training uses it.
+  has native bf16, at ``train.max_length``, with the training's classifier head
+  (``model.head``; the baseline is always the cross-encoder), its optimiser (learning
+  rates, layer-wise decay, warm-up, weight decay), class-weighted loss and rationale
+  augmentation when training uses them; with ``train.head_warm_start`` the head's fit on
+  the frozen features runs first and its seconds count on ours' clock.
 
 ``time_to_f1_ratio`` = baseline seconds / ours seconds. When the baseline misses the
 target it is a lower bound (the baseline's training seconds / ours); when ours misses it,
@@ -48,7 +51,7 @@ from citeops.benchmarks.train import (
 if TYPE_CHECKING:
     import torch
 
-    from citeops.configs.settings import Settings
+    from citeops.configs.settings import Settings, TrainSettings
     from citeops.tasks.data.multivers import Example
     from citeops.tasks.model.preprocess import EvidenceSelection
     from mlflow import MlflowClient
@@ -153,6 +156,7 @@ class RaceInputs:
     train: Sequence[Example]
     dev: Sequence[Example]
     batch_size: int
+    ours_initial: torch.nn.Module | None = None  # ours' classifier (``model.head``), if other
 
 
 def baseline_side(settings: Settings, race: RaceInputs, max_length: int) -> QualitySide:
@@ -209,7 +213,13 @@ def ours_side(settings: Settings, race: RaceInputs, bf16: bool) -> QualitySide:
     selection: EvidenceSelection = evidence_selection(settings)
     selector = EvidenceSelector(selection, tokenizer, cfg.max_length)
     steps = planned_steps(len(train), batch_size, cfg.epochs)
-    model = copy.deepcopy(race.initial)
+    model = copy.deepcopy(race.ours_initial or race.initial)
+    select = selector.select_many if selection.enabled else None
+    warm_seconds = (
+        warm_start(model, tokenizer, train, cfg.max_length, select, cfg, bf16)
+        if cfg.head_warm_start
+        else 0.0
+    )
     optimizer = build_optimizer(
         model,
         cfg.learning_rate,
@@ -226,13 +236,14 @@ def ours_side(settings: Settings, race: RaceInputs, bf16: bool) -> QualitySide:
         batch_size,
         cfg.bucket_size_multiplier,
         cfg.seed,
-        select=selector.select_many if selection.enabled else None,
+        select=select,
         epochs=cfg.epochs,
     )
     weights = (
         class_weights([ex.label for ex in train], len(LABELS)) if cfg.class_weighted_loss else None
     )
     runner = SideRunner(model, batches, optimizer, bf16=bf16, class_weights=weights)
+    runner.seconds = warm_seconds  # fitting the head is training time
     return QualitySide(
         "ours",
         runner,
@@ -257,8 +268,38 @@ def ours_side(settings: Settings, race: RaceInputs, bf16: bool) -> QualitySide:
             ),
             "class_weighted_loss": weights is not None,
             "augmented_examples": len(extra),
+            "head": getattr(model.config, "model_type", ""),
+            "head_warm_start_seconds": round(warm_seconds, 2),
         },
     )
+
+
+def warm_start(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    train: Sequence[Example],
+    max_length: int,
+    select: Callable[[Sequence[str], Sequence[str]], list[str]] | None,
+    cfg: TrainSettings,
+    bf16: bool,
+) -> float:
+    """Seconds to fit a siamese head on the frozen features of ``train`` (the training's
+    ``train.head_warm_start``); 0 for another head."""
+    from citeops.tasks.model.batching import collate_padded, encode_examples, sorted_batches
+    from citeops.tasks.model.siamese import SiameseBertForSequenceClassification, fit_head
+
+    if not isinstance(model, SiameseBertForSequenceClassification):
+        return 0.0
+    start = time.perf_counter()
+    pairs = encode_examples(tokenizer, train, max_length, select=select)
+    pad = tokenizer.pad_token_id or 0
+    batches = (
+        collate_padded([pairs[i] for i in rows], pad)
+        for rows in sorted_batches([len(p) for p in pairs], cfg.eval_batch_size)
+    )
+    fit_head(model, batches, cfg.class_weighted_loss, bf16)
+    model.train()
+    return time.perf_counter() - start
 
 
 def race(sides: Iterable[QualitySide], rules: RaceRules, say: Callable[[str], None]) -> None:
@@ -319,8 +360,10 @@ def bench_time_to_f1(
     batch_size: int,
     baseline_max_length: int,
     say: Callable[[str], None],
+    ours_initial: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Race both sides from ``initial`` to ``bench.train_target_f1`` (module docstring).
+    """Race both sides from ``initial`` to ``bench.train_target_f1`` (module docstring);
+    ours starts from ``ours_initial`` instead when ``model.head`` gives it another head.
 
     Returns the keys ``time_to_f1`` (set-up and both sides, curves included),
     ``time_to_f1_ratio``, ``time_to_f1_ratio_is_lower_bound``, ``time_to_f1_note``,
@@ -341,7 +384,7 @@ def bench_time_to_f1(
     )
     rules = RaceRules(bench.train_target_f1, bench.train_budget_seconds, bench.train_eval_every)
     bf16 = cpu_supports_bf16() and not torch.cuda.is_available()
-    inputs = RaceInputs(initial, tokenizer, train, dev, batch_size)
+    inputs = RaceInputs(initial, tokenizer, train, dev, batch_size, ours_initial)
     base = baseline_side(settings, inputs, baseline_max_length)
     ours = ours_side(settings, inputs, bf16)
     say(

@@ -91,7 +91,8 @@ class TrainSettings(_Section):
     layer_lr_decay: float = Field(1.0, gt=0, le=1.0)  # 1.0: same rate for every layer
     head_learning_rate: float | None = Field(None, gt=0)  # the new head's rate (None: as above)
     # siamese head: fit it on the frozen encoder's features before fine-tuning (linear
-    # probing, then fine-tuning; tasks/model/siamese.py fit_head)
+    # probing, then fine-tuning; tasks/model/siamese.py fit_head); not with init_from,
+    # whose head is already trained
     head_warm_start: bool = False
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
@@ -405,7 +406,8 @@ class GateSettings(_Section):
 
     Per benchmark, candidate and champion are compared on the same examples: a paired
     bootstrap 95 % interval of the macro-F1 difference wholly below 0, or a point drop of
-    more than ``max_f1_drop``, refuses; the mean difference over the benchmarks and the
+    more than ``max_f1_drop`` (on benchmarks of at least ``min_drop_examples``), refuses;
+    the mean difference over the benchmarks and the
     feedback hold-out must reach ``min_improvement``. With 300-600 examples a macro-F1
     interval is several points wide, so ``max_f1_drop`` (0.02) stays well inside it.
 
@@ -433,6 +435,10 @@ class GateSettings(_Section):
     """
 
     max_f1_drop: float = Field(0.02, ge=0, le=1)
+    # the point-drop rule applies to benchmarks with at least this many examples; on fewer
+    # (a young feedback hold-out: tens of pairs) one answer moves macro F1 by several
+    # points, and only the bootstrap interval judges them
+    min_drop_examples: int = Field(100, ge=0)
     min_improvement: float = Field(0.0, ge=-1, le=1)
     class_f1_floor: float = Field(0.05, ge=0, le=1)
     max_latency_increase: float = Field(0.5, ge=0)

@@ -22,8 +22,10 @@ def demo_command(
     retrain_examples: int | None = typer.Option(
         None, min=16, help="Cap on the retrain's pairs (default: both datasets + feedback)."
     ),
-    eval_examples: int = typer.Option(
-        300, min=8, help="Test pairs per benchmark for the gate (same for both models)."
+    eval_examples: int | None = typer.Option(
+        None,
+        min=8,
+        help="Test pairs per benchmark for the gate (same for both models; default: all).",
     ),
     bake_seconds: float = typer.Option(20.0, min=0, help="Bake window after the swap."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

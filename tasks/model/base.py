@@ -41,8 +41,6 @@ def build_tiny(
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from citeops.tasks.model.siamese import SiameseBertForSequenceClassification, siamese_config
-
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -57,6 +55,8 @@ def build_tiny(
     )
     torch.manual_seed(seed)
     if settings.head == "siamese":
+        from citeops.tasks.model.siamese import SiameseBertForSequenceClassification, siamese_config
+
         return SiameseBertForSequenceClassification(siamese_config(config)), tokenizer
     return BertForSequenceClassification(config), tokenizer
 

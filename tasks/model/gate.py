@@ -7,9 +7,9 @@ benchmark (SciFact test, Citation-Integrity test, the feedback hold-out) and ret
 
 - with a champion, per benchmark: refuse a significant regression (the paired bootstrap
   95 % interval of candidate minus champion macro F1 lies wholly below 0) or a point drop
-  of more than ``max_f1_drop``; the mean difference over the benchmarks must reach
-  ``min_improvement``; the candidate's p95 single-pair latency must stay within
-  ``1 + max_latency_increase`` times the champion's;
+  of more than ``max_f1_drop`` (on benchmarks of at least ``min_drop_examples``); the
+  mean difference over the benchmarks must reach ``min_improvement``; the candidate's p95
+  single-pair latency must stay within ``1 + max_latency_increase`` times the champion's;
 - always: the candidate's macro F1 must beat the majority-class baseline on each
   benchmark that has one (by more than ``baseline_margin``), so that no promoted model is
   worse than always answering the most frequent label, even if the champion was; no
@@ -423,7 +423,8 @@ def _comparison_reasons(row: GateRow, settings: GateSettings) -> list[str]:
             f"below the champion's {row.champion_f1:.3f} (difference {row.difference:+.3f}, "
             f"95 % interval {row.ci_low:+.3f} to {row.ci_high:+.3f}, n={row.examples})."
         )
-    if row.difference < -settings.max_f1_drop:
+    # a point drop on a handful of examples is noise: only the interval judges those
+    if row.difference < -settings.max_f1_drop and row.examples >= settings.min_drop_examples:
         reasons.append(
             f"{row.benchmark}: candidate macro F1 dropped by {-row.difference:.3f} "
             f"({row.champion_f1:.3f} to {row.candidate_f1:.3f}), more than "
@@ -486,6 +487,7 @@ def _behaviour_reason(behaviour: BehaviourReport, settings: GateSettings) -> str
 def _thresholds(settings: GateSettings) -> dict[str, float]:
     return {
         "max_f1_drop": settings.max_f1_drop,
+        "min_drop_examples": float(settings.min_drop_examples),
         "min_improvement": settings.min_improvement,
         "class_f1_floor": settings.class_f1_floor,
         "max_latency_increase": settings.max_latency_increase,

@@ -149,7 +149,7 @@ def training_params(settings: Settings, precision: str) -> dict[str, Any]:
         "learning_rate": cfg.learning_rate,
         "layer_lr_decay": cfg.layer_lr_decay,
         "head_learning_rate": cfg.head_learning_rate,
-        "head_warm_start": cfg.head_warm_start,
+        "head_warm_start": warms_head(settings),
         "weight_decay": cfg.weight_decay,
         "warmup_ratio": cfg.warmup_ratio,
         "class_weighted_loss": cfg.class_weighted_loss,
@@ -163,6 +163,12 @@ def training_params(settings: Settings, precision: str) -> dict[str, Any]:
         "seed": cfg.seed,
         **{f"evidence_{k}": v for k, v in evidence_selection(settings).to_meta().items()},
     }
+
+
+def warms_head(settings: Settings) -> bool:
+    """Whether the head is fitted on frozen features first (``train.head_warm_start``):
+    not when training continues from a registered model, whose head is trained."""
+    return settings.train.head_warm_start and not settings.train.init_from
 
 
 def evidence_selection(settings: Settings) -> EvidenceSelection:
@@ -391,7 +397,7 @@ def fit_candidate(
     params = training_params(settings, precision)
     best = BestWeights(SELECTION_METRIC, "max")
     callbacks: list[Any] = [best, MlflowEpochLogger()]
-    if cfg.head_warm_start:
+    if warms_head(settings):
         callbacks.insert(0, HeadWarmStart(cfg.class_weighted_loss, cfg.eval_batch_size))
     if dev:
         from lightning.pytorch.callbacks import EarlyStopping

@@ -161,3 +161,19 @@ def test_baseline_missing_the_target_makes_a_lower_bound_and_scoring_is_off_the_
     assert len(scorings) == 5
     assert base["scoring_seconds"] + ours["scoring_seconds"] >= sum(scorings)
     assert base["train_seconds"] + ours["train_seconds"] <= wall - sum(scorings)
+
+
+def test_a_siamese_recipe_races_its_own_head_against_the_cross_encoder_baseline(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from citeops.tasks.model.siamese import MODEL_TYPE
+
+    monkeypatch.setenv("CITEOPS_MODEL__HEAD", "siamese")
+    monkeypatch.setenv("CITEOPS_TRAIN__HEAD_WARM_START", "true")
+    figures = bench_json(capsys, [*QUICK_RACE, "--eval-every", "2", "--target-f1", "0"])
+    base, ours = figures["time_to_f1"]["baseline"], figures["time_to_f1"]["ours"]
+    assert ours["head"] == MODEL_TYPE
+    assert ours["head_warm_start_seconds"] > 0
+    # the head's fit is on ours' clock: its first scoring comes after it
+    assert ours["curve"][0]["seconds"] > ours["head_warm_start_seconds"]
+    assert base["padding"] == "pad-to-512" and "head" not in base

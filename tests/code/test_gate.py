@@ -226,6 +226,10 @@ def test_point_drop_above_max_f1_drop_is_refused_even_when_not_significant() -> 
     )
     assert not [r for r in lenient.reasons if "dropped by" in r]
 
+    # the same drop on fewer examples than min_drop_examples: only the interval judges it
+    few = decide(bench, FAST_LATENCY, GOOD_BEHAVIOUR, _settings(min_drop_examples=301))
+    assert not [r for r in few.reasons if "dropped by" in r]
+
 
 def test_mean_improvement_below_minimum_is_refused() -> None:
     gold = _gold(300)

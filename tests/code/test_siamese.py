@@ -132,3 +132,16 @@ def test_fit_head_fits_the_classifier_on_frozen_features() -> None:
     fitted = model.classifier.weight.clone()
     assert fit_head(model, [batch | {"labels": labels % 2}], class_weighted=True) == 0
     assert torch.equal(model.classifier.weight, fitted)
+
+
+def test_the_head_is_warm_started_only_when_it_is_new() -> None:
+    from citeops.tasks.model.train import training_params, warms_head
+
+    fresh = load_settings(model={"head": "siamese"}, train={"head_warm_start": True})
+    assert warms_head(fresh) and training_params(fresh, "32")["head_warm_start"] is True
+    continued = load_settings(
+        model={"head": "siamese"},
+        train={"head_warm_start": True, "init_from": "models:/claim-verifier@champion"},
+    )
+    assert not warms_head(continued)
+    assert training_params(continued, "32")["head_warm_start"] is False

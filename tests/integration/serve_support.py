@@ -22,12 +22,10 @@ def save_tiny_model(folder: Path, seed: int = 0, vocab_size: int | None = None) 
 
     settings = load_settings()
     model, tokenizer = load_base(settings.model, seed=seed)
-    if vocab_size is not None:
-        from transformers import BertForSequenceClassification
-
+    if vocab_size is not None:  # the same architecture (cross or siamese head), fewer words
         config = model.config
         config.vocab_size = vocab_size
-        model = BertForSequenceClassification(config)
+        model = type(model)(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -1,9 +1,9 @@
 """The quick recipe (the first champion `make run` trains) beats the majority baseline.
 
 Slow: it trains MiniLM on every SciFact and Citation-Integrity training pair with the
-demo's budget (``DemoBudget.first_train``, the `local` profile), about 9 minutes on 2 idle
-CPU cores, then scores it on the same fixed subset the demo's gate uses (300 seeded pairs
-of each test set). Run it with ``pytest -m slow tests/model/test_quick_recipe.py``.
+demo's budget (``DemoBudget.first_train``, the `local` profile), about 5 minutes on 2 idle
+CPU cores, then scores it on the test pairs the demo's gate uses (``DemoBudget``: the
+whole test sets). Run it with ``pytest -m slow tests/model/test_quick_recipe.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_quick_recipe_beats_the_majority_baseline_on_both_test_sets(
     from citeops.tasks.model.train import train_model
 
     monkeypatch.setenv("CITEOPS_PROFILE", "local")  # MiniLM, the embedded default
-    budget = DemoBudget()  # the gate's subset: the same seeded test pairs the demo uses
+    budget = DemoBudget()  # the gate's test pairs: the ones the demo uses
     settings = load_settings(
         train=budget.first_train | {"include_feedback": False},
         evaluate={"max_examples": budget.evaluate_max_examples, "latency_samples": 0},
