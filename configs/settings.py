@@ -415,9 +415,9 @@ class GateSettings(_Section):
     predicted) on a benchmark, not a weak one: the rarest class (Citation-Integrity NEI,
     7 % of pairs) has few test examples, so its F1 is itself noisy. Only classes present in
     a benchmark's gold labels are checked, and not on the feedback hold-out (few labels,
-    given by users). The local and test profiles set 0.0 (off): the CPU recipe never
-    predicts Citation-Integrity NEI (BENCHMARKS.md, train run B) and the tiny random model
-    predicts one class.
+    given by users). The local and test profiles set 0.0 (off): the CPU recipe rarely
+    predicts Citation-Integrity NEI (F1 0.08-0.17; the cross-encoder never did) and the
+    tiny random model predicts one class.
 
     ``max_latency_increase`` (0.5) is generous because the p95 of single pairs on a CPU
     shared with other work is noisy; it still refuses a model that is twice as slow.
