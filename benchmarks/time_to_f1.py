@@ -285,19 +285,18 @@ def warm_start(
 ) -> float:
     """Seconds to fit a siamese head on the frozen features of ``train`` (the training's
     ``train.head_warm_start``); 0 for another head."""
-    from citeops.tasks.model.batching import collate_padded, encode_examples, sorted_batches
-    from citeops.tasks.model.siamese import SiameseBertForSequenceClassification, fit_head
+    from citeops.tasks.model.batching import encode_examples
+    from citeops.tasks.model.siamese import (
+        SiameseBertForSequenceClassification,
+        fit_head_on_pairs,
+    )
 
     if not isinstance(model, SiameseBertForSequenceClassification):
         return 0.0
     start = time.perf_counter()
     pairs = encode_examples(tokenizer, train, max_length, select=select)
     pad = tokenizer.pad_token_id or 0
-    batches = (
-        collate_padded([pairs[i] for i in rows], pad)
-        for rows in sorted_batches([len(p) for p in pairs], cfg.eval_batch_size)
-    )
-    fit_head(model, batches, cfg.class_weighted_loss, bf16)
+    fit_head_on_pairs(model, pairs, pad, cfg.eval_batch_size, cfg.class_weighted_loss, bf16)
     model.train()
     return time.perf_counter() - start
 

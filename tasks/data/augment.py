@@ -16,7 +16,7 @@ The dev and test sets are never augmented; serving sees the model, not this modu
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 from citeops.tasks.data.multivers import LABEL2ID, Example
@@ -73,7 +73,3 @@ def augment(
             if removed is not None:
                 extra.append(removed)
     return extra
-
-
-def count_augmented(examples: Iterable[Example]) -> int:
-    return sum(ex.split in (RATIONALE_ONLY, RATIONALE_REMOVED) for ex in examples)

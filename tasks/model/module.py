@@ -206,27 +206,23 @@ class HeadWarmStart(L.Callback):
     def __init__(self, class_weighted: bool, batch_size: int = 64) -> None:
         self.class_weighted = class_weighted
         self.batch_size = batch_size
-        self.pairs = 0
-        self.seconds = 0.0
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from citeops.tasks.model.siamese import SiameseBertForSequenceClassification, fit_head
+        from citeops.tasks.model.siamese import (
+            SiameseBertForSequenceClassification,
+            fit_head_on_pairs,
+        )
 
         model = getattr(pl_module, "model", None)
         data = getattr(trainer, "datamodule", None)
         if not isinstance(model, SiameseBertForSequenceClassification) or data is None:
             return
         data.setup("fit")
-        started = time.perf_counter()
-        train = data.train_set
         pad = data.tokenizer.pad_token_id or 0
-        batches = (
-            collate_padded([train[i] for i in rows], pad)
-            for rows in sorted_batches(train.lengths, self.batch_size)
-        )
         bf16 = "bf16" in str(trainer.precision)
-        self.pairs = fit_head(model.to(pl_module.device), batches, self.class_weighted, bf16)
-        self.seconds = time.perf_counter() - started
+        fit_head_on_pairs(
+            model, data.train_set.pairs, pad, self.batch_size, self.class_weighted, bf16
+        )
 
 
 class BestWeights(L.Callback):

@@ -22,17 +22,18 @@ it. BERT-family encoders only (MiniLM is one); other bases use the cross-encoder
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import BertConfig, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+if TYPE_CHECKING:
+    from citeops.tasks.model.batching import EncodedPair
+
 MODEL_TYPE = "citeops-siamese-bert"
-HEADS: tuple[str, ...] = ("cross", "siamese")
-INPUTS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class SiameseBertConfig(BertConfig):
@@ -112,7 +113,9 @@ class SiameseBertForSequenceClassification(BertPreTrainedModel):
         allowed = block_attention(evidence, claim)
         if self.config._attn_implementation == "eager":  # eager adds the mask to the scores
             blocked = torch.finfo(torch.float32).min
-            allowed = torch.zeros(allowed.shape).masked_fill(~allowed, blocked).to(input_ids.device)
+            allowed = torch.zeros(allowed.shape, device=input_ids.device).masked_fill(
+                ~allowed, blocked
+            )
         hidden = self.bert(
             input_ids=input_ids,
             attention_mask=allowed,
@@ -142,16 +145,14 @@ def fit_head(
     was_training = model.training
     model.eval()
     features, labels = [], []
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    device = model.device
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
         for batch in batches:
-            inputs = {
-                k: v
-                for k, v in batch.items()
-                if k in ("input_ids", "attention_mask", "token_type_ids")
-            }
-            features.append(model.pair_features(**inputs).float())
+            inputs = [batch.get(name) for name in ("attention_mask", "token_type_ids")]
+            inputs = [t.to(device) if t is not None else None for t in inputs]
+            features.append(model.pair_features(batch["input_ids"].to(device), *inputs).cpu())
             labels.append(batch["labels"])
-    x, y = torch.cat(features).numpy(), torch.cat(labels).numpy()
+    x, y = torch.cat(features).float().numpy(), torch.cat(labels).numpy()
     model.train(was_training)
     classes = list(range(model.config.num_labels))
     if sorted(set(y.tolist())) != classes:  # a label without examples: keep the random head
@@ -163,6 +164,24 @@ def fit_head(
         model.classifier.weight.copy_(torch.from_numpy(probe.coef_).to(model.classifier.weight))
         model.classifier.bias.copy_(torch.from_numpy(probe.intercept_).to(model.classifier.bias))
     return len(y)
+
+
+def fit_head_on_pairs(
+    model: SiameseBertForSequenceClassification,
+    pairs: Sequence[EncodedPair],
+    pad_token_id: int,
+    batch_size: int,
+    class_weighted: bool,
+    bf16: bool = False,
+) -> int:
+    """:func:`fit_head` on tokenised training pairs, scored in length-sorted batches."""
+    from citeops.tasks.model.batching import collate_padded, sorted_batches
+
+    batches = (
+        collate_padded([pairs[i] for i in rows], pad_token_id)
+        for rows in sorted_batches([len(p) for p in pairs], batch_size)
+    )
+    return fit_head(model, batches, class_weighted, bf16)
 
 
 @cache
