@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from citeops.configs.settings import GateSettings, SettingsError, load_settings
+from citeops.tasks.data.multivers import Example
 from citeops.tasks.model.behaviour import BehaviourReport
 from citeops.tasks.model.gate import (
     BenchmarkPredictions,
@@ -21,6 +22,7 @@ from citeops.tasks.model.gate import (
     paired_bootstrap_f1_difference,
     require_gate,
 )
+from citeops.tasks.model.validate import paired_latency_p95
 
 RNG_SEED = 7
 GOOD_BEHAVIOUR = BehaviourReport(passed=45, total=45)
@@ -447,3 +449,67 @@ def test_gate_settings_defaults_bounds_and_profiles(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("CITEOPS_GATE__MAX_F1_DROP")
     assert load_settings(profile="local").gate.class_f1_floor == 0.0
     assert load_settings(profile="production").gate.class_f1_floor == defaults.class_f1_floor
+
+
+class _SimulatedMachine:
+    """A clock in seconds that models advance; some calls also pay for other work."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.calls = 0
+        self.interrupted_calls: set[int] = set()
+
+    def clock(self) -> float:
+        return self.now
+
+    def run(self, seconds: float) -> None:
+        extra = 0.060 if self.calls in self.interrupted_calls else 0.0
+        self.calls += 1
+        self.now += seconds + extra
+
+
+class _TimedModel:
+    def __init__(self, machine: _SimulatedMachine, seconds: float) -> None:
+        self.machine, self.seconds = machine, seconds
+
+    def predict_proba(self, claims: list[str], evidences: list[str]) -> np.ndarray:
+        self.machine.run(self.seconds)
+        return np.full((len(claims), 3), 1 / 3)
+
+
+def _timing_examples(n: int) -> list[Example]:
+    return [Example(claim=f"claim {i}", evidence=f"evidence {i}", label=0) for i in range(n)]
+
+
+@pytest.mark.parametrize(("repeats", "interrupted_p95"), [(1, 110.0), (3, 50.0)])
+def test_latency_keeps_each_pairs_fastest_call_so_a_burst_of_other_work_does_not_refuse(
+    repeats: int, interrupted_p95: float
+) -> None:
+    machine = _SimulatedMachine()
+    candidate, champion = _TimedModel(machine, 0.050), _TimedModel(machine, 0.050)
+    # calls 0-1 warm up; then per pair `repeats` rounds of (candidate, champion): the
+    # candidate's first call of every fifth pair also pays for 60 ms of other work
+    per_pair = 2 * repeats
+    machine.interrupted_calls = {2 + pair * per_pair for pair in range(0, 50, 5)}
+    cand, champ = paired_latency_p95(
+        candidate, champion, _timing_examples(50), 50, repeats, clock=machine.clock
+    )
+    assert machine.calls == 2 + 50 * per_pair
+    assert cand == pytest.approx(interrupted_p95)
+    assert champ == pytest.approx(50.0)
+
+
+def test_latency_repeats_still_measure_a_model_that_is_slower_on_every_call() -> None:
+    machine = _SimulatedMachine()
+    slow, champion = _TimedModel(machine, 0.100), _TimedModel(machine, 0.050)
+    cand, champ = paired_latency_p95(
+        slow, champion, _timing_examples(20), 20, repeats=3, clock=machine.clock
+    )
+    assert (cand, champ) == (pytest.approx(100.0), pytest.approx(50.0))
+    refused = decide(
+        _pair_of_benchmarks(0.7, 0.7),
+        LatencyComparison(cand, champ),
+        GOOD_BEHAVIOUR,
+        _settings(min_improvement=-1.0),
+    )
+    assert any(r.startswith("latency: candidate p95 100.0 ms") for r in refused.reasons)
