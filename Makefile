@@ -47,9 +47,8 @@ data: setup
 ## run: the whole loop on the embedded default (`citeops demo`): champion, users, trigger, retrain, promotion
 run: data
 	@# Prefect creates its home without parents: on a fresh clone .citeops is not there yet
-	mkdir -p "$${PREFECT_HOME:-$(CURDIR)/.citeops/prefect}"
-	PREFECT_HOME="$${PREFECT_HOME:-$(CURDIR)/.citeops/prefect}" \
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(CITEOPS) demo
+	home="$${PREFECT_HOME:-$(CURDIR)/.citeops/prefect}" && mkdir -p "$$home" && \
+	PREFECT_HOME="$$home" PREFECT_SERVER_ANALYTICS_ENABLED=false $(CITEOPS) demo
 
 ## test: the fast test suite (what CI runs)
 test: setup

@@ -80,7 +80,7 @@ def paired_latency_p95(
     champion: ClaimVerifier | None,
     examples: Sequence[Example],
     samples: int,
-    repeats: int = 1,
+    repeats: int,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[float, float | None]:
     """p95 ms of one pair per call for each model, calls alternating pair by pair.
