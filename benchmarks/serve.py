@@ -104,12 +104,12 @@ class LoadResult:
 def bench_model_folder(settings: Settings, model_uri: str | None) -> Path:
     """A ``save_pretrained`` folder both servers load: the given model (downloaded if it
     is an MLflow URI), or MiniLM with an untrained 3-way head saved under ``home/bench``."""
-    from citeops.tasks.model.predictor import find_hf_dir
+    from citeops.tasks.classifier.artifact import find_hf_dir
 
     if model_uri is None:
         folder = settings.home / "bench" / "minilm-untrained"
         if not (folder / "config.json").is_file():
-            from citeops.tasks.model.base import load_base
+            from citeops.tasks.classifier.base import load_base
 
             model, tokenizer = load_base(settings.model.model_copy(update={"base_model": "minilm"}))
             model.save_pretrained(folder)
@@ -346,7 +346,7 @@ def precision_agreement(
 ) -> dict[str, Any]:
     """Labels of ``precision`` against fp32 on ``pairs``, in this process (one pair per
     forward pass, as the serving path does for long pairs)."""
-    from citeops.tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.inference.predictor import ClaimVerifier
 
     reference = ClaimVerifier.from_dir(folder, "fp32")
     candidate = ClaimVerifier.from_dir(folder, precision)  # type: ignore[arg-type]
@@ -370,7 +370,8 @@ def exported_folder(folder: Path, settings: Settings, workdir: Path) -> Path:
     import json
     import shutil
 
-    from citeops.tasks.model.runtimes import ONNX_FILE, export_with_parity
+    from citeops.tasks.inference.engines import ONNX_FILE
+    from citeops.tasks.registry.export import export_with_parity
 
     meta_path = folder / "citeops.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -430,7 +431,7 @@ def runtime_table(
 def batch_token_env(env: dict[str, str], runtime: str, tokens: int) -> dict[str, str]:
     """A sweep server's environment: ``runtime``, with ``tokens`` as the token budget of
     every runtime (so that it holds whichever one ``auto`` picks)."""
-    from citeops.tasks.model.runtimes import RUNTIMES
+    from citeops.tasks.inference.engines import RUNTIMES
 
     budgets = {
         f"CITEOPS_SERVE__BATCHING__{name.upper()}__MAX_BATCH_TOKENS": str(tokens)

@@ -29,8 +29,8 @@ def create_baseline_app(model_dir: str) -> Any:
     from fastapi import FastAPI
     from transformers import pipeline
 
-    from citeops.tasks.model.predictor import META_FILE
-    from citeops.tasks.model.preprocess import EvidenceSelection, EvidenceSelector
+    from citeops.tasks.classifier.artifact import META_FILE
+    from citeops.tasks.classifier.preprocess import EvidenceSelection, EvidenceSelector
 
     pipe = pipeline("text-classification", model=model_dir, tokenizer=model_dir, device=-1)
     meta_path = Path(model_dir) / META_FILE

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from citeops.benchmarks.train import (
+from citeops.benchmarks.train_sides import (
     SideRunner,
     bench_examples,
     bucketed_batch_iter,
@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     import torch
 
     from citeops.configs.settings import Settings, TrainSettings
+    from citeops.tasks.classifier.preprocess import EvidenceSelection
     from citeops.tasks.data.multivers import Example
-    from citeops.tasks.model.preprocess import EvidenceSelection
     from mlflow import MlflowClient
 
 BENCH_JSON = "bench_train.json"  # the figures, as an artifact of the MLflow run
@@ -163,7 +163,7 @@ def baseline_side(settings: Settings, race: RaceInputs, max_length: int) -> Qual
     """The pyvers-style side (see the module docstring), padding to ``max_length``."""
     import torch
 
-    from citeops.tasks.model.optim import warmup_linear_decay
+    from citeops.tasks.train.optim import warmup_linear_decay
 
     tokenizer, train, dev, batch_size = race.tokenizer, race.train, race.dev, race.batch_size
     epochs, seed, lr = (
@@ -199,12 +199,12 @@ def baseline_side(settings: Settings, race: RaceInputs, max_length: int) -> Qual
 def ours_side(settings: Settings, race: RaceInputs, bf16: bool) -> QualitySide:
     """Our training pipeline, with the training's own functions and settings (rationale
     augmentation included: it is part of what ``citeops train`` fits on)."""
+    from citeops.tasks.classifier.preprocess import EvidenceSelector
     from citeops.tasks.data.augment import augment
     from citeops.tasks.data.multivers import LABELS
-    from citeops.tasks.model.batching import class_weights
-    from citeops.tasks.model.optim import build_optimizer
-    from citeops.tasks.model.preprocess import EvidenceSelector
-    from citeops.tasks.model.train import evidence_selection
+    from citeops.tasks.train.batching import class_weights
+    from citeops.tasks.train.fit import evidence_selection
+    from citeops.tasks.train.optim import build_optimizer
 
     tokenizer, dev, batch_size = race.tokenizer, race.dev, race.batch_size
     cfg = settings.train
@@ -285,11 +285,9 @@ def warm_start(
 ) -> float:
     """Seconds to fit a siamese head on the frozen features of ``train`` (the training's
     ``train.head_warm_start``); 0 for another head."""
-    from citeops.tasks.model.batching import encode_examples
-    from citeops.tasks.model.siamese import (
-        SiameseBertForSequenceClassification,
-        fit_head_on_pairs,
-    )
+    from citeops.tasks.classifier.siamese import SiameseBertForSequenceClassification
+    from citeops.tasks.train.batching import encode_examples
+    from citeops.tasks.train.warm_start import fit_head_on_pairs
 
     if not isinstance(model, SiameseBertForSequenceClassification):
         return 0.0
@@ -370,7 +368,7 @@ def bench_time_to_f1(
     """
     import torch
 
-    from citeops.tasks.model.train import cpu_supports_bf16
+    from citeops.tasks.train.fit import cpu_supports_bf16
 
     bench = settings.bench
     dataset = bench.train_quality_dataset
@@ -447,7 +445,7 @@ def log_bench_run(settings: Settings, figures: dict[str, Any]) -> str:
     (``dev_f1_macro_<side>``, step = training milliseconds), the ratios, and ``figures``
     as the JSON artifact. Returns the run id."""
     import mlflow
-    from citeops.tasks.model.registry import client, ensure_experiment
+    from citeops.tasks.registry.register import client, ensure_experiment
 
     quality = figures["time_to_f1"]
     experiment_id = ensure_experiment(settings, settings.bench.mlflow_experiment)

@@ -315,10 +315,11 @@ def run_demo(settings: Settings, budget: DemoBudget, progress: Progress) -> Demo
     from citeops.flows.monitor import monitor
     from citeops.flows.retrain import retrain
     from citeops.tasks.data.multivers import available_splits
-    from citeops.tasks.model.gate import GateFailed
-    from citeops.tasks.model.promote import CHAMPION, BakeFailed, PromotionFailed
-    from citeops.tasks.model.registry import get_version_by_alias
+    from citeops.tasks.inference.aliases import CHAMPION
+    from citeops.tasks.registry.register import get_version_by_alias
+    from citeops.tasks.release.promote import BakeFailed, PromotionFailed
     from citeops.tasks.stack.processes import free_port
+    from citeops.tasks.validate.gate import GateFailed
 
     started = time.perf_counter()
     splits = available_splits(settings.data_dir)

@@ -1,6 +1,6 @@
 """Manual promotion of an existing version (deployment ``promote/manual``).
 
-Wiring only: :func:`citeops.tasks.model.lifecycle.promote_version` does the work and
+Wiring only: :func:`citeops.tasks.release.lifecycle.promote_version` does the work and
 keeps the record; the retrain lock keeps it apart from a running retrain.
 """
 
@@ -16,7 +16,7 @@ def promote(version: int, skip_gate: bool = False, reason: str = "manual") -> di
     """Gate an existing registered version against the champion (unless ``skip_gate``,
     recorded as such), deploy it blue-green to every endpoint with a bake, move aliases."""
     from citeops.flows.logs import stage_logs
-    from citeops.tasks.model.lifecycle import load, promote_version
+    from citeops.tasks.release.lifecycle import load, promote_version
     from citeops.tasks.store.promotions import hold_lock
 
     settings = load()

@@ -1,6 +1,8 @@
 """The retrain flow: training set → train candidate → validate against the champion →
 gate → blue-green promotion with bake → record. Wiring only; the work is in
-:mod:`citeops.tasks.model.steps`.
+the stage packages' ``steps`` modules
+(:mod:`citeops.tasks.train.steps`, :mod:`citeops.tasks.validate.steps`,
+:mod:`citeops.tasks.release.steps`).
 
 One retrain runs at a time (a lock row in the store). Every run leaves a promotion record
 (``citeops history``) whatever its outcome: ``skipped`` (the trigger did not fire),
@@ -14,7 +16,10 @@ from typing import Any
 
 from prefect import flow
 
-from citeops.tasks.model import steps
+from citeops.tasks.release import steps as release
+from citeops.tasks.train import steps as train_steps
+from citeops.tasks.trigger.steps import decide_retraining
+from citeops.tasks.validate import steps as validate
 
 
 @flow(name="retrain")
@@ -40,26 +45,26 @@ def _retrain(
     train: dict[str, Any] | None,
     overrides: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    from citeops.tasks.model.lifecycle import PromotionRun
+    from citeops.tasks.release.lifecycle import PromotionRun
 
     sections = dict(overrides or {}) | ({"train": train} if train else {})
     run = PromotionRun.start(trigger, overrides=sections or None)
     with run.locked():
-        decision = steps.decide_retraining(force or bool(trigger), run.overrides)
+        decision = decide_retraining(force or bool(trigger), run.overrides)
         if not run.should_go(decision):
             return run.finish("skipped", "; ".join(decision.reasons))
-        data = steps.training_set(run.overrides)
-        candidate = steps.train_candidate(data, run.overrides)
-        challenger = steps.register_challenger(candidate, run.overrides)
+        data = train_steps.training_set(run.overrides)
+        candidate = train_steps.train_candidate(data, run.overrides)
+        challenger = train_steps.register_challenger(candidate, run.overrides)
         run.trained(data, candidate, challenger)
-        validation = steps.validate_candidate(
+        validation = validate.validate_candidate(
             challenger.model_uri, run.champion_uri, data.holdout, run.overrides
         )
         with run.stage("gate_failed"):
-            decision = steps.gate_candidate(validation, run.overrides)
+            decision = validate.gate_candidate(validation, run.overrides)
         run.gated(decision, validation)
         with run.stage("rolled_back"):
-            promotion = steps.promote_candidate(challenger.model_uri, run.overrides)
+            promotion = release.promote_candidate(challenger.model_uri, run.overrides)
         run.baked(promotion)
-        steps.move_champion(challenger.version, run.overrides)
+        release.move_champion(challenger.version, run.overrides)
         return run.finish("promoted", f"version {challenger.version} is live")

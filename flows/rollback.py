@@ -1,6 +1,6 @@
 """Rollback of the last promotion (deployment ``rollback/manual``).
 
-Wiring only: :func:`citeops.tasks.model.lifecycle.rollback_last` does the work and keeps
+Wiring only: :func:`citeops.tasks.release.lifecycle.rollback_last` does the work and keeps
 the record; the retrain lock keeps it apart from a running retrain or promotion.
 """
 
@@ -15,7 +15,7 @@ from prefect import flow
 def rollback() -> dict[str, Any]:
     """Undo the last promotion on every endpoint and put the aliases back."""
     from citeops.flows.logs import stage_logs
-    from citeops.tasks.model.lifecycle import load, rollback_last
+    from citeops.tasks.release.lifecycle import load, rollback_last
     from citeops.tasks.store.promotions import hold_lock
 
     settings = load()

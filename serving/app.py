@@ -36,7 +36,7 @@ from citeops.serving.slots import STATE_FILE, LoadedModel, Slots
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
-    from citeops.tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.inference.predictor import ClaimVerifier
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,12 @@ from citeops.serving.slots import (
     check_smoke_outputs,
     wrap_verifier,
 )
+from citeops.tasks.inference.aliases import alias_uri
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
     from citeops.serving.metrics import ServingMetrics
-    from citeops.tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.inference.predictor import ClaimVerifier
 
 log = logging.getLogger(__name__)
 Loader = Callable[[str], "ClaimVerifier"]
@@ -64,7 +65,7 @@ class Swap:
 
 def champion_uri(settings: Settings) -> str:
     """The URI served when none is given and no slot state exists."""
-    return f"models:/{settings.mlflow.registered_model}@champion"
+    return alias_uri(settings)
 
 
 def startup_uri(settings: Settings, explicit: str | None) -> tuple[str, str]:
@@ -90,11 +91,11 @@ def serving_model(
 
 def default_loader(settings: Settings) -> Loader:
     """Load by URI or folder on the serving runtime (``serve.runtime``, at its precision;
-    ``auto`` calibrates on this machine, see :mod:`citeops.tasks.model.runtimes`); a
+    ``auto`` calibrates on this machine, see :mod:`citeops.tasks.inference.runtimes`); a
     checkpoint with missing or unexpected weights is refused by the loader."""
 
     def load(model_uri: str) -> ClaimVerifier:
-        from citeops.tasks.model.predictor import load_verifier
+        from citeops.tasks.inference.loading import load_verifier
 
         return load_verifier(model_uri, settings, runtime=settings.serve.runtime)
 

@@ -27,7 +27,7 @@ from citeops.serving.schemas import (
     check_pair,
     check_request_id,
 )
-from citeops.tasks.model.preprocess import Evidence, as_text
+from citeops.tasks.classifier.preprocess import Evidence, as_text
 
 if TYPE_CHECKING:
     from citeops.serving.bluegreen import BlueGreen

@@ -78,7 +78,7 @@ class PredictRequest(BaseModel):
     @property
     def evidence_text(self) -> str:
         """The evidence as one text (sentences joined by spaces): what is checked and logged."""
-        from citeops.tasks.model.preprocess import as_text
+        from citeops.tasks.classifier.preprocess import as_text
 
         return as_text(self.evidence)
 

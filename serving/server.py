@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
-    from citeops.tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.inference.predictor import ClaimVerifier
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -45,7 +45,7 @@ def load_first_model(
     """
     from citeops.serving.bluegreen import default_loader, startup_uri
     from citeops.tasks.errors import CiteopsError
-    from citeops.tasks.model.runtimes import resolve_device
+    from citeops.tasks.inference.engines import resolve_device
 
     serve = settings.serve
     device = resolve_device(serve.device, serve.precision)

@@ -19,10 +19,10 @@ import numpy as np
 
 from citeops.serving.batcher import BatchBudget
 from citeops.tasks.errors import CiteopsError
-from citeops.tasks.model.runtimes import KNOWN_PAIRS
+from citeops.tasks.inference.smoke import KNOWN_PAIRS
 
 if TYPE_CHECKING:
-    from citeops.tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.inference.predictor import ClaimVerifier
 
 SLOT_NAMES = ("blue", "green")
 STATE_FILE = "serving-slots.json"

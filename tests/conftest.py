@@ -193,9 +193,10 @@ def registered_tiny_model(citeops_env: Path) -> tuple[str, str]:
     import tempfile
 
     from citeops.configs.settings import load_settings
+    from citeops.tasks.classifier.artifact import save_hf_folder
+    from citeops.tasks.classifier.base import build_tiny
     from citeops.tasks.data.multivers import LABELS
-    from citeops.tasks.model.base import build_tiny
-    from citeops.tasks.model.registry import register_folder, save_hf_folder
+    from citeops.tasks.registry.register import register_folder
 
     settings = load_settings()
     model, tokenizer = build_tiny(settings.model, seed=0)

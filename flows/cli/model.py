@@ -17,7 +17,7 @@ def train_command(
     as_json: bool = typer.Option(False, "--json", help="Print {run_id, model_uri, ...} as JSON."),
 ) -> None:
     """Fine-tune the verifier, track the run in MLflow and register a new model version."""
-    from citeops.tasks.model.train import train_model
+    from citeops.tasks.train.fit import train_model
 
     settings = settings_from(
         model={"base_model": base_model},
@@ -65,7 +65,7 @@ def evaluate_command(
 ) -> None:
     """Macro F1 (95 % bootstrap interval), per-class F1, confusion matrices, AUROC and
     latency on the test sets, beside the majority baseline; logged to MLflow."""
-    from citeops.tasks.model.evaluate import evaluate_model
+    from citeops.tasks.validate.evaluate import evaluate_model
 
     settings = settings_from(evaluate={"max_examples": max_examples})
     if precision not in ("fp32", "bf16", "int8"):

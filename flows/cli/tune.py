@@ -33,7 +33,7 @@ def tune_command(
     as_json: bool = typer.Option(False, "--json", help="Print the trials and the best recipe."),
 ) -> None:
     """Search the training recipe on dev (Optuna; each trial an MLflow run), print the best."""
-    from citeops.tasks.model.tune import recipe_yaml, trials_table, tune, write_profile_recipe
+    from citeops.tasks.train.tune import recipe_yaml, trials_table, tune, write_profile_recipe
 
     settings = settings_from(
         model={"base_model": base_model},
@@ -49,7 +49,7 @@ def tune_command(
         f"tuning {settings.model.base_model} on {', '.join(settings.train.datasets)} dev; "
         f"MLflow experiment {settings.tune.experiment!r} at {settings.mlflow.tracking_uri}"
     )
-    with stage_progress(name="citeops.tasks.model.tune"):
+    with stage_progress(name="citeops.tasks.train.tune"):
         result = tune(settings, progress=info)
     if write_profile is not None:
         write_profile_recipe(Path(write_profile), result)

@@ -51,7 +51,7 @@ def log_drift_run(
     """Log the report as an MLflow monitoring run (metrics per check, HTML + JSON
     artifacts, the charts as images, reference predictions); returns the run id."""
     import mlflow
-    from citeops.tasks.model.registry import ensure_experiment
+    from citeops.tasks.registry.register import ensure_experiment
 
     experiment_id = ensure_experiment(settings, settings.drift.mlflow_experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name="drift") as run:

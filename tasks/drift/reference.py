@@ -25,6 +25,7 @@ import numpy as np
 
 from citeops.tasks.data.multivers import LABELS, Example, read_splits, shuffled
 from citeops.tasks.drift.checks import token_lengths, vocabulary
+from citeops.tasks.inference.aliases import alias_uri
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -198,9 +199,7 @@ def load_reference(
 
 
 def default_model_uri(settings: Settings) -> str:
-    return (
-        settings.drift.reference_model_uri or f"models:/{settings.mlflow.registered_model}@champion"
-    )
+    return settings.drift.reference_model_uri or alias_uri(settings)
 
 
 def predictions_path(settings: Settings, key: str, datasets: Sequence[str]) -> Path:
@@ -217,7 +216,7 @@ def compute_reference_predictions(
     Raises:
         ModelLoadError: the model cannot be resolved or loaded.
     """
-    from citeops.tasks.model.predictor import load_verifier
+    from citeops.tasks.inference.loading import load_verifier
 
     verifier = load_verifier(model_uri, settings, runtime=settings.serve.runtime)  # as served
     held = holdout_examples(settings, datasets)
@@ -248,7 +247,8 @@ def reference_predictions(
     Returns ``(None, reason)`` when the model cannot be loaded, so that prediction checks
     report "no reference predictions" instead of failing the run.
     """
-    from citeops.tasks.model.predictor import ModelLoadError, resolve_version
+    from citeops.tasks.classifier.artifact import ModelLoadError
+    from citeops.tasks.inference.loading import resolve_version
 
     uri = model_uri or default_model_uri(settings)
     try:

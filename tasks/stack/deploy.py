@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from citeops.tasks.redact import redact_url
 from citeops.tasks.stack.errors import StackError
 from citeops.tasks.stack.processes import log_path, tail
-from citeops.tasks.stack.resources import redact_url
 from citeops.tasks.stack.services import base_env, bin_path, project_dir
 
 if TYPE_CHECKING:

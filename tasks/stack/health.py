@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import httpx
 
+from citeops.tasks.redact import redact_url
 from citeops.tasks.stack.errors import ServiceStartError
 from citeops.tasks.stack.processes import ProcessRecord, is_alive, tail
-from citeops.tasks.stack.resources import redact_url
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:

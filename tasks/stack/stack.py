@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from citeops.tasks.redact import redact_url
 from citeops.tasks.stack.errors import PortTakenError, StackError
 from citeops.tasks.stack.health import (
     NOT_READY_HINT,
@@ -32,7 +33,7 @@ from citeops.tasks.stack.processes import (
     start_process,
     stop_process,
 )
-from citeops.tasks.stack.resources import prepare_resources, redact_url
+from citeops.tasks.stack.resources import prepare_resources
 from citeops.tasks.stack.services import (
     MLFLOW_SERVER,
     PREFECT_SERVER,

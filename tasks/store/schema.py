@@ -316,7 +316,7 @@ def _create_engine(url: str, **options: Any) -> Engine:
     try:
         return create_engine(url, **options)
     except (ArgumentError, NoSuchModuleError) as error:
-        from citeops.tasks.stack.resources import redact_url
+        from citeops.tasks.redact import redact_url
 
         raise StoreError(
             f"setting store_url (CITEOPS_STORE_URL) {redact_url(url)!r}: {error}; use "

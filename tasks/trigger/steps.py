@@ -6,11 +6,12 @@ read the store as it is now.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from citeops.tasks.stepkit import settings_from
 from citeops.tasks.trigger.decision import (
     RetrainDecision,
     RetrainLaunch,
@@ -22,6 +23,7 @@ from citeops.tasks.trigger.launch import start_retraining
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
     from citeops.tasks.drift.detect import DriftReport
+
 
 START_RETRY_DELAYS = [2, 5]
 
@@ -58,3 +60,11 @@ def recorded_decision(
     decision.deployment = launch
     record_decision(decision, settings, mlflow_run_id)
     return decision
+
+
+@task(name="decide-retraining", cache_policy=NO_CACHE)
+def decide_retraining(force: bool, overrides: dict[str, Any] | None = None) -> RetrainDecision:
+    """The trigger rule now: new feedback since the last training, or forced."""
+    from citeops.tasks.trigger.decision import should_retrain
+
+    return should_retrain(settings_from(overrides), force=force, record=False)

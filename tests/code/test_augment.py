@@ -11,7 +11,7 @@ from citeops.tasks.data.augment import (
     rationale_removed,
 )
 from citeops.tasks.data.multivers import LABEL2ID, Example, read_split
-from citeops.tasks.model.training_set import build_training_set
+from citeops.tasks.train.training_set import build_training_set
 
 SENTENCES = ("Background here.", "Drug X cut deaths by half.", "Methods there.", "It was safe.")
 
@@ -57,7 +57,7 @@ def test_augment_skips_nei_and_unknown_rationale_and_is_seeded() -> None:
 
 def test_training_augments_the_train_pairs_only(monkeypatch, data_dir: Path) -> None:
     import mlflow
-    from citeops.tasks.model.train import fit_candidate
+    from citeops.tasks.train.fit import fit_candidate
 
     monkeypatch.setenv("CITEOPS_PROFILE", "test")
     train = {"max_examples": 40, "max_steps": 1, "include_feedback": False}

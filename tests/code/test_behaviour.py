@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from citeops.tasks.data.multivers import LABELS
-from citeops.tasks.model.behaviour import (
+from citeops.tasks.validate.behaviour import (
     BehaviourCase,
     behaviour_suite,
     run_behaviour_checks,

@@ -50,9 +50,9 @@ def test_bench_train_compares_the_two_loops(capsys: pytest.CaptureFixture[str]) 
 def test_pad_to_max_dataset_tokenises_on_every_access() -> None:
     from transformers import AutoTokenizer
 
-    from citeops.benchmarks.train import PadToMaxDataset
+    from citeops.benchmarks.train_sides import PadToMaxDataset
+    from citeops.tasks.classifier.base import minilm_path
     from citeops.tasks.data.multivers import Example
-    from citeops.tasks.model.base import minilm_path
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     calls = []
@@ -122,7 +122,7 @@ def test_baseline_missing_the_target_makes_a_lower_bound_and_scoring_is_off_the_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from citeops.benchmarks import time_to_f1
-    from citeops.tasks.model.base import load_base
+    from citeops.tasks.classifier.base import load_base
 
     pause = 0.3
     scorings: list[float] = []
@@ -166,7 +166,7 @@ def test_baseline_missing_the_target_makes_a_lower_bound_and_scoring_is_off_the_
 def test_a_siamese_recipe_races_its_own_head_against_the_cross_encoder_baseline(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from citeops.tasks.model.siamese import MODEL_TYPE
+    from citeops.tasks.classifier.siamese import MODEL_TYPE
 
     monkeypatch.setenv("CITEOPS_MODEL__HEAD", "siamese")
     monkeypatch.setenv("CITEOPS_TRAIN__HEAD_WARM_START", "true")

@@ -155,7 +155,7 @@ def test_report_renders_every_check(scifact_dev: list[Example], citint_dev: list
 @pytest.fixture
 def tiny_model_dir(tmp_path: Path) -> str:
     """The untrained tiny model saved as a folder that load_verifier accepts."""
-    from citeops.tasks.model.base import load_base
+    from citeops.tasks.classifier.base import load_base
 
     settings = load_settings()
     model, tokenizer = load_base(settings.model)

@@ -9,20 +9,22 @@ import numpy as np
 import pytest
 
 from citeops.configs.settings import GateSettings, SettingsError, load_settings
+from citeops.tasks.classifier.stats import (
+    bootstrap_f1_interval,
+    class_f1,
+    macro_f1,
+    paired_bootstrap_f1_difference,
+)
 from citeops.tasks.data.multivers import Example
-from citeops.tasks.model.behaviour import BehaviourReport
-from citeops.tasks.model.gate import (
+from citeops.tasks.validate.behaviour import BehaviourReport
+from citeops.tasks.validate.compare import paired_latency_p95
+from citeops.tasks.validate.gate import (
     BenchmarkPredictions,
     GateFailed,
     LatencyComparison,
-    bootstrap_f1_interval,
-    class_f1,
     decide,
-    macro_f1,
-    paired_bootstrap_f1_difference,
     require_gate,
 )
-from citeops.tasks.model.validate import paired_latency_p95
 
 RNG_SEED = 7
 GOOD_BEHAVIOUR = BehaviourReport(passed=45, total=45)

@@ -11,7 +11,7 @@ from citeops.configs.settings import load_settings
 
 def test_evaluate_reports_metrics_baseline_latency_and_logs_a_run(registered_tiny_model) -> None:
     import mlflow
-    from citeops.tasks.model.evaluate import evaluate_model
+    from citeops.tasks.validate.evaluate import evaluate_model
 
     model_uri, version = registered_tiny_model
     settings = load_settings()
@@ -68,7 +68,7 @@ def test_evaluation_reports_intervals_confusion_origin_and_logs_table_and_plot(
     registered_tiny_model,
 ) -> None:
     import mlflow
-    from citeops.tasks.model.evaluate import CONFUSION_ARTIFACT, TABLE_ARTIFACT, evaluate_model
+    from citeops.tasks.validate.evaluate import CONFUSION_ARTIFACT, TABLE_ARTIFACT, evaluate_model
 
     model_uri, _ = registered_tiny_model
     settings = load_settings()

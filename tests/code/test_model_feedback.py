@@ -6,9 +6,10 @@ from pathlib import Path
 
 from citeops.configs.settings import load_settings
 from citeops.tasks.ingest.pipeline import ingest
-from citeops.tasks.model.train import FEEDBACK_DATASET, load_training_data
 from citeops.tasks.store.queries import last_training_time, new_feedback_since_last_training
 from citeops.tasks.store.schema import open_store
+from citeops.tasks.train.fit import load_training_data
+from citeops.tasks.train.training_set import FEEDBACK_DATASET
 from tests.ingest_support import feedback_line, write_part
 
 
@@ -38,7 +39,7 @@ def test_feedback_joins_training_data(tmp_path: Path) -> None:
 
 
 def test_training_marks_the_store(tmp_path: Path) -> None:
-    from citeops.tasks.model.train import train_model
+    from citeops.tasks.train.fit import train_model
 
     _ingest_three(tmp_path)
     settings = load_settings(train={"max_examples": 16, "max_eval_examples": 8})

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from citeops.tasks.model.batching import (
+from citeops.tasks.classifier.stats import classification_metrics, majority_baseline
+from citeops.tasks.train.batching import (
     EncodedPair,
     bucketed_batches,
     class_weights,
@@ -15,15 +16,14 @@ from citeops.tasks.model.batching import (
     encode_examples,
     tokenize_pairs,
 )
-from citeops.tasks.model.metrics import classification_metrics, majority_baseline
-from citeops.tasks.model.optim import layer_depth, parameter_groups, warmup_linear_decay
+from citeops.tasks.train.optim import layer_depth, parameter_groups, warmup_linear_decay
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from citeops.tasks.model.base import minilm_path
+    from citeops.tasks.classifier.base import minilm_path
 
     return AutoTokenizer.from_pretrained(minilm_path())
 
@@ -116,7 +116,7 @@ def test_layer_wise_learning_rates() -> None:
     import torch
 
     from citeops.configs.settings import ModelSettings
-    from citeops.tasks.model.base import build_tiny
+    from citeops.tasks.classifier.base import build_tiny
 
     model, _ = build_tiny(ModelSettings(tiny_layers=2), seed=0)
     assert layer_depth("bert.encoder.layer.1.attention.self.query.weight", 2) == 1
@@ -146,7 +146,7 @@ def test_warmup_then_linear_decay() -> None:
 
 
 def test_per_dataset_f1_and_their_mean() -> None:
-    from citeops.tasks.model.metrics import per_group_f1
+    from citeops.tasks.classifier.stats import per_group_f1
 
     probs = np.eye(3)[[0, 1, 2, 0, 0, 0]]  # predictions 0 1 2 0 0 0
     targets = [0, 1, 2, 1, 2, 0]
@@ -163,7 +163,7 @@ def test_plain_progress_line_when_stderr_is_not_a_terminal(capsys) -> None:
 
     import torch
 
-    from citeops.tasks.model.module import StepProgress
+    from citeops.tasks.train.module import StepProgress
 
     callback = StepProgress(interval_seconds=0.0)
     trainer = SimpleNamespace(current_epoch=1, num_training_batches=4)

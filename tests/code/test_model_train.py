@@ -17,7 +17,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_dir):
         env.setenv("CITEOPS_PROFILE", "test")
         env.setenv("CITEOPS_HOME", str(home))
         env.setenv("CITEOPS_DATA_DIR", str(data_dir))
-        from citeops.tasks.model.train import train_model
+        from citeops.tasks.train.fit import train_model
 
         settings = load_settings(train={"epochs": 2, "early_stopping_patience": 1})
         result = train_model(settings, progress=False)
@@ -48,8 +48,8 @@ def test_training_logs_a_run_with_params_metrics_and_inputs(trained) -> None:
 
 
 def test_trained_version_loads_by_version_and_alias(trained) -> None:
-    from citeops.tasks.model.predictor import load_verifier
-    from citeops.tasks.model.registry import get_version_by_alias
+    from citeops.tasks.inference.loading import load_verifier
+    from citeops.tasks.registry.register import get_version_by_alias
 
     settings, result = trained
     assert result.model_uri == f"models:/claim-verifier/{result.model_version}"
@@ -81,8 +81,8 @@ def test_trained_model_loads_as_pyfunc(trained) -> None:
 
 
 def test_registered_tiny_model_fixture(registered_tiny_model) -> None:
-    from citeops.tasks.model.predictor import load_verifier
-    from citeops.tasks.model.registry import get_version_by_alias, set_alias
+    from citeops.tasks.inference.loading import load_verifier
+    from citeops.tasks.registry.register import get_version_by_alias, set_alias
 
     model_uri, version = registered_tiny_model
     settings = load_settings()
@@ -95,7 +95,7 @@ def test_registered_tiny_model_fixture(registered_tiny_model) -> None:
 
 
 def test_set_alias_on_a_missing_version_is_a_clear_error(registered_tiny_model) -> None:
-    from citeops.tasks.model.registry import RegistryError, set_alias
+    from citeops.tasks.registry.register import RegistryError, set_alias
 
     with pytest.raises(RegistryError, match="cannot set alias"):
         set_alias(load_settings(), "99", "champion")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from citeops.tasks.model.preprocess import (
+from citeops.tasks.classifier.preprocess import (
     META_KEY,
     EvidenceSelection,
     EvidenceSelector,
@@ -30,7 +30,7 @@ RATIONALE = "Daily aspirin lowered the risk of colorectal cancer by a third."
 def tokenizer():  # noqa: ANN201
     from transformers import AutoTokenizer
 
-    from citeops.tasks.model.base import minilm_path
+    from citeops.tasks.classifier.base import minilm_path
 
     return AutoTokenizer.from_pretrained(minilm_path())
 
@@ -115,10 +115,10 @@ def test_selection_round_trips_through_meta_and_old_models_are_off() -> None:
 
 def test_the_predictor_applies_the_selection_recorded_in_the_model(tmp_path: Path) -> None:
     from citeops.configs.settings import load_settings
+    from citeops.tasks.classifier.artifact import save_hf_folder
+    from citeops.tasks.classifier.base import load_base
     from citeops.tasks.data.multivers import LABELS
-    from citeops.tasks.model.base import load_base
-    from citeops.tasks.model.predictor import ClaimVerifier
-    from citeops.tasks.model.registry import save_hf_folder
+    from citeops.tasks.inference.predictor import ClaimVerifier
 
     model, tokenizer = load_base(load_settings().model)
     meta = {"labels": list(LABELS), "max_length": 64}

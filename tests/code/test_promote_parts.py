@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from citeops.configs.settings import load_settings
-from citeops.tasks.model.promote import Snapshot, bake_figures, p95_from_buckets
+from citeops.tasks.release.promote import Snapshot, bake_figures, p95_from_buckets
 
 METRICS = """\
 # TYPE citeops_http_requests_total counter
@@ -33,7 +33,7 @@ def test_p95_is_the_bucket_bound_holding_the_95th_percentile_of_the_window() -> 
 
 
 def test_snapshot_parses_predict_routes_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from citeops.tasks.model import promote
+    from citeops.tasks.release import promote
 
     class FakeResponse:
         text = METRICS
@@ -72,7 +72,7 @@ def test_local_profile_makes_one_private_admin_token(tmp_path: Path) -> None:
 
 
 def test_devices_and_strategy_settings_reach_the_trainer() -> None:
-    from citeops.tasks.model.train import build_trainer
+    from citeops.tasks.train.fit import build_trainer
 
     settings = load_settings(train={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})
     trainer = build_trainer(settings, "32-true", [], progress=False)

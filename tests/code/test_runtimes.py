@@ -11,16 +11,14 @@ import numpy as np
 import pytest
 
 from citeops.configs.settings import Settings, load_settings
-from citeops.tasks.model import runtimes
-from citeops.tasks.model.predictor import load_verifier
-from citeops.tasks.model.runtimes import (
-    CHOICES_FILE,
-    ONNX_FILE,
-    PARITY_FILE,
-    encoded_proba,
-    export_with_parity,
-    parity_pairs,
-)
+from citeops.tasks.classifier.artifact import PARITY_FILE
+from citeops.tasks.inference import runtimes
+from citeops.tasks.inference.engines import ONNX_FILE
+from citeops.tasks.inference.loading import load_verifier
+from citeops.tasks.inference.runtimes import CHOICES_FILE, encoded_proba
+from citeops.tasks.inference.smoke import parity_pairs
+from citeops.tasks.registry import export
+from citeops.tasks.registry.export import export_with_parity
 from tests.integration.serve_support import save_tiny_model
 
 
@@ -43,13 +41,13 @@ def wrong_model_exporter(tmp_path: Path) -> Any:
     """Exports another random model in place of the one asked for: parity must fail."""
     other = save_tiny_model(tmp_path / "other", seed=1)
 
-    def export(model: Any, tokenizer: Any, path: Path) -> tuple[str, ...]:
+    def export_wrong(model: Any, tokenizer: Any, path: Path) -> tuple[str, ...]:
         from transformers import AutoModelForSequenceClassification
 
         wrong = AutoModelForSequenceClassification.from_pretrained(other)
-        return runtimes.export_onnx(wrong, tokenizer, path)
+        return export.export_onnx(wrong, tokenizer, path)
 
-    return export
+    return export_wrong
 
 
 def test_export_of_the_tiny_model_matches_pytorch_fp32(exported: Path) -> None:
@@ -160,7 +158,7 @@ def test_serving_batches_follow_the_token_budget() -> None:
 
 
 def test_evaluate_on_openvino_gives_the_labels_of_pytorch_fp32(exported: Path) -> None:
-    from citeops.tasks.model.evaluate import evaluate_model
+    from citeops.tasks.validate.evaluate import evaluate_model
 
     settings = fp32_settings()
     served = evaluate_model(settings, str(exported), runtime="openvino", log_to_mlflow=False)

@@ -14,7 +14,7 @@ from citeops.configs.settings import SettingsError, load_settings
 from citeops.serving.batcher import BatchBudget, MicroBatcher, batch_budget
 from citeops.serving.logwriter import LogWriterStats
 from citeops.serving.metrics import refresh_gauges
-from citeops.tasks.model import runtimes
+from citeops.tasks.inference import runtimes
 from tests.code.test_serve_bluegreen import FakeVerifier, make
 
 OPENVINO_TOKENS = {"openvino": {"max_batch_tokens": 1024}}

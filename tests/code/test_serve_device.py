@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from citeops.configs.settings import load_settings
-from citeops.tasks.model.predictor import ClaimVerifier, load_verifier
-from citeops.tasks.model.runtimes import DeviceUnavailable, resolve_device
+from citeops.tasks.inference.engines import DeviceUnavailable, resolve_device
+from citeops.tasks.inference.loading import load_verifier
+from citeops.tasks.inference.predictor import ClaimVerifier
 from tests.harness import run_citeops
 from tests.integration.serve_support import save_tiny_model
 

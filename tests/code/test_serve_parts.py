@@ -168,8 +168,8 @@ def test_batcher_refuses_when_queue_is_full_and_answers_queued_pairs() -> None:
 
 def test_predict_encoded_matches_predict_proba(tmp_path: Path) -> None:
     from citeops.configs.settings import load_settings
-    from citeops.tasks.model.base import load_base
-    from citeops.tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.classifier.base import load_base
+    from citeops.tasks.inference.predictor import ClaimVerifier
 
     model, tokenizer = load_base(load_settings().model)
     verifier = ClaimVerifier(model, tokenizer, max_length=64)
@@ -201,8 +201,8 @@ def test_omp_wait_policy_is_exported_unless_inherited(monkeypatch: pytest.Monkey
 
 def test_bf16_predictions_stay_close_to_fp32() -> None:
     from citeops.configs.settings import load_settings
-    from citeops.tasks.model.base import load_base
-    from citeops.tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.classifier.base import load_base
+    from citeops.tasks.inference.predictor import ClaimVerifier
 
     model, tokenizer = load_base(load_settings().model)
     fp32 = ClaimVerifier(model, tokenizer, max_length=64)

@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from citeops.configs.settings import load_settings
-from citeops.tasks.model.base import BaseModelError, load_base
-from citeops.tasks.model.predictor import ClaimVerifier, load_verifier
-from citeops.tasks.model.runtimes import encoded_proba, export_with_parity, parity_pairs
-from citeops.tasks.model.siamese import MODEL_TYPE, SiameseBertForSequenceClassification
+from citeops.tasks.classifier.base import BaseModelError, load_base
+from citeops.tasks.classifier.siamese import MODEL_TYPE, SiameseBertForSequenceClassification
+from citeops.tasks.inference.loading import load_verifier
+from citeops.tasks.inference.predictor import ClaimVerifier
+from citeops.tasks.inference.runtimes import encoded_proba
+from citeops.tasks.registry.export import export_with_parity, parity_pairs
 
 EVIDENCE = ["Drug X halved deaths in a trial.", "Mice without gene Y lived longer, it was found."]
 CLAIMS = ["Drug X lowers mortality.", "Gene Y shortens life."]
@@ -81,7 +83,7 @@ def test_the_siamese_export_matches_pytorch_fp32(siamese_folder: Path, runtime: 
 def test_siamese_needs_a_bert_family_base(tmp_path: Path) -> None:
     from transformers import DistilBertConfig, DistilBertModel
 
-    from citeops.tasks.model.base import minilm_path
+    from citeops.tasks.classifier.base import minilm_path
 
     folder = tmp_path / "distil"
     config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
@@ -111,7 +113,7 @@ def test_training_and_evaluating_a_siamese_model(monkeypatch: pytest.MonkeyPatch
 
 
 def test_fit_head_fits_the_classifier_on_frozen_features() -> None:
-    from citeops.tasks.model.siamese import fit_head
+    from citeops.tasks.train.warm_start import fit_head
 
     model, tokenizer = load_base(load_settings(model={"head": "siamese"}).model, seed=5)
     words = ["alpha beta gamma", "river stone cloud", "seven eight nine"]
@@ -135,7 +137,7 @@ def test_fit_head_fits_the_classifier_on_frozen_features() -> None:
 
 
 def test_the_head_is_warm_started_only_when_it_is_new() -> None:
-    from citeops.tasks.model.train import training_params, warms_head
+    from citeops.tasks.train.fit import training_params, warms_head
 
     fresh = load_settings(model={"head": "siamese"}, train={"head_warm_start": True})
     assert warms_head(fresh) and training_params(fresh, "32")["head_warm_start"] is True

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from citeops.configs.settings import load_settings
+from citeops.tasks.redact import redact_url
 from citeops.tasks.stack import processes
 from citeops.tasks.stack.errors import PortTakenError, ServiceStartError, StackError
 from citeops.tasks.stack.health import wait_healthy
@@ -27,7 +28,7 @@ from citeops.tasks.stack.processes import (
     stop_process,
     write_record,
 )
-from citeops.tasks.stack.resources import is_postgres_url, redact_url
+from citeops.tasks.stack.resources import is_postgres_url
 from citeops.tasks.stack.services import mlflow_server_spec, prefect_server_spec, project_dir
 from citeops.tasks.stack.stack import (
     select_services,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from citeops.tasks.data.multivers import Example
-from citeops.tasks.model.training_set import in_holdout, split_feedback
+from citeops.tasks.train.training_set import in_holdout, split_feedback
 
 
 def _feedback(n: int) -> list[Example]:

@@ -18,7 +18,7 @@ def save_tiny_model(folder: Path, seed: int = 0, vocab_size: int | None = None) 
     ``vocab_size`` smaller than the tokenizer's makes a model that raises on real input.
     """
     from citeops.configs.settings import load_settings
-    from citeops.tasks.model.base import load_base
+    from citeops.tasks.classifier.base import load_base
 
     settings = load_settings()
     model, tokenizer = load_base(settings.model, seed=seed)

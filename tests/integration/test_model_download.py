@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from citeops.configs.settings import load_settings
-from citeops.tasks.model.predictor import load_verifier
+from citeops.tasks.inference.loading import load_verifier
 from tests.integration.serve_support import save_tiny_model
 
 pytestmark = pytest.mark.integration

@@ -41,9 +41,10 @@ def env(citeops_env: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness) -> 
 
 def register_tiny(alias: str | None, favour: int | None = None, seed: int = 0) -> str:
     """Register a tiny random BERT (its head biased towards label ``favour``); its version."""
+    from citeops.tasks.classifier.artifact import save_hf_folder
+    from citeops.tasks.classifier.base import build_tiny
     from citeops.tasks.data.multivers import LABELS
-    from citeops.tasks.model.base import build_tiny
-    from citeops.tasks.model.registry import register_folder, save_hf_folder
+    from citeops.tasks.registry.register import register_folder
 
     settings = load_settings()
     model, tokenizer = build_tiny(settings.model, seed=seed)
@@ -88,7 +89,7 @@ def live(base: str) -> str:
 
 
 def aliases(settings: Settings) -> dict[str, str | None]:
-    from citeops.tasks.model.registry import get_version_by_alias
+    from citeops.tasks.registry.register import get_version_by_alias
 
     return {a: get_version_by_alias(settings, a) for a in ("champion", "previous", "challenger")}
 
@@ -166,8 +167,8 @@ def test_forced_retrain_promotes_then_rollback_restores(env, tmp_path: Path) -> 
 
 def test_candidate_refused_by_the_gate_leaves_the_champion(env) -> None:
     from citeops.flows.retrain import retrain
-    from citeops.tasks.model.gate import GateFailed
     from citeops.tasks.store.promotions import list_records
+    from citeops.tasks.validate.gate import GateFailed
 
     env.setenv("CITEOPS_GATE__MIN_IMPROVEMENT", "0.9")  # no candidate can gain 0.9 F1
     settings = load_settings()
@@ -184,9 +185,9 @@ def test_candidate_refused_by_the_gate_leaves_the_champion(env) -> None:
 
 
 def test_promotion_refused_by_a_smoke_check_keeps_the_champion(env, tmp_path: Path) -> None:
-    from citeops.tasks.model.lifecycle import promote_version
-    from citeops.tasks.model.promote import PromotionFailed
-    from citeops.tasks.model.registry import register_folder
+    from citeops.tasks.registry.register import register_folder
+    from citeops.tasks.release.lifecycle import promote_version
+    from citeops.tasks.release.promote import PromotionFailed
     from tests.integration.serve_support import save_tiny_model
 
     old = register_tiny("champion")
@@ -205,8 +206,8 @@ def test_promotion_refused_by_a_smoke_check_keeps_the_champion(env, tmp_path: Pa
 
 
 def test_bake_breach_rolls_back_and_leaves_aliases(env) -> None:
-    from citeops.tasks.model.lifecycle import promote_version
-    from citeops.tasks.model.promote import BakeFailed
+    from citeops.tasks.release.lifecycle import promote_version
+    from citeops.tasks.release.promote import BakeFailed
     from citeops.tasks.store.promotions import list_records
 
     env.setenv("CITEOPS_PROMOTE__MAX_P95_MS", "0")  # any request during the bake breaks it
@@ -235,9 +236,9 @@ def test_bake_breach_rolls_back_and_leaves_aliases(env) -> None:
 
 
 def test_second_endpoint_refusing_rolls_the_first_back(env) -> None:
-    from citeops.tasks.model.lifecycle import promote_version
-    from citeops.tasks.model.predictor import load_verifier
-    from citeops.tasks.model.promote import PromotionFailed
+    from citeops.tasks.inference.loading import load_verifier
+    from citeops.tasks.release.lifecycle import promote_version
+    from citeops.tasks.release.promote import PromotionFailed
 
     old = register_tiny("champion", seed=0)
     new = register_tiny(None, seed=1)

@@ -315,7 +315,8 @@ def test_broken_candidates_never_go_live(models, tmp_path: Path) -> None:  # noq
 
 def test_loader_refuses_a_checkpoint_that_does_not_match_its_model(models, tmp_path: Path) -> None:  # noqa: ANN001
     """The gate and evaluation load candidates through load_verifier: they refuse it too."""
-    from citeops.tasks.model.predictor import ModelLoadError, load_verifier
+    from citeops.tasks.classifier.artifact import ModelLoadError
+    from citeops.tasks.inference.loading import load_verifier
 
     settings = make_settings(tmp_path / "home")
     with pytest.raises(ModelLoadError, match="missing weights: classifier.bias, classifier.weight"):
@@ -326,7 +327,7 @@ def test_loader_refuses_a_checkpoint_that_does_not_match_its_model(models, tmp_p
 
 
 def test_concurrent_deploys_one_wins_other_gets_409(models, tmp_path: Path) -> None:  # noqa: ANN001
-    from citeops.tasks.model.predictor import load_verifier
+    from citeops.tasks.inference.loading import load_verifier
 
     settings = make_settings(tmp_path / "home")
 
@@ -388,7 +389,7 @@ def test_start_without_uri_or_state_asks_for_the_champion(tmp_path: Path) -> Non
 
 
 def test_full_queue_answers_503_with_retry_after(models, tmp_path: Path) -> None:  # noqa: ANN001
-    from citeops.tasks.model.predictor import load_verifier
+    from citeops.tasks.inference.loading import load_verifier
 
     settings = make_settings(tmp_path / "home", queue_size=2, max_batch_size=1, max_wait_ms=0)
 
@@ -496,7 +497,7 @@ def test_citeops_serve_command_serves_and_flushes_logs_on_shutdown(
 def test_serves_the_champion_alias_from_mlflow_and_pins_its_version(
     registered_tiny_model: tuple[str, str], citeops_env: Path
 ) -> None:
-    from citeops.tasks.model.registry import set_alias
+    from citeops.tasks.registry.register import set_alias
 
     model_uri, version = registered_tiny_model
     settings = load_settings(admin_token=TOKEN, serve={"precision": "fp32"})

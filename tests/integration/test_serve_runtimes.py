@@ -14,8 +14,9 @@ import pytest
 
 from citeops.configs.settings import Settings, load_settings
 from citeops.serving.app import create_app
-from citeops.tasks.model import runtimes
-from citeops.tasks.model.registry import client, register_folder
+from citeops.tasks.inference import runtimes
+from citeops.tasks.registry import export
+from citeops.tasks.registry.register import client, register_folder
 from tests.integration.serve_support import running_server, save_tiny_model
 from tests.integration.test_serve import AUTH, PAIR, TOKEN
 
@@ -31,7 +32,7 @@ def register_tiny(settings: Settings, seed: int, broken_export: bool = False) ->
         with pytest.MonkeyPatch.context() as patch:
 
             def fail(*args: Any) -> tuple[str, ...]:
-                raise runtimes.ExportError("ONNX export failed: simulated")
+                raise export.ExportError("ONNX export failed: simulated")
 
             patch.setattr(runtimes, "export_onnx", fail)
             return register_folder(settings, folder, run_name=f"tiny-{seed}").version
@@ -39,7 +40,7 @@ def register_tiny(settings: Settings, seed: int, broken_export: bool = False) ->
 
 def version_tag(settings: Settings, version: str) -> str | None:
     found = client(settings).get_model_version(settings.mlflow.registered_model, version)
-    return found.tags.get(runtimes.EXPORTABLE_TAG)
+    return found.tags.get(export.EXPORTABLE_TAG)
 
 
 def test_registration_exports_and_logs_parity_and_a_failed_export_still_registers() -> None:
@@ -53,7 +54,7 @@ def test_registration_exports_and_logs_parity_and_a_failed_export_still_register
     run = mlflow_client.get_run(mlflow_client.get_model_version(name, good).run_id)
     assert run.data.metrics["onnx_parity_agreement"] == 1.0
     assert run.data.metrics["onnx_parity_max_prob_diff"] < 1e-5
-    from citeops.tasks.model.predictor import load_verifier
+    from citeops.tasks.inference.loading import load_verifier
 
     served = load_verifier(f"models:/{name}/{good}", settings, runtime="onnxruntime")
     assert served.runtime == "onnxruntime"  # loaded while the download still existed

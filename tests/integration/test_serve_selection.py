@@ -36,10 +36,10 @@ def sharpened(folder: Path) -> Path:
 
 
 def test_predict_applies_the_models_selection_like_evaluation(tmp_path: Path) -> None:
+    from citeops.tasks.classifier.artifact import write_meta
+    from citeops.tasks.classifier.preprocess import META_KEY, EvidenceSelection
     from citeops.tasks.data.multivers import LABELS
-    from citeops.tasks.model.predictor import load_verifier
-    from citeops.tasks.model.preprocess import META_KEY, EvidenceSelection
-    from citeops.tasks.model.registry import write_meta
+    from citeops.tasks.inference.loading import load_verifier
 
     folder = sharpened(save_tiny_model(tmp_path / "model"))
     selection = EvidenceSelection("bm25", 24, 0)

@@ -186,9 +186,10 @@ def champion(production_stack: Stack) -> dict[str, str]:
     import tempfile
 
     from citeops.configs.settings import load_settings
+    from citeops.tasks.classifier.artifact import save_hf_folder
+    from citeops.tasks.classifier.base import build_tiny
     from citeops.tasks.data.multivers import LABELS
-    from citeops.tasks.model.base import build_tiny
-    from citeops.tasks.model.registry import register_folder, save_hf_folder, set_alias
+    from citeops.tasks.registry.register import register_folder, set_alias
 
     with pytest.MonkeyPatch.context() as env:
         for key, value in production_stack.env.items():
@@ -243,7 +244,7 @@ def test_registry_aliases_and_artifacts_in_s3(
 ) -> None:
     import boto3
 
-    from citeops.tasks.model.registry import get_version_by_alias, set_alias
+    from citeops.tasks.registry.register import get_version_by_alias, set_alias
 
     assert get_version_by_alias(stack_settings, "champion") == champion["version"]
     set_alias(stack_settings, champion["version"], "challenger")

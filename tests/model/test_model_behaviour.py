@@ -1,6 +1,6 @@
 """Behavioural tests of a trained model (Made-With-ML ``tests/model`` style).
 
-They run the gate's fixed suite (:func:`citeops.tasks.model.behaviour.behaviour_suite`)
+They run the gate's fixed suite (:func:`citeops.tasks.validate.behaviour.behaviour_suite`)
 on the model named by ``CITEOPS_BEHAVIOUR_MODEL_URI`` (``models:/claim-verifier@champion``,
 ``runs:/<id>/model`` or a model folder), resolved with the caller's own settings
 (``CITEOPS_HOME``, ``CITEOPS_PROFILE``). Without it they skip: the tiny random model the
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
-from citeops.tasks.model.behaviour import BehaviourCase, behaviour_suite, run_behaviour_checks
+from citeops.tasks.validate.behaviour import BehaviourCase, behaviour_suite, run_behaviour_checks
 
 MODEL_URI_ENV = "CITEOPS_BEHAVIOUR_MODEL_URI"
 CASES = behaviour_suite()
@@ -39,7 +39,7 @@ def predict() -> Predict:
             "test model would fail them"
         )
     from citeops.configs.settings import load_settings
-    from citeops.tasks.model.predictor import load_verifier
+    from citeops.tasks.inference.loading import load_verifier
 
     return load_verifier(uri, load_settings()).predict_labels
 

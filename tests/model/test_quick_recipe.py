@@ -20,8 +20,8 @@ def test_quick_recipe_beats_the_majority_baseline_on_both_test_sets(
 ) -> None:
     from citeops.configs.settings import load_settings
     from citeops.flows.demo import DemoBudget
-    from citeops.tasks.model.evaluate import evaluate_model
-    from citeops.tasks.model.train import train_model
+    from citeops.tasks.train.fit import train_model
+    from citeops.tasks.validate.evaluate import evaluate_model
 
     monkeypatch.setenv("CITEOPS_PROFILE", "local")  # MiniLM, the embedded default
     budget = DemoBudget()  # the gate's test pairs: the ones the demo uses

@@ -6,27 +6,27 @@ benchmark test examples and the feedback hold-out, and are timed one pair per ca
 alternation (so that both see the same machine load), each pair's fastest of
 ``gate.latency_repeats`` calls kept. The candidate also runs the
 behavioural suite. Everything is logged to one MLflow run (``validate``), candidate and
-champion side by side; the gate (:mod:`citeops.tasks.model.gate`) then decides.
+champion side by side; the gate (:mod:`citeops.tasks.validate.gate`) then decides.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from citeops.tasks.classifier import stats
 from citeops.tasks.data.multivers import Example, read_split, shuffled
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
-    from citeops.tasks.model.behaviour import BehaviourReport
-    from citeops.tasks.model.gate import BenchmarkPredictions, LatencyComparison
-    from citeops.tasks.model.predictor import ClaimVerifier
+    from citeops.tasks.inference.predictor import ClaimVerifier
+    from citeops.tasks.validate.behaviour import BehaviourReport
+    from citeops.tasks.validate.gate import BenchmarkPredictions, LatencyComparison
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ def benchmark_examples(settings: Settings) -> dict[str, list[Example]]:
 
 def majority_label(settings: Settings, dataset: str) -> int:
     """The most frequent label of the dataset's training split (the baseline's answer)."""
-    labels = Counter(ex.label for ex in read_split(settings.data_dir, dataset, "train"))
-    return labels.most_common(1)[0][0]
+    train = read_split(settings.data_dir, dataset, "train")
+    return stats.majority_label([ex.label for ex in train])
 
 
 def predict_ids(verifier: ClaimVerifier, examples: Sequence[Example], batch_size: int) -> list[int]:
@@ -120,9 +120,9 @@ def validate_against_champion(
         ModelLoadError: a model cannot be loaded (e.g. weights missing).
         DataFileError: a dataset file is missing or corrupt.
     """
-    from citeops.tasks.model.behaviour import run_behaviour_checks
-    from citeops.tasks.model.gate import BenchmarkPredictions, LatencyComparison
-    from citeops.tasks.model.predictor import load_verifier
+    from citeops.tasks.inference.loading import load_verifier
+    from citeops.tasks.validate.behaviour import run_behaviour_checks
+    from citeops.tasks.validate.gate import BenchmarkPredictions, LatencyComparison
 
     runtime = settings.serve.runtime
     candidate = load_verifier(candidate_uri, settings, runtime=runtime)
@@ -175,7 +175,7 @@ def log_validation(settings: Settings, validation: Validation, decision: Any) ->
     """One MLflow run ``validate``: both models' figures side by side, the gate's decision
     (metrics, ``gate.json``, ``gate.md``) and its thresholds as parameters."""
     import mlflow
-    from citeops.tasks.model.registry import ensure_experiment
+    from citeops.tasks.registry.register import ensure_experiment
 
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name="validate") as run:
@@ -200,7 +200,7 @@ def log_validation(settings: Settings, validation: Validation, decision: Any) ->
 def judge(settings: Settings, validation: Validation) -> Any:
     """The gate's decision on ``validation`` (``gate`` settings), logged to MLflow with both
     models' figures (:func:`log_validation`); raising is left to ``require_gate``."""
-    from citeops.tasks.model.gate import decide
+    from citeops.tasks.validate.gate import decide
 
     decision = decide(
         validation.benchmarks, validation.latency, validation.behaviour, settings.gate

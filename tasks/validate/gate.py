@@ -31,9 +31,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from citeops.tasks.classifier.stats import (
+    CONFIDENCE,
+    NUM_CLASSES,
+    _as_ids,
+    class_f1,
+    macro_f1,
+    paired_bootstrap_f1_difference,
+)
 from citeops.tasks.data.multivers import LABELS
 from citeops.tasks.errors import CiteopsError
-from citeops.tasks.model.behaviour import BehaviourReport
+from citeops.tasks.validate.behaviour import BehaviourReport
 
 if TYPE_CHECKING:
     from citeops.configs.settings import GateSettings
@@ -56,8 +64,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FEEDBACK_HOLDOUT = "feedback-holdout"
-CONFIDENCE = 0.95
-NUM_CLASSES = len(LABELS)
 
 
 @dataclass(frozen=True)
@@ -255,129 +261,6 @@ class GateFailed(CiteopsError):
 
 
 # ---- metrics ---------------------------------------------------------------------------
-
-
-def _as_ids(values: Sequence[int] | np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=np.int64)
-
-
-def _f1_from_counts(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
-    """Per-class F1 ``2 tp / (predicted + actual)``, 0 where both counts are 0."""
-    denominator = predicted + actual
-    safe = np.where(denominator > 0, denominator, 1.0)
-    return np.where(denominator > 0, 2.0 * tp / safe, 0.0)
-
-
-def _indicators(gold: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(true positive, predicted, actual) one-hot matrices of shape (n, classes)."""
-    classes = np.arange(NUM_CLASSES)
-    actual = gold[:, None] == classes
-    predicted = pred[:, None] == classes
-    return (actual & predicted).astype(np.float64), predicted.astype(np.float64), actual
-
-
-def class_f1(gold: Sequence[int], pred: Sequence[int]) -> dict[str, float]:
-    """F1 of each label, keyed by name (``sklearn`` ``average=None``, ``zero_division=0``)."""
-    tp, predicted, actual = _indicators(_as_ids(gold), _as_ids(pred))
-    scores = _f1_from_counts(tp.sum(0), predicted.sum(0), actual.sum(0).astype(np.float64))
-    return {label: float(score) for label, score in zip(LABELS, scores, strict=True)}
-
-
-def macro_f1(gold: Sequence[int], pred: Sequence[int]) -> float:
-    """Macro F1 over the three labels (``sklearn`` ``labels=[0, 1, 2]``, ``zero_division=0``)."""
-    return float(np.mean(list(class_f1(gold, pred).values())))
-
-
-def _same_length_ids(*vectors: Sequence[int] | np.ndarray) -> list[np.ndarray]:
-    """The label vectors as id arrays; ValueError unless all are equally long and non-empty."""
-    ids = [_as_ids(v) for v in vectors]
-    lengths = [len(v) for v in ids]
-    if lengths[0] == 0 or len(set(lengths)) > 1:
-        shown = ", ".join(map(str, lengths))
-        raise ValueError(f"need equally long, non-empty labels; got {shown}")
-    return ids
-
-
-def _bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
-    """How many times each of ``n`` examples is drawn in each resample, shape
-    ``(resamples, n)``: draws with replacement, ``numpy`` seed ``seed``."""
-    if resamples < 1:
-        raise ValueError(f"resamples must be at least 1, got {resamples}")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(resamples, n))
-    offsets = (np.arange(resamples) * n)[:, None]
-    weights = np.bincount((draws + offsets).ravel(), minlength=resamples * n)
-    return weights.reshape(resamples, n).astype(np.float64)
-
-
-def _resampled_macro_f1(
-    weights: np.ndarray, gold: np.ndarray, predictions: Sequence[np.ndarray]
-) -> list[np.ndarray]:
-    """Macro F1 of each prediction vector in every resample (one array per vector)."""
-    per_model = [_indicators(gold, pred) for pred in predictions]
-    actual = per_model[0][2].astype(np.float64)
-    columns = [part for tp, pred, _ in per_model for part in (tp, pred)]
-    counts = weights @ np.hstack([*columns, actual])
-    parts = np.split(counts, 2 * len(predictions) + 1, axis=1)
-    actual_n = parts[-1]
-    return [
-        _f1_from_counts(parts[2 * k], parts[2 * k + 1], actual_n).mean(1)
-        for k in range(len(predictions))
-    ]
-
-
-def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def bootstrap_f1_interval(
-    gold: Sequence[int],
-    pred: Sequence[int],
-    resamples: int,
-    seed: int,
-    confidence: float = CONFIDENCE,
-) -> tuple[float, float, float]:
-    """Macro F1 of one model with a bootstrap percentile interval (what ``citeops evaluate``
-    reports); the same resampling as :func:`paired_bootstrap_f1_difference`.
-
-    Returns:
-        ``(point, low, high)``: macro F1 on all examples and the interval at ``confidence``.
-
-    Raises:
-        ValueError: no examples, lengths differ, or ``resamples`` < 1.
-    """
-    y, a = _same_length_ids(gold, pred)
-    (scores,) = _resampled_macro_f1(_bootstrap_weights(len(y), resamples, seed), y, [a])
-    return (macro_f1(y, a), *_percentiles(scores, confidence))
-
-
-def paired_bootstrap_f1_difference(
-    gold: Sequence[int],
-    candidate: Sequence[int],
-    champion: Sequence[int],
-    resamples: int,
-    seed: int,
-    confidence: float = CONFIDENCE,
-) -> tuple[float, float, float]:
-    """Macro F1 of ``candidate`` minus that of ``champion``, with a paired bootstrap interval.
-
-    Each resample draws example indices with replacement once and scores both models on
-    them (paired), so the interval reflects the difference, not two independent noises.
-
-    Returns:
-        ``(point, low, high)``: the difference on all examples and the percentile interval
-        at ``confidence`` over ``resamples`` resamples drawn with ``numpy`` seed ``seed``.
-
-    Raises:
-        ValueError: no examples, lengths differ, or ``resamples`` < 1.
-    """
-    y, a, b = _same_length_ids(gold, candidate, champion)
-    weights = _bootstrap_weights(len(y), resamples, seed)
-    scores_a, scores_b = _resampled_macro_f1(weights, y, [a, b])
-    point = macro_f1(y, a) - macro_f1(y, b)
-    return (float(point), *_percentiles(scores_a - scores_b, confidence))
 
 
 # ---- the decision ----------------------------------------------------------------------

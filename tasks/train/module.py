@@ -1,7 +1,7 @@
 """Lightning wrappers: the classifier module, the data module and the callbacks training uses.
 
-The work lives in plain functions (:mod:`tasks.model.batching`, :mod:`tasks.model.optim`,
-:mod:`tasks.model.metrics`); this file only adapts them to Lightning. Import it lazily:
+The work lives in plain functions (:mod:`tasks.train.batching`, :mod:`tasks.train.optim`,
+:mod:`tasks.classifier.stats`); this file only adapts them to Lightning. Import it lazily:
 ``import lightning`` costs seconds.
 """
 
@@ -19,17 +19,17 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from citeops.tasks.classifier.preprocess import EvidenceSelector
+from citeops.tasks.classifier.stats import classification_metrics, per_group_f1
 from citeops.tasks.data.multivers import LABELS, Example
-from citeops.tasks.model.batching import (
+from citeops.tasks.train.batching import (
     BucketBatchSampler,
     EncodedDataset,
     collate_padded,
     encode_examples,
     sorted_batches,
 )
-from citeops.tasks.model.metrics import classification_metrics, per_group_f1
-from citeops.tasks.model.optim import build_optimizer
-from citeops.tasks.model.preprocess import EvidenceSelector
+from citeops.tasks.train.optim import build_optimizer
 
 
 @dataclass(frozen=True)
@@ -201,17 +201,15 @@ class ClaimDataModule(L.LightningDataModule):
 
 class HeadWarmStart(L.Callback):
     """Before the first step, fit a siamese model's head on the frozen encoder's features
-    of the training pairs (:func:`tasks.model.siamese.fit_head`); other heads: nothing."""
+    of the training pairs (:func:`tasks.classifier.siamese.fit_head`); other heads: nothing."""
 
     def __init__(self, class_weighted: bool, batch_size: int = 64) -> None:
         self.class_weighted = class_weighted
         self.batch_size = batch_size
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from citeops.tasks.model.siamese import (
-            SiameseBertForSequenceClassification,
-            fit_head_on_pairs,
-        )
+        from citeops.tasks.classifier.siamese import SiameseBertForSequenceClassification
+        from citeops.tasks.train.warm_start import fit_head_on_pairs
 
         model = getattr(pl_module, "model", None)
         data = getattr(trainer, "datamodule", None)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.inference.aliases import CHALLENGER, CHAMPION, PREVIOUS
 
 if TYPE_CHECKING:
     import httpx
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 PREDICT_ROUTES = ("/predict", "/predict/batch")
 REQUESTS = "citeops_http_requests_total"
 DURATION = "citeops_http_request_duration_seconds"
@@ -292,7 +292,7 @@ class AliasMove:
 
 def move_aliases(settings: Settings, new_champion: str) -> AliasMove:
     """``champion`` → ``new_champion``, ``previous`` → the old champion, ``challenger`` removed."""
-    from citeops.tasks.model.registry import delete_alias, get_version_by_alias, set_alias
+    from citeops.tasks.registry.register import delete_alias, get_version_by_alias, set_alias
 
     old = get_version_by_alias(settings, CHAMPION)
     set_alias(settings, new_champion, CHAMPION)
@@ -301,7 +301,3 @@ def move_aliases(settings: Settings, new_champion: str) -> AliasMove:
     delete_alias(settings, CHALLENGER)
     log.info("aliases: champion %s -> %s, previous -> %s", old, new_champion, old)
     return AliasMove(old, str(new_champion), old)
-
-
-def model_uri_for(settings: Settings, version: str) -> str:
-    return f"models:/{settings.mlflow.registered_model}/{version}"

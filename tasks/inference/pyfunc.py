@@ -1,7 +1,7 @@
 """The MLflow pyfunc wrapper of a trained verifier (what ``mlflow.pyfunc.load_model`` returns).
 
 Its only artifact, ``hf_model``, is a ``save_pretrained`` folder (model, tokenizer and
-``citeops.json``); :func:`tasks.model.predictor.load_verifier` reads that folder directly,
+``citeops.json``); :func:`tasks.inference.predictor.load_verifier` reads that folder directly,
 without going through pyfunc. Loading through pyfunc needs citeops installed.
 """
 
@@ -17,7 +17,8 @@ class ClaimVerifierPyfunc(mlflow.pyfunc.PythonModel):
     """``predict(DataFrame[claim, evidence]) -> DataFrame[label, p_<LABEL>...]``."""
 
     def load_context(self, context: Any) -> None:
-        from citeops.tasks.model.predictor import ClaimVerifier, find_hf_dir
+        from citeops.tasks.classifier.artifact import find_hf_dir
+        from citeops.tasks.inference.predictor import ClaimVerifier
 
         self.verifier = ClaimVerifier.from_dir(find_hf_dir(Path(context.artifacts["hf_model"])))
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from citeops.tasks.classifier.preprocess import META_KEY, EvidenceSelection
 from citeops.tasks.data.multivers import (
     LABELS,
     Example,
@@ -31,8 +32,7 @@ from citeops.tasks.data.multivers import (
     files_digest,
     label_counts,
 )
-from citeops.tasks.model.preprocess import META_KEY, EvidenceSelection
-from citeops.tasks.model.training_set import (
+from citeops.tasks.train.training_set import (
     FEEDBACK_DATASET,
     TrainingError,
     TrainingSet,
@@ -42,7 +42,7 @@ from citeops.tasks.model.training_set import (
 
 if TYPE_CHECKING:
     from citeops.configs.settings import ModelSettings, Settings
-    from citeops.tasks.model.registry import RegisteredModel
+    from citeops.tasks.registry.register import RegisteredModel
 
 
 # the mean over datasets of dev macro F1: what `citeops evaluate` reports on the test sets
@@ -235,7 +235,7 @@ def build_trainer(settings: Settings, precision: str, callbacks: list[Any], prog
     if progress:  # on stderr, so that `--json` output on stdout stays parseable
         from lightning.pytorch.callbacks import RichProgressBar
 
-        from citeops.tasks.model.module import EpochSummary, StepProgress
+        from citeops.tasks.train.module import EpochSummary, StepProgress
 
         # a live bar on a terminal; elsewhere (a log file, CI) a plain line every 30 s
         bar = RichProgressBar(console_kwargs={"stderr": True}) if live_bar else StepProgress()
@@ -300,8 +300,8 @@ def initial_weights(settings: Settings) -> Iterator[ModelSettings]:
         yield settings.model
         return
     import mlflow
-    from citeops.tasks.model.predictor import ModelLoadError, find_hf_dir
-    from citeops.tasks.model.registry import client
+    from citeops.tasks.classifier.artifact import ModelLoadError, find_hf_dir
+    from citeops.tasks.registry.register import client
 
     client(settings)
     with tempfile.TemporaryDirectory(prefix="citeops-init-") as tmp:
@@ -335,10 +335,13 @@ def fit_candidate(
     import lightning as L
 
     import mlflow
+    from citeops.tasks.classifier.artifact import save_hf_folder
+    from citeops.tasks.classifier.base import load_base
+    from citeops.tasks.classifier.preprocess import EvidenceSelector
     from citeops.tasks.data.augment import augment
-    from citeops.tasks.model.base import load_base
-    from citeops.tasks.model.batching import class_weights
-    from citeops.tasks.model.module import (
+    from citeops.tasks.registry.register import ensure_experiment, log_verifier
+    from citeops.tasks.train.batching import class_weights
+    from citeops.tasks.train.module import (
         BestWeights,
         ClaimDataModule,
         ClaimVerifierModule,
@@ -346,8 +349,6 @@ def fit_candidate(
         MlflowEpochLogger,
         OptimConfig,
     )
-    from citeops.tasks.model.preprocess import EvidenceSelector
-    from citeops.tasks.model.registry import ensure_experiment, log_verifier, save_hf_folder
 
     started = time.perf_counter()
     _quiet_lightning()
@@ -486,7 +487,7 @@ def register_candidate(
     settings: Settings, candidate: Candidate, alias: str | None = None
 ) -> RegisteredModel:
     """Register the candidate's logged model as a new version; point ``alias`` at it."""
-    from citeops.tasks.model.registry import register_version, set_alias
+    from citeops.tasks.registry.register import register_version, set_alias
 
     if candidate.logged_model_uri is None:
         raise TrainingError(f"run {candidate.run_id} logged no model: nothing to register")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import optuna
 
     from citeops.configs.settings import SearchDimension, Settings
-    from citeops.tasks.model.training_set import TrainingSet
+    from citeops.tasks.train.training_set import TrainingSet
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def trial_settings(settings: Settings, values: dict[str, Any], max_minutes: floa
 def search_data(settings: Settings) -> TrainingSet:
     """The benchmark train/dev splits every trial uses (no feedback: the recipe is for the
     benchmarks), capped by ``tune.max_examples`` / ``tune.max_eval_examples``."""
-    from citeops.tasks.model.training_set import build_training_set
+    from citeops.tasks.train.training_set import build_training_set
 
     train = settings.train.model_copy(
         update={
@@ -140,7 +140,7 @@ def run_trial(
     settings: Settings, data: TrainingSet, trial: optuna.Trial, max_minutes: float
 ) -> TrialRecord:
     """Fit one trial's recipe (an MLflow run, no model logged) and score it on dev."""
-    from citeops.tasks.model.train import fit_candidate
+    from citeops.tasks.train.fit import fit_candidate
 
     values = suggest(trial, settings.tune.space)
     started = time.perf_counter()
@@ -284,7 +284,7 @@ def log_summary(settings: Settings, result: TuneResult) -> str:
     """One ``tune-summary`` run in the tune experiment: best values, the trials table and
     the recipe; its id."""
     import mlflow
-    from citeops.tasks.model.registry import ensure_experiment
+    from citeops.tasks.registry.register import ensure_experiment
 
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     experiment_id = ensure_experiment(settings, settings.tune.experiment)

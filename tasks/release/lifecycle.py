@@ -26,13 +26,13 @@ from citeops.tasks.store.promotions import (
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
-    from citeops.tasks.model.gate import GateDecision
-    from citeops.tasks.model.promote import Promotion
-    from citeops.tasks.model.registry import RegisteredModel
-    from citeops.tasks.model.train import Candidate
-    from citeops.tasks.model.training_set import TrainingSet
-    from citeops.tasks.model.validate import Validation
+    from citeops.tasks.registry.register import RegisteredModel
+    from citeops.tasks.release.promote import Promotion
+    from citeops.tasks.train.fit import Candidate
+    from citeops.tasks.train.training_set import TrainingSet
     from citeops.tasks.trigger.decision import RetrainDecision
+    from citeops.tasks.validate.compare import Validation
+    from citeops.tasks.validate.gate import GateDecision
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class NothingToRollBack(CiteopsError):
 def promotion_outcome(error: BaseException, default: str) -> str:
     """``failed`` for a refused deploy that switched no endpoint (nothing to roll back),
     else ``default``."""
-    from citeops.tasks.model.promote import PromotionFailed
+    from citeops.tasks.release.promote import PromotionFailed
 
     if isinstance(error, PromotionFailed) and not error.rolled_back:
         return "failed"
@@ -100,8 +100,8 @@ class PromotionRun:
         overrides: dict[str, Any] | None = None,
     ) -> PromotionRun:
         """:meth:`start` with settings already built (a promotion of ``version``)."""
-        from citeops.tasks.model.promote import CHAMPION, model_uri_for
-        from citeops.tasks.model.registry import get_version_by_alias
+        from citeops.tasks.inference.aliases import CHAMPION, model_uri_for
+        from citeops.tasks.registry.register import get_version_by_alias
 
         champion = get_version_by_alias(settings, CHAMPION)
         record = PromotionRecord(
@@ -185,11 +185,12 @@ def promote_version(
         RegistryError: the version does not exist.
         GateFailed, PromotionFailed, BakeFailed: refused; recorded, nothing moved.
     """
-    from citeops.tasks.model.gate import require_gate
-    from citeops.tasks.model.promote import model_uri_for, move_aliases, promote_blue_green
-    from citeops.tasks.model.registry import require_version
-    from citeops.tasks.model.training_set import build_training_set
-    from citeops.tasks.model.validate import judge, validate_against_champion
+    from citeops.tasks.inference.aliases import model_uri_for
+    from citeops.tasks.registry.register import require_version
+    from citeops.tasks.release.promote import move_aliases, promote_blue_green
+    from citeops.tasks.train.training_set import build_training_set
+    from citeops.tasks.validate.compare import judge, validate_against_champion
+    from citeops.tasks.validate.gate import require_gate
 
     require_version(settings, version)
     trigger = {"causes": ["manual"], "reasons": [reason], "skip_gate": skip_gate}
@@ -222,17 +223,15 @@ def rollback_last(settings: Settings) -> PromotionRecord:
         NothingToRollBack: no promotion recorded, or it had no previous version.
         PromotionFailed: an endpoint could neither roll back nor deploy the previous one.
     """
-    from citeops.tasks.model.promote import (
-        CHAMPION,
-        PREVIOUS,
+    from citeops.tasks.inference.aliases import CHAMPION, PREVIOUS, model_uri_for
+    from citeops.tasks.registry.register import get_version_by_alias, set_alias
+    from citeops.tasks.release.promote import (
         PromotionFailed,
         admin_client,
         deploy_endpoint,
         live_version,
-        model_uri_for,
         rollback_endpoint,
     )
-    from citeops.tasks.model.registry import get_version_by_alias, set_alias
 
     last = last_promotion(settings)
     if last is None:

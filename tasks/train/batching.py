@@ -66,7 +66,7 @@ def encode_examples(
     ``groups`` names the datasets; each pair's ``group`` is its dataset's index there
     (0 when ``groups`` is empty or does not list it). ``select`` maps (claims, evidences)
     to the evidence texts the model sees (the model's evidence selection, see
-    :meth:`tasks.model.preprocess.EvidenceSelector.select_many`); None keeps them whole.
+    :meth:`tasks.classifier.preprocess.EvidenceSelector.select_many`); None keeps them whole.
     """
     group_of = {name: i for i, name in enumerate(groups)}
     encoded: list[EncodedPair] = []

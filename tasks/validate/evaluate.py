@@ -1,7 +1,7 @@
 """Benchmark evaluation of a model on the SciFact and Citation-Integrity test sets.
 
 For each configured dataset: accuracy, macro / micro / per-class F1 with a 95 % bootstrap
-interval on macro F1 (the gate's resampling, :func:`tasks.model.gate.bootstrap_f1_interval`),
+interval on macro F1 (the gate's resampling, :func:`tasks.validate.gate.bootstrap_f1_interval`),
 the confusion matrix, macro and weighted AUROC, per-example latency p50 / p95 (one pair
 per call, the serving path's worst case, after untimed warm-up calls) and the
 majority-class baseline (the most frequent label of that dataset's training split, always
@@ -11,7 +11,6 @@ confusion-matrix plot as artifacts.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,15 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from citeops.tasks.classifier.stats import (
+    bootstrap_f1_interval,
+    classification_metrics,
+    confusion_matrix,
+    majority_baseline,
+)
 from citeops.tasks.data.multivers import Example, read_split, shuffled
-from citeops.tasks.model.gate import bootstrap_f1_interval
-from citeops.tasks.model.metrics import classification_metrics, majority_baseline
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
-    from citeops.tasks.model.predictor import ClaimVerifier, Precision
+    from citeops.tasks.inference.predictor import ClaimVerifier, Precision
 
-log = logging.getLogger(__name__)
 WARMUP_CALLS = 5  # untimed single-pair calls before latency is measured
 TABLE_ARTIFACT = "evaluation_table.json"
 CONFUSION_ARTIFACT = "confusion_matrices.png"
@@ -280,15 +282,6 @@ def evaluate_dataset(
     )
 
 
-def confusion_matrix(
-    gold: Sequence[int], predicted: Sequence[int], classes: int
-) -> list[list[int]]:
-    """Counts ``[gold][predicted]`` over ``classes`` label ids."""
-    counts = np.zeros((classes, classes), dtype=int)
-    np.add.at(counts, (np.asarray(gold, dtype=int), np.asarray(predicted, dtype=int)), 1)
-    return counts.tolist()
-
-
 def confusion_figure(result: EvaluationResult) -> Any:
     """A matplotlib figure with one confusion-matrix panel per dataset (no pyplot state)."""
     from matplotlib.figure import Figure
@@ -317,7 +310,7 @@ def confusion_figure(result: EvaluationResult) -> Any:
 def log_evaluation_run(settings: Settings, result: EvaluationResult) -> str:
     """An MLflow run (``evaluate``) with the model URI, per-dataset metrics and the JSON."""
     import mlflow
-    from citeops.tasks.model.registry import ensure_experiment
+    from citeops.tasks.registry.register import ensure_experiment
 
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate") as run:
@@ -390,7 +383,7 @@ def evaluate_model(
         DataFileError: a dataset file is missing or corrupt.
         RuntimeUnavailable: the runtime is not installed.
     """
-    from citeops.tasks.model.predictor import load_verifier
+    from citeops.tasks.inference.loading import load_verifier
 
     verifier = load_verifier(model_uri, settings, precision=precision, runtime=runtime)
     result = EvaluationResult(

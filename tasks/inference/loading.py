@@ -1,0 +1,93 @@
+"""Loading a verifier by MLflow URI or folder, on the runtime serving uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from citeops.tasks.classifier.artifact import ModelLoadError, find_hf_dir
+from citeops.tasks.inference.predictor import ClaimVerifier, Precision
+
+if TYPE_CHECKING:
+    from citeops.configs.settings import Settings
+
+
+def resolve_version(model_uri: str, settings: Settings) -> str | None:
+    """The registered version behind ``models:/name/version`` or ``models:/name@alias``."""
+    if not model_uri.startswith("models:/"):
+        return None
+    from mlflow import MlflowClient
+
+    name_part = model_uri[len("models:/") :].strip("/")
+    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+    if "@" in name_part:
+        name, alias = name_part.split("@", 1)
+        return str(client.get_model_version_by_alias(name, alias).version)
+    name, _, version = name_part.partition("/")
+    return version or None
+
+
+def load_verifier(
+    model_uri: str,
+    settings: Settings,
+    precision: Precision = "fp32",
+    dst: Path | None = None,
+    runtime: str | None = None,
+) -> ClaimVerifier:
+    """Load a model by MLflow URI (``models:/name/1``, ``models:/name@champion``,
+    ``runs:/<id>/model``) or by a local folder path. An MLflow model is downloaded into
+    ``dst``, else into a temporary folder that is removed once it is loaded (a serving
+    process deploys many models: none of their downloads stays behind).
+
+    ``runtime`` None: PyTorch at ``precision``. Otherwise torch | onnxruntime | openvino |
+    auto, each at its configured precision (``serve.precision``, ``serve.*_precision``),
+    as serving runs it (:func:`citeops.tasks.inference.runtimes.apply_runtime`).
+
+    Raises:
+        ModelLoadError: the URI does not resolve or the files are not a model.
+        RuntimeUnavailable: the runtime asked for is not installed.
+    """
+    if runtime is not None:
+        precision = "fp32"  # the runtime's precision comes from the settings
+    local = Path(model_uri).expanduser()
+    if "://" not in model_uri and not model_uri.startswith(("models:", "runs:")):
+        if not local.exists():
+            raise ModelLoadError(f"{model_uri}: no such model folder")
+        folder = find_hf_dir(local)
+        loaded = ClaimVerifier.from_dir(folder, precision, model_uri=model_uri, folder=folder)
+        return _on_runtime(loaded, runtime, settings)
+    if dst is None:  # a download of its own, removed once the model is in memory
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:
+            return _download_and_load(model_uri, settings, precision, Path(tmp), runtime)
+    return _download_and_load(model_uri, settings, precision, dst, runtime)
+
+
+def _on_runtime(verifier: ClaimVerifier, runtime: str | None, settings: Settings) -> ClaimVerifier:
+    """``verifier`` given ``runtime`` while its folder (and ONNX export) still exists."""
+    if runtime is None:
+        return verifier
+    from citeops.tasks.inference.runtimes import apply_runtime
+
+    return apply_runtime(verifier, runtime, settings)
+
+
+def _download_and_load(
+    model_uri: str, settings: Settings, precision: Precision, dst: Path, runtime: str | None = None
+) -> ClaimVerifier:
+    """Download the MLflow model ``model_uri`` into ``dst`` and load it from there."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow.tracking_uri)  # else an inherited one is used
+    try:
+        version = resolve_version(model_uri, settings)
+        root = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst))
+    except Exception as error:  # mlflow raises several types for an unknown URI
+        raise ModelLoadError(f"{model_uri}: cannot be resolved ({error})") from None
+    folder = find_hf_dir(Path(root))
+    loaded = ClaimVerifier.from_dir(
+        folder, precision, model_uri=model_uri, model_version=version, folder=folder
+    )
+    return _on_runtime(loaded, runtime, settings)
