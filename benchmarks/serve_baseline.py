@@ -32,7 +32,14 @@ def create_baseline_app(model_dir: str) -> Any:
     from citeops.tasks.classifier.artifact import META_FILE
     from citeops.tasks.classifier.preprocess import EvidenceSelection, EvidenceSelector
 
-    pipe = pipeline("text-classification", model=model_dir, tokenizer=model_dir, device=-1)
+    # as a user's app loads a model citeops registered (a siamese head is remote code)
+    pipe = pipeline(
+        "text-classification",
+        model=model_dir,
+        tokenizer=model_dir,
+        device=-1,
+        trust_remote_code=True,
+    )
     meta_path = Path(model_dir) / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     max_length = int(meta.get("max_length") or pipe.tokenizer.model_max_length)

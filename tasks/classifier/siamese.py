@@ -17,7 +17,13 @@ token's pooler was never trained. :class:`SiameseBertForSequenceClassification` 
 
 It is a Hugging Face model (``model_type`` ``citeops-siamese-bert``): ``save_pretrained``
 and :func:`register` + ``AutoModelForSequenceClassification.from_pretrained`` round-trip
-it. BERT-family encoders only (MiniLM is one); other bases use the cross-encoder head.
+it. A saved folder is also **portable**: ``save_pretrained`` copies this file into it and
+names it in ``config.json``'s ``auto_map``, so plain transformers outside citeops loads it
+with ``from_pretrained(folder, trust_remote_code=True)`` (or
+``pipeline("text-classification", model=folder, trust_remote_code=True)``). This file
+therefore imports nothing but torch and transformers.
+
+BERT-family encoders only (MiniLM is one); other bases use the cross-encoder head.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ MODEL_TYPE = "citeops-siamese-bert"
 
 class SiameseBertConfig(BertConfig):
     model_type = MODEL_TYPE
+    # save_pretrained copies this file into the folder and writes config.json's auto_map,
+    # so plain transformers loads a saved model with trust_remote_code=True, no citeops
+    _auto_class = "AutoConfig"
 
 
 def segment_masks(
@@ -71,6 +80,7 @@ class SiameseBertForSequenceClassification(BertPreTrainedModel):
     """A BERT encoder used as a siamese pair classifier (module docstring)."""
 
     config_class = SiameseBertConfig
+    _auto_class = "AutoModelForSequenceClassification"  # see SiameseBertConfig
 
     def __init__(self, config: SiameseBertConfig) -> None:
         super().__init__(config)

@@ -3,6 +3,9 @@ ONNX / OpenVINO with parity, trains and serves through the usual paths."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,8 @@ from citeops.tasks.classifier.siamese import MODEL_TYPE, SiameseBertForSequenceC
 from citeops.tasks.inference.loading import load_verifier
 from citeops.tasks.inference.predictor import ClaimVerifier
 from citeops.tasks.inference.runtimes import encoded_proba
-from citeops.tasks.registry.export import export_with_parity, parity_pairs
+from citeops.tasks.inference.smoke import parity_pairs
+from citeops.tasks.registry.export import export_with_parity
 
 EVIDENCE = ["Drug X halved deaths in a trial.", "Mice without gene Y lived longer, it was found."]
 CLAIMS = ["Drug X lowers mortality.", "Gene Y shortens life."]
@@ -65,6 +69,47 @@ def test_a_saved_siamese_model_loads_back_as_itself(siamese_folder: Path) -> Non
     # continued training from it keeps the head, whatever model.head says
     model, _ = load_base(load_settings(model={"base_model": str(siamese_folder)}).model)
     assert isinstance(model, SiameseBertForSequenceClassification)
+
+
+PLAIN_TRANSFORMERS = """
+import json, sys
+from transformers import AutoModelForSequenceClassification, pipeline
+folder, pairs = sys.argv[1], json.loads(sys.argv[2])
+model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+pipe = pipeline("text-classification", model=folder, trust_remote_code=True)
+scores = [
+    {row["label"]: row["score"] for row in pipe({"text": e, "text_pair": c}, top_k=None)}
+    for c, e in pairs
+]
+ours = [name for name in sys.modules if name.startswith("citeops")]
+print(json.dumps({"class": type(model).__name__, "scores": scores, "citeops": ours}))
+"""
+
+
+def test_a_saved_siamese_folder_loads_with_plain_transformers(siamese_folder: Path) -> None:
+    """A user's app, without citeops installed on its path, loads the folder and gets the
+    probabilities citeops serves (the modeling file travels in the folder)."""
+    config = json.loads((siamese_folder / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForSequenceClassification"].endswith(
+        "SiameseBertForSequenceClassification"
+    )
+    pairs = list(zip(CLAIMS, EVIDENCE, strict=True))
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", PLAIN_TRANSFORMERS, str(siamese_folder), json.dumps(pairs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=siamese_folder.parent,  # -I and this cwd: the citeops checkout is not importable
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["class"] == "SiameseBertForSequenceClassification"
+    assert loaded["citeops"] == []
+    served = ClaimVerifier.from_dir(siamese_folder).predict_proba(CLAIMS, EVIDENCE)
+    labels = ClaimVerifier.from_dir(siamese_folder).labels
+    for row, probs in zip(loaded["scores"], served, strict=True):
+        assert [row[label] for label in labels] == pytest.approx(list(probs), abs=1e-5)
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])

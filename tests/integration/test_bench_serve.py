@@ -113,3 +113,34 @@ def test_bench_serve_sweeps_token_budgets_per_runtime(tmp_path: Path) -> None:
             assert row["clients"] == 4 and row["failed"] == 0 and row["throughput"] > 0
             assert row["p95_ms"] > 0
     assert "batch token sweep at 4 clients:" in format_report(report)
+
+
+@pytest.mark.integration
+def test_bench_serve_runs_on_the_model_the_default_recipe_trains(tmp_path: Path) -> None:
+    """The default (`local`) recipe's architecture, tiny-sized: the baseline loads it as a
+    user's app would (plain transformers pipeline) and agrees with our server."""
+    from citeops.tasks.classifier.base import load_base
+
+    head = load_settings(profile="local").model.head
+    settings = load_settings(
+        profile="test", home=tmp_path / "home", model={"head": head}, serve={"precision": "fp32"}
+    )
+    model, tokenizer = load_base(settings.model, seed=0)
+    folder = tmp_path / "default-recipe"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    bench = BenchOptions(
+        model_uri=str(folder),
+        clients=(2,),
+        seconds=1.0,
+        swap_requests=40,
+        swap_every=0.3,
+        warmup_requests=2,
+        slice_seconds=1.0,
+        runtimes=(),
+    )
+    report = run_serve_bench(settings, bench, progress=lambda _: None)
+    assert report["baseline"]["2"]["failed"] == 0 and report["serve"]["2"]["failed"] == 0
+    assert report["baseline"]["2"]["requests"] > 0
+    assert report["agreement"] >= 0.99 and report["agreement_pairs"] > 0
+    assert report["swap_failed"] == 0
