@@ -51,10 +51,13 @@ def ingest(
 
 @feedback_app.command("stats")
 def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Summarise the curated store: feedback, conflicts, leaks, quarantine, objects."""
+    """Summarise the curated store: feedback, conflicts, leaks, quarantine, objects, and
+    feedback lines by model version and by client (label mix, agreement with the model)."""
+    from citeops.tasks.store.feedback_stats import feedback_breakdown
     from citeops.tasks.store.queries import feedback_stats
 
-    summary = feedback_stats(settings_from())
+    settings = settings_from()
+    summary = {**feedback_stats(settings), **feedback_breakdown(settings)}
     if as_json:
         print_json(summary)
         return
@@ -80,6 +83,25 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     typer.echo(f"last ingest    {summary['last_ingest'] or 'never'}")
     typer.echo(f"last training  {summary['last_training'] or 'never'}")
     typer.echo(f"new since last training  {summary['new_feedback_since_last_training']:,}")
+    _breakdown_table("model version", summary["by_model_version"], "model_version")
+    _breakdown_table("client", summary["by_client"], "client_id")
+
+
+BREAKDOWN_ROWS = 20  # rows of each breakdown table (--json has them all)
+
+
+def _breakdown_table(title: str, entries: list[dict], key: str) -> None:
+    """Lines, label mix and agreement per ``key`` (the busiest first)."""
+    typer.echo(f"\nby {title:22s} {'lines':>8s} {'SUPPORT':>8s} {'NEI':>8s} {'REFUTE':>8s}  agree")
+    for entry in entries[:BREAKDOWN_ROWS]:
+        name = "(none)" if entry[key] is None else str(entry[key])[:30]
+        name += " (excluded)" if entry.get("excluded") else ""
+        mix = " ".join(f"{entry['labels'].get(k, 0):>8,}" for k in ("SUPPORT", "NEI", "REFUTE"))
+        rate = entry["agreement"]
+        agree = "-" if rate is None else f"{rate:.1%} of {entry['judged']:,}"
+        typer.echo(f"   {name:22s} {entry['lines']:>8,} {mix}  {agree}")
+    if len(entries) > BREAKDOWN_ROWS:
+        typer.echo(f"   ... {len(entries) - BREAKDOWN_ROWS:,} more (--json lists them all)")
 
 
 @feedback_app.command("exclude")
