@@ -2,9 +2,11 @@
 
 Build it with :func:`create_app`; nothing is loaded until the app starts (its lifespan):
 then the log writer and the batcher start, and the live model loads in the background
-(``/health`` answers at once, ``/ready`` once the live slot answers). The routes are in
-:mod:`citeops.serving.routes`, slot switching in :mod:`citeops.serving.bluegreen`,
-scoring and feedback records in :mod:`citeops.serving.predictions`.
+(``/health`` answers at once, ``/ready`` once the live slot answers). The parts are
+wired in :mod:`citeops.serving.state`, the routes are in :mod:`citeops.serving.routes`
+(errors in :mod:`citeops.serving.http_errors`), slot switching in
+:mod:`citeops.serving.bluegreen`, scoring and feedback records in
+:mod:`citeops.serving.predictions`.
 """
 
 from __future__ import annotations
@@ -13,71 +15,22 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from citeops.serving.batcher import MicroBatcher
-from citeops.serving.bluegreen import (
-    BlueGreen,
-    Loader,
-    default_loader,
-    serving_model,
-    startup_uri,
-)
-from citeops.serving.logwriter import LogWriter, build_log_writer
-from citeops.serving.metrics import ServingMetrics, build_metrics
+from citeops.serving.bluegreen import Loader, serving_model, startup_uri
+from citeops.serving.http_errors import add_error_handlers
 from citeops.serving.middleware import MetricsAndLimits
-from citeops.serving.predictions import PredictionService
-from citeops.serving.routes import add_error_handlers, add_routes
-from citeops.serving.schemas import TextLimits
-from citeops.serving.slots import STATE_FILE, LoadedModel, Slots
+from citeops.serving.routes import include_routers
+from citeops.serving.state import build_state
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
+    from citeops.serving.slots import LoadedModel
     from citeops.tasks.inference.predictor import ClaimVerifier
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServingState:
-    """What the routes share; one per app (``app.state.serving``)."""
-
-    settings: Settings
-    bluegreen: BlueGreen
-    predictions: PredictionService
-    batcher: MicroBatcher
-    writer: LogWriter
-    metrics: ServingMetrics
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-
-def build_state(
-    settings: Settings,
-    loader: Loader | None = None,
-) -> ServingState:
-    """The parts of one serving app, wired from ``settings``; nothing started yet."""
-    serve = settings.serve
-    metrics = build_metrics()
-    batcher = MicroBatcher(  # the defaults; each slot's model brings its runtime's budget
-        serve.max_batch_size,
-        serve.max_wait_ms,
-        serve.queue_size,
-        metrics,
-        max_batch_tokens=serve.max_batch_tokens,
-    )
-    writer = build_log_writer(settings)
-    bluegreen = BlueGreen(
-        settings,
-        Slots(settings.state_dir / STATE_FILE),
-        loader or default_loader(settings),
-        batcher,
-        metrics,
-    )
-    predictions = PredictionService(bluegreen, batcher, writer, TextLimits.from_settings(settings))
-    return ServingState(settings, bluegreen, predictions, batcher, writer, metrics)
 
 
 def create_app(
@@ -109,7 +62,7 @@ def create_app(
             import torch
 
             torch.set_num_threads(settings.serve.threads)
-        if settings.admin_secret() is None:
+        if state.admin_token is None:
             log.warning("admin routes are disabled: no admin token (set CITEOPS_ADMIN_TOKEN)")
         feedback = settings.feedback
         if feedback.require_credentials and not (feedback.api_keys or feedback.token_secret):
@@ -139,5 +92,5 @@ def create_app(
         MetricsAndLimits, metrics=state.metrics, max_body_bytes=settings.serve.max_body_bytes
     )
     add_error_handlers(app)
-    add_routes(app, state)
+    include_routers(app)
     return app

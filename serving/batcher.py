@@ -2,9 +2,9 @@
 arriving) to be grouped, by model and by length, into forward passes run one at a time
 on a single inference thread; requests that arrive during a pass form the next one.
 
-Each model in a slot carries its own :class:`BatchBudget` (pairs, padded tokens and wait
-per pass), resolved for the runtime it serves on (:func:`batch_budget`): a budget tuned
-for PyTorch need not suit OpenVINO or ONNX Runtime.
+Each model in a slot carries its own
+:class:`~citeops.serving.budget.BatchBudget` (pairs, padded tokens and wait per pass),
+resolved for the runtime it serves on (:mod:`citeops.serving.budget`).
 
 The queue is bounded: :meth:`MicroBatcher.submit` raises :class:`QueueFull` at once when
 ``queue_size`` pairs are already waiting (the API answers 503 with ``Retry-After``).
@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from citeops.serving.budget import BatchBudget, batch_budget  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:
-    from citeops.configs.settings import ServeSettings
     from citeops.serving.metrics import ServingMetrics
     from citeops.serving.slots import LoadedModel
 
@@ -34,30 +35,6 @@ log = logging.getLogger("citeops.serving.batcher")
 
 class QueueFull(Exception):
     """The bounded request queue is full; retry later."""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchBudget:
-    """What one forward pass may hold: pairs, padded tokens (None: no limit), and how long
-    the first request waits for others."""
-
-    max_batch_size: int
-    max_batch_tokens: int | None
-    max_wait_ms: float
-
-    def as_dict(self) -> dict[str, float | int | None]:
-        return {
-            "max_batch_size": self.max_batch_size,
-            "max_batch_tokens": self.max_batch_tokens,
-            "max_wait_ms": self.max_wait_ms,
-        }
-
-
-def batch_budget(serve: ServeSettings, runtime: str) -> BatchBudget:
-    """The budget for a model served on ``runtime``: ``serve.batching.<runtime>`` where it
-    sets a value, else the ``serve.max_*`` default."""
-    names = ("max_batch_size", "max_batch_tokens", "max_wait_ms")
-    return BatchBudget(*(serve.batching_value(runtime, name) for name in names))
 
 
 @dataclass(slots=True)

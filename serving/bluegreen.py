@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
-from citeops.serving.batcher import batch_budget
+from citeops.serving.budget import batch_budget
 from citeops.serving.slots import (
     SMOKE_PAIRS,
     STATE_FILE,

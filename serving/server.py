@@ -73,10 +73,10 @@ def run_server(settings: Settings, model_uri: str | None, progress: Progress) ->
 
     apply_omp_wait_policy(settings)
     verifier = load_first_model(settings, model_uri, progress)
-    if settings.admin_secret() is None:
-        progress("admin routes are disabled: no admin token (set CITEOPS_ADMIN_TOKEN)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = create_app(settings, model_uri, initial=verifier)
+    if app.state.serving.admin_token is None:
+        progress("admin routes are disabled: no admin token (set CITEOPS_ADMIN_TOKEN)")
     serve = settings.serve
     progress(f"serving on http://{serve.host}:{serve.port} (docs at /docs)")
     uvicorn.run(app, host=serve.host, port=serve.port, log_level="warning", lifespan="on")

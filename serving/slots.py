@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from citeops.serving.batcher import BatchBudget
+from citeops.serving.budget import BatchBudget
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.inference.smoke import KNOWN_PAIRS
 
