@@ -116,27 +116,80 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
 
 
+def shard_batches(batches: Sequence[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """Rank ``rank``'s share of ``batches``: every ``world_size``-th batch from ``rank``.
+
+    The list is first padded by repeating its first batches so that every rank gets the
+    same number of batches (DDP ranks must take the same number of steps or the gradient
+    all-reduce waits forever); without padding the shards are disjoint and cover every
+    batch once.
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside a world of {world_size}")
+    if world_size == 1 or not batches:
+        return list(batches)
+    padded = list(batches) + list(batches[: (-len(batches)) % world_size])
+    return padded[rank::world_size]
+
+
+def distributed_rank() -> tuple[int, int]:
+    """``(rank, world size)`` of this process: from ``torch.distributed`` once its process
+    group is up (Lightning sets it up before the first epoch), else ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class BucketBatchSampler:
-    """A batch sampler yielding :func:`bucketed_batches`, reshuffled every epoch."""
+    """A batch sampler yielding :func:`bucketed_batches`, reshuffled every epoch and
+    sharded across distributed ranks.
+
+    Every rank draws the same batches (same seed and epoch), then keeps its own shard
+    (:func:`shard_batches`): one length-bucketing for the whole data, each rank a disjoint
+    part of it. ``rank`` / ``world_size`` None: read from ``torch.distributed`` when an
+    epoch starts. Lightning must not wrap it in a ``DistributedSampler``
+    (``Trainer(use_distributed_sampler=False)``): the sharding is here.
+    """
 
     def __init__(
-        self, lengths: Sequence[int], batch_size: int, bucket_size_multiplier: int, seed: int
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        bucket_size_multiplier: int,
+        seed: int,
+        rank: int | None = None,
+        world_size: int | None = None,
     ) -> None:
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.bucket_size_multiplier = bucket_size_multiplier
         self.seed = seed
         self.epoch = 0
+        self.rank = rank
+        self.world_size = world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle as for ``epoch`` (the ``DistributedSampler`` convention)."""
+        self.epoch = epoch
+
+    def _shard(self) -> tuple[int, int]:
+        if self.rank is not None and self.world_size is not None:
+            return self.rank, self.world_size
+        return distributed_rank()
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = bucketed_batches(
             self.lengths, self.batch_size, self.bucket_size_multiplier, self.seed + self.epoch
         )
         self.epoch += 1
-        return iter(batches)
+        return iter(shard_batches(batches, *self._shard()))
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size) if self.lengths else 0
+        batches = -(-len(self.lengths) // self.batch_size) if self.lengths else 0
+        _, world_size = self._shard()
+        return -(-batches // world_size)
 
 
 def collate_padded(
