@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from citeops.benchmarks.drift_calibration import fit_standin
+from citeops.benchmarks.settings import BenchSettings, load_bench_settings
 from citeops.tasks.data.multivers import LABELS, Example, corpus_file, read_splits
 from citeops.tasks.drift.checks import token_lengths
 from citeops.tasks.drift.current import read_query_folder
@@ -228,8 +229,10 @@ def run_speed_bench(
     progress: Callable[[str], None] | None = None,
     scenario: str = "same",
     datasets: tuple[str, ...] | None = None,
+    bench: BenchSettings | None = None,
 ) -> dict[str, Any]:
-    """Generate ``rows`` distinct queries, time a drift run on them, compare with Evidently.
+    """Generate ``rows`` distinct queries, time a drift run on them, compare with Evidently;
+    the goals come from ``bench`` (default: the environment's benchmark settings).
 
     Returns the JSON-able figures: ``rows``, ``distinct_rows`` (distinct (claim, evidence)
     pairs read back), ``seconds`` and its parts, the goals (``target_seconds``,
@@ -241,7 +244,7 @@ def run_speed_bench(
         DataFileError: a dataset file is missing or corrupt.
     """
     say = progress or (lambda _msg: None)
-    bench = settings.bench
+    bench = bench or load_bench_settings()
     datasets = tuple(datasets or settings.train.datasets)
     seed = settings.drift.seed
     data = settings.data_dir

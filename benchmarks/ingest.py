@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from citeops.benchmarks.settings import BenchSettings, load_bench_settings
 from citeops.tasks.data.multivers import LABELS, normalise_claim, read_split
 from citeops.tasks.errors import CiteopsError
 
@@ -74,10 +75,18 @@ def _texts(settings: Settings) -> tuple[list[str], list[str], list[str]]:
     return list(train.values()), list(test.values()), list(snippets.values())
 
 
-def generate(settings: Settings, root: Path, lines: int, seed: int = 0) -> dict[str, Any]:
+def generate(
+    settings: Settings,
+    root: Path,
+    lines: int,
+    seed: int = 0,
+    bench: BenchSettings | None = None,
+) -> dict[str, Any]:
     """Write ``lines`` feedback lines as date-partitioned parts under ``root``; return the
-    tally of what each must become (accepted, duplicates, conflicts, quarantined, leaked)."""
-    cfg = settings.bench
+    tally of what each must become (accepted, duplicates, conflicts, quarantined, leaked).
+    Part size and the shares of bad, duplicate and conflicting lines come from ``bench``
+    (default: :func:`~citeops.benchmarks.settings.load_bench_settings`)."""
+    cfg = bench or load_bench_settings()
     rng = random.Random(seed)
     claims, test_claims, snippets = _texts(settings)
     n_claims = len(claims)
@@ -230,20 +239,24 @@ def worker_main() -> None:
 
 
 def run_bench(
-    settings: Settings, progress: Callable[[str], None] = lambda _: None
+    settings: Settings,
+    progress: Callable[[str], None] = lambda _: None,
+    bench: BenchSettings | None = None,
 ) -> dict[str, Any]:
-    """Generate, baseline, ingest in a child process, check the tally; return the figures.
+    """Generate ``bench.ingest_lines`` lines, baseline, ingest in a child process, check
+    the tally; return the figures (``bench`` default: the environment's).
 
     Raises:
         BenchError: the child failed or its report differs from the generator's tally.
     """
-    lines = settings.bench.ingest_lines
+    bench = bench or load_bench_settings()
+    lines = bench.ingest_lines
     work = settings.home / "bench" / f"ingest-{os.getpid()}-{int(time.time())}"
     logs = work / "logs"
     try:
         progress(f"bench ingest: generating {lines:,} lines under {logs}")
         started = time.perf_counter()
-        tally = generate(settings, logs, lines)
+        tally = generate(settings, logs, lines, bench=bench)
         generated = time.perf_counter() - started
         size = sum(p.stat().st_size for p in logs.rglob("*.jsonl"))
         progress(f"bench ingest: {size / 1e6:,.0f} MB in {generated:.1f} s; baseline")

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from citeops.benchmarks.settings import BenchSettings, load_bench_settings
 from citeops.benchmarks.train_sides import (
     SideRunner,
     bench_examples,
@@ -159,8 +160,11 @@ class RaceInputs:
     ours_initial: torch.nn.Module | None = None  # ours' classifier (``model.head``), if other
 
 
-def baseline_side(settings: Settings, race: RaceInputs, max_length: int) -> QualitySide:
-    """The pyvers-style side (see the module docstring), padding to ``max_length``."""
+def baseline_side(
+    settings: Settings, race: RaceInputs, max_length: int, bench: BenchSettings
+) -> QualitySide:
+    """The pyvers-style side (see the module docstring), padding to ``max_length``, at
+    ``bench.train_baseline_learning_rate`` (else ours)."""
     import torch
 
     from citeops.tasks.train.optim import warmup_linear_decay
@@ -169,7 +173,7 @@ def baseline_side(settings: Settings, race: RaceInputs, max_length: int) -> Qual
     epochs, seed, lr = (
         settings.train.epochs,
         settings.train.seed,
-        settings.bench.train_baseline_learning_rate or settings.train.learning_rate,
+        bench.train_baseline_learning_rate or settings.train.learning_rate,
     )
     steps = planned_steps(len(train), batch_size, epochs)
     model = copy.deepcopy(race.initial)
@@ -358,9 +362,11 @@ def bench_time_to_f1(
     baseline_max_length: int,
     say: Callable[[str], None],
     ours_initial: torch.nn.Module | None = None,
+    bench: BenchSettings | None = None,
 ) -> dict[str, Any]:
     """Race both sides from ``initial`` to ``bench.train_target_f1`` (module docstring);
     ours starts from ``ours_initial`` instead when ``model.head`` gives it another head.
+    ``bench`` defaults to the environment's benchmark settings.
 
     Returns the keys ``time_to_f1`` (set-up and both sides, curves included),
     ``time_to_f1_ratio``, ``time_to_f1_ratio_is_lower_bound``, ``time_to_f1_note``,
@@ -370,7 +376,7 @@ def bench_time_to_f1(
 
     from citeops.tasks.train.fit import cpu_supports_bf16
 
-    bench = settings.bench
+    bench = bench or load_bench_settings()
     dataset = bench.train_quality_dataset
     train, dev = bench_examples(
         settings,
@@ -382,7 +388,7 @@ def bench_time_to_f1(
     rules = RaceRules(bench.train_target_f1, bench.train_budget_seconds, bench.train_eval_every)
     bf16 = cpu_supports_bf16() and not torch.cuda.is_available()
     inputs = RaceInputs(initial, tokenizer, train, dev, batch_size, ours_initial)
-    base = baseline_side(settings, inputs, baseline_max_length)
+    base = baseline_side(settings, inputs, baseline_max_length, bench)
     ours = ours_side(settings, inputs, bf16)
     say(
         f"time to dev macro F1 {rules.target_f1:.2f}: {len(train)} {dataset} training pairs, "
@@ -440,15 +446,15 @@ def format_time_to_f1(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def log_bench_run(settings: Settings, figures: dict[str, Any]) -> str:
-    """One MLflow run in ``bench.mlflow_experiment``: parameters, both dev-F1 curves
-    (``dev_f1_macro_<side>``, step = training milliseconds), the ratios, and ``figures``
-    as the JSON artifact. Returns the run id."""
+def log_bench_run(settings: Settings, figures: dict[str, Any], experiment: str) -> str:
+    """One MLflow run in ``experiment`` (``bench.mlflow_experiment``): parameters, both
+    dev-F1 curves (``dev_f1_macro_<side>``, step = training milliseconds), the ratios, and
+    ``figures`` as the JSON artifact. Returns the run id."""
     import mlflow
     from citeops.tasks.registry.register import client, ensure_experiment
 
     quality = figures["time_to_f1"]
-    experiment_id = ensure_experiment(settings, settings.bench.mlflow_experiment)
+    experiment_id = ensure_experiment(settings, experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name="bench-train") as run:
         mlflow.set_tag("citeops.kind", "benchmark")
         mlflow.log_params(bench_params(settings, quality))

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from citeops.benchmarks.settings import BenchSettings, load_bench_settings
 from citeops.benchmarks.train_sides import (
     SideRunner,
     bench_examples,
@@ -89,6 +90,7 @@ def bench_train(
     with_fp32: bool = False,
     progress: Callable[[str], None] | None = None,
     time_to_f1: bool = True,
+    bench: BenchSettings | None = None,
 ) -> dict[str, Any]:
     """Train both sides for ``steps`` steps of ``batch_size`` and compare speed and F1;
     with ``time_to_f1``, then race them to the dev macro F1 target (:mod:`.time_to_f1`,
@@ -97,7 +99,8 @@ def bench_train(
     Returns a JSON-able dict with ``baseline``, ``ours`` (and ``ours_fp32`` when asked),
     ``ratio`` (ours / baseline samples per second) and ``f1_diff`` (ours - baseline), plus
     with ``time_to_f1`` the keys of :func:`.time_to_f1.bench_time_to_f1` and
-    ``mlflow_run_id``.
+    ``mlflow_run_id``. The race's workload and goal come from ``bench`` (default: the
+    environment's benchmark settings).
     """
     from citeops.tasks.classifier.base import load_base
 
@@ -123,11 +126,13 @@ def bench_train(
         ours = None
         if settings.model.head != "cross":
             ours, _ = load_base(settings.model, seed=settings.train.seed)
+        bench = bench or load_bench_settings()
         figures.update(
-            bench_time_to_f1(settings, initial, tokenizer, batch_size, max_length, say, ours)
+            bench_time_to_f1(settings, initial, tokenizer, batch_size, max_length, say, ours, bench)
         )
-        figures["mlflow_run_id"] = log_bench_run(settings, figures)
-        say(f"MLflow run {figures['mlflow_run_id']} ({settings.bench.mlflow_experiment})")
+        experiment = bench.mlflow_experiment
+        figures["mlflow_run_id"] = log_bench_run(settings, figures, experiment)
+        say(f"MLflow run {figures['mlflow_run_id']} ({experiment})")
     return figures
 
 

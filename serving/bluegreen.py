@@ -32,6 +32,7 @@ from citeops.serving.slots import (
     check_smoke_outputs,
     wrap_verifier,
 )
+from citeops.tasks.data.multivers import LABELS
 from citeops.tasks.inference.aliases import alias_uri
 
 if TYPE_CHECKING:
@@ -137,9 +138,9 @@ class BlueGreen:
         return self.slots.live
 
     def expected_labels(self) -> tuple[str, ...]:
-        """The live model's labels, or the configured ones when nothing is live."""
+        """The live model's labels, or the data contract's when nothing is live."""
         live = self.slots.live[1]
-        return tuple(live.verifier.labels) if live else tuple(self.settings.model.labels)
+        return tuple(live.verifier.labels) if live else LABELS
 
     def remember(self, model: LoadedModel, claim: str, evidence: str, label: str) -> None:
         """Keep a live prediction for the agreement check of the next candidate."""

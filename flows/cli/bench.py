@@ -11,6 +11,7 @@ import os
 
 import typer
 
+from citeops.benchmarks.settings import load_bench_settings
 from citeops.flows.cli.common import info, print_json, settings_from
 
 EVIDENTLY_PYTHON_ENV = "CITEOPS_EVIDENTLY_PYTHON"
@@ -68,17 +69,16 @@ def bench_train_command(
     from citeops.benchmarks.train import bench_train
 
     settings = settings_from(
-        model={"base_model": base_model},
-        train={"max_length": ours_max_length},
-        bench={
-            "train_target_f1": target_f1,
-            "train_budget_seconds": budget_seconds,
-            "train_eval_every": eval_every,
-            "train_dev_examples": dev_examples,
-            "train_quality_examples": train_examples,
-            "train_quality_dataset": quality_dataset,
-            "train_baseline_learning_rate": baseline_lr,
-        },
+        model={"base_model": base_model}, train={"max_length": ours_max_length}
+    )
+    bench = load_bench_settings(
+        train_target_f1=target_f1,
+        train_budget_seconds=budget_seconds,
+        train_eval_every=eval_every,
+        train_dev_examples=dev_examples,
+        train_quality_examples=train_examples,
+        train_quality_dataset=quality_dataset,
+        train_baseline_learning_rate=baseline_lr,
     )
     figures = bench_train(
         settings,
@@ -89,6 +89,7 @@ def bench_train_command(
         with_fp32=with_fp32,
         progress=info,
         time_to_f1=time_to_f1,
+        bench=bench,
     )
     if as_json:
         print_json(figures)
@@ -207,8 +208,9 @@ def bench_ingest(
     lines/s and peak memory beside the baseline of reading and JSON-parsing them only."""
     from citeops.benchmarks.ingest import run_bench
 
-    settings = settings_from(bench={"ingest_lines": lines})
-    result = run_bench(settings, progress=info)
+    result = run_bench(
+        settings_from(), progress=info, bench=load_bench_settings(ingest_lines=lines)
+    )
     if as_json:
         print_json(result)
         return
@@ -246,16 +248,17 @@ def bench_drift(
     available."""
     from citeops.benchmarks.drift import run_speed_bench
 
-    settings = settings_from(bench={"drift_rows": rows})
+    bench = load_bench_settings(drift_rows=rows)
     python = evidently_python or os.environ.get(EVIDENTLY_PYTHON_ENV)
     names = _names(reference_datasets)
     result = run_speed_bench(
-        settings,
-        settings.bench.drift_rows,
+        settings_from(),
+        bench.drift_rows,
         python,
         progress=info,
         scenario=scenario,
         datasets=tuple(names) if names else None,
+        bench=bench,
     )
     if as_json:
         print_json(result)

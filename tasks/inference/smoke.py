@@ -34,7 +34,7 @@ KNOWN_PAIRS: tuple[tuple[str, str], ...] = (
 
 
 def parity_pairs(settings: Settings) -> list[tuple[str, str]]:
-    """The fixed parity sample: ``serve.parity_pairs`` test pairs of the evaluation datasets
+    """The fixed parity sample: ``registry.parity_pairs`` test pairs of the evaluation datasets
     (seeded shuffle, interleaved across datasets), or built-in pairs without data."""
     from citeops.tasks.data.multivers import read_split, shuffled
 
@@ -47,5 +47,5 @@ def parity_pairs(settings: Settings) -> list[tuple[str, str]]:
             continue
         per_set.append([(ex.claim, ex.evidence) for ex in examples])
     mixed = [pair for group in zip(*per_set, strict=False) for pair in group] if per_set else []
-    pairs = mixed[: settings.serve.parity_pairs]
+    pairs = mixed[: settings.registry.parity_pairs]
     return pairs or list(KNOWN_PAIRS)

@@ -159,7 +159,7 @@ def export_with_parity(
     onnx_path = folder / ONNX_FILE
     pairs = parity_pairs(settings)
     (folder / PARITY_FILE).write_text(json.dumps([list(p) for p in pairs]))
-    tolerance = settings.serve.parity_max_prob_diff
+    tolerance = settings.registry.parity_max_prob_diff
     try:
         verifier = ClaimVerifier.from_dir(folder, "fp32", folder=folder)
         names = (exporter or export_onnx)(verifier.model, verifier.tokenizer, onnx_path)

@@ -203,7 +203,11 @@ def judge(settings: Settings, validation: Validation) -> Any:
     from citeops.tasks.validate.gate import decide
 
     decision = decide(
-        validation.benchmarks, validation.latency, validation.behaviour, settings.gate
+        validation.benchmarks,
+        validation.latency,
+        validation.behaviour,
+        settings.gate,
+        settings.stats,
     )
     log_validation(settings, validation, decision)
     return decision

@@ -266,7 +266,7 @@ def evaluate_dataset(
     interval = None
     if targets:
         _, low, high = bootstrap_f1_interval(
-            targets, predicted, settings.gate.bootstrap_resamples, settings.gate.seed
+            targets, predicted, settings.stats.bootstrap_resamples, settings.stats.bootstrap_seed
         )
         interval = (low, high)
     return DatasetEvaluation(

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from citeops.configs.lifecycle import StatsSettings
 from citeops.tasks.classifier.stats import (
     CONFIDENCE,
     NUM_CLASSES,
@@ -266,7 +267,7 @@ class GateFailed(CiteopsError):
 # ---- the decision ----------------------------------------------------------------------
 
 
-def _row(bench: BenchmarkPredictions, settings: GateSettings) -> GateRow:
+def _row(bench: BenchmarkPredictions, stats: StatsSettings) -> GateRow:
     """Scores of one non-empty benchmark."""
     baseline = None
     if bench.majority_label is not None:
@@ -278,7 +279,11 @@ def _row(bench: BenchmarkPredictions, settings: GateSettings) -> GateRow:
         champion_f1 = macro_f1(bench.gold, bench.champion)
         champion_class = class_f1(bench.gold, bench.champion)
         difference, low, high = paired_bootstrap_f1_difference(
-            bench.gold, bench.candidate, bench.champion, settings.bootstrap_resamples, settings.seed
+            bench.gold,
+            bench.candidate,
+            bench.champion,
+            stats.bootstrap_resamples,
+            stats.bootstrap_seed,
         )
     return GateRow(
         benchmark=bench.name,
@@ -367,7 +372,7 @@ def _behaviour_reason(behaviour: BehaviourReport, settings: GateSettings) -> str
     )
 
 
-def _thresholds(settings: GateSettings) -> dict[str, float]:
+def _thresholds(settings: GateSettings, stats: StatsSettings) -> dict[str, float]:
     return {
         "max_f1_drop": settings.max_f1_drop,
         "min_drop_examples": float(settings.min_drop_examples),
@@ -376,9 +381,9 @@ def _thresholds(settings: GateSettings) -> dict[str, float]:
         "max_latency_increase": settings.max_latency_increase,
         "behaviour_min_pass": settings.behaviour_min_pass,
         "baseline_margin": settings.baseline_margin,
-        "bootstrap_resamples": float(settings.bootstrap_resamples),
+        "bootstrap_resamples": float(stats.bootstrap_resamples),
         "confidence": CONFIDENCE,
-        "seed": float(settings.seed),
+        "seed": float(stats.bootstrap_seed),
     }
 
 
@@ -400,20 +405,23 @@ def decide(
     latency: LatencyComparison,
     behaviour: BehaviourReport,
     settings: GateSettings,
+    stats: StatsSettings | None = None,
 ) -> GateDecision:
-    """Apply the gate's rules (see the module docstring) and return the verdict.
+    """Apply the gate's rules (see the module docstring) and return the verdict;
+    ``stats`` sets the paired bootstrap (its defaults when not given).
 
     Raises:
         ValueError: some benchmarks have champion predictions and others do not.
     """
     has_champion = _check_champion_coverage(benchmarks)
+    stats = stats or StatsSettings()
     notes: list[str] = []
     rows: list[GateRow] = []
     for bench in benchmarks:
         if not bench.gold:
             notes.append(f"{bench.name}: no examples, skipped.")
             continue
-        rows.append(_row(bench, settings))
+        rows.append(_row(bench, stats))
     floors = {b.name for b in benchmarks if b.applies_class_floor}
     reasons: list[str] = []
     if not rows:
@@ -447,7 +455,7 @@ def decide(
         mean_improvement=mean_improvement,
         latency=latency,
         behaviour=behaviour,
-        thresholds=_thresholds(settings),
+        thresholds=_thresholds(settings, stats),
         has_champion=has_champion,
         notes=notes,
     )

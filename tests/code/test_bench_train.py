@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from citeops.benchmarks.settings import load_bench_settings
 from citeops.configs.settings import load_settings
 
 # a race of seconds on the tiny model: 16 SciFact pairs, batches of 4, one epoch (4 steps)
@@ -94,7 +95,7 @@ def test_target_zero_is_reached_at_the_first_scoring_and_logged_to_mlflow(
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
     run = client.get_run(figures["mlflow_run_id"])
     experiment = client.get_experiment(run.info.experiment_id)
-    assert experiment.name == settings.bench.mlflow_experiment == "citeops-bench"
+    assert experiment.name == load_bench_settings().mlflow_experiment == "citeops-bench"
     for name, side in (("baseline", base), ("ours", ours)):
         history = client.get_metric_history(run.info.run_id, f"dev_f1_macro_{name}")
         assert [(h.step, h.value) for h in history] == [
@@ -133,17 +134,15 @@ def test_baseline_missing_the_target_makes_a_lower_bound_and_scoring_is_off_the_
         return {"f1_macro": 0.9 if selection is not None else 0.1}  # only ours passes one
 
     monkeypatch.setattr(time_to_f1, "score", slow_score)
-    settings = load_settings(
-        bench={
-            "train_quality_examples": 16,
-            "train_dev_examples": 8,
-            "train_eval_every": 1,
-            "train_target_f1": 0.5,
-        }
+    settings = load_settings()
+    bench = load_bench_settings(
+        train_quality_examples=16, train_dev_examples=8, train_eval_every=1, train_target_f1=0.5
     )
     model, tokenizer = load_base(settings.model, seed=0)
     start = time.perf_counter()
-    figures = time_to_f1.bench_time_to_f1(settings, model, tokenizer, 4, 512, lambda _m: None)
+    figures = time_to_f1.bench_time_to_f1(
+        settings, model, tokenizer, 4, 512, lambda _m: None, bench=bench
+    )
     wall = time.perf_counter() - start
 
     base, ours = figures["time_to_f1"]["baseline"], figures["time_to_f1"]["ours"]

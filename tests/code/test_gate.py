@@ -443,9 +443,9 @@ def test_to_dict_is_json_and_mlflow_metrics_are_flat_floats() -> None:
 def test_gate_settings_defaults_bounds_and_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = GateSettings()
     assert defaults.max_f1_drop == 0.02 and defaults.min_improvement == 0.0
-    assert defaults.bootstrap_resamples == 1000
-    with pytest.raises(SettingsError, match="gate.bootstrap_resamples"):
-        load_settings(gate={"bootstrap_resamples": 100})
+    assert load_settings(profile="local").stats.bootstrap_resamples == 1000
+    with pytest.raises(SettingsError, match="stats.bootstrap_resamples"):
+        load_settings(stats={"bootstrap_resamples": 100})
     monkeypatch.setenv("CITEOPS_GATE__MAX_F1_DROP", "0.05")
     assert load_settings().gate.max_f1_drop == 0.05
     monkeypatch.delenv("CITEOPS_GATE__MAX_F1_DROP")

@@ -79,16 +79,16 @@ def test_every_bad_line_kind_is_quarantined_with_its_reason(
 
 def test_accounting_identity_matches_generated_tally(log_root: Path) -> None:
     from citeops.benchmarks.ingest import generate
+    from citeops.benchmarks.settings import load_bench_settings
 
-    settings = load_settings(
-        bench={
-            "ingest_part_lines": 700,
-            "ingest_bad_fraction": 0.1,
-            "ingest_duplicate_fraction": 0.1,
-            "ingest_conflict_fraction": 0.05,
-        }
+    settings = load_settings()
+    bench = load_bench_settings(
+        ingest_part_lines=700,
+        ingest_bad_fraction=0.1,
+        ingest_duplicate_fraction=0.1,
+        ingest_conflict_fraction=0.05,
     )
-    tally = generate(settings, log_root, 3000, seed=7)
+    tally = generate(settings, log_root, 3000, seed=7, bench=bench)
     report = ingest(settings).to_dict()
     for key in ("lines", "accepted", "duplicates", "conflicts", "quarantined", "leaked"):
         assert report[key] == tally.get(key, 0), key

@@ -25,7 +25,8 @@ from tests.integration.serve_support import save_tiny_model
 def fp32_settings(**serve: Any) -> Settings:
     """Every runtime at fp32, so that all must match PyTorch fp32 closely."""
     return load_settings(
-        serve={"precision": "fp32", "openvino_precision": "fp32", "parity_pairs": 8, **serve}
+        serve={"precision": "fp32", "openvino_precision": "fp32", **serve},
+        registry={"parity_pairs": 8},
     )
 
 

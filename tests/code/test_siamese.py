@@ -115,7 +115,7 @@ def test_a_saved_siamese_folder_loads_with_plain_transformers(siamese_folder: Pa
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_the_siamese_export_matches_pytorch_fp32(siamese_folder: Path, runtime: str) -> None:
     settings = load_settings(
-        serve={"precision": "fp32", "openvino_precision": "fp32", "parity_pairs": 8}
+        serve={"precision": "fp32", "openvino_precision": "fp32"}, registry={"parity_pairs": 8}
     )
     report = export_with_parity(siamese_folder, settings)
     assert report.exportable, report.reason

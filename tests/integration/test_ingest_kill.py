@@ -40,10 +40,12 @@ def test_killed_ingest_then_rerun_equals_one_clean_run(
     citeops_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from citeops.benchmarks.ingest import generate
+    from citeops.benchmarks.settings import load_bench_settings
     from citeops.tasks.ingest.pipeline import ingest
 
     root = tmp_path / "logs"
-    generate(load_settings(bench={"ingest_part_lines": PART_LINES}), root, OBJECTS * PART_LINES)
+    bench = load_bench_settings(ingest_part_lines=PART_LINES)
+    generate(load_settings(), root, OBJECTS * PART_LINES, bench=bench)
     monkeypatch.setenv("CITEOPS_LOG_ROOT", str(root))
     monkeypatch.setenv("CITEOPS_INGEST__CHUNK_LINES", "500")
     monkeypatch.setenv("CITEOPS_INGEST__PROGRESS_EVERY_LINES", "500")

@@ -72,14 +72,14 @@ def endpoint(model_uri: str, loader: Any = None) -> Iterator[str]:
 
 @contextmanager
 def endpoints(monkeypatch: pytest.MonkeyPatch, *uris: str, loaders: Any = ()) -> Iterator[list]:
-    """Several endpoints, named in ``serve.endpoints`` for the promotion to use."""
+    """Several endpoints, named in ``promote.endpoints`` for the promotion to use."""
     with ExitStack() as stack:
         bases = [
             stack.enter_context(endpoint(uri, loaders[i] if i < len(loaders) else None))
             for i, uri in enumerate(uris)
         ]
         monkeypatch.setenv(
-            "CITEOPS_SERVE__ENDPOINTS", "[" + ",".join(f'"{b}"' for b in bases) + "]"
+            "CITEOPS_PROMOTE__ENDPOINTS", "[" + ",".join(f'"{b}"' for b in bases) + "]"
         )
         yield bases
 

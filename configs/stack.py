@@ -1,0 +1,70 @@
+"""Settings of the servers around the loop: MLflow, S3, and the local stack."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from citeops.configs.base import Section
+
+
+class MlflowSettings(Section):
+    """Tracking server and registry."""
+
+    tracking_uri: str | None = None
+    """Where runs are tracked (None: SQLite under home)."""
+    artifact_location: str | None = None
+    """Artifact location of new experiments (None: a folder under home)."""
+    experiment: str = "citeops"
+    """Experiment of training and validation runs."""
+    registered_model: str = "claim-verifier"
+    """The one registered model."""
+    server_host: str = "127.0.0.1"
+    """Address `mlflow server` listens on."""
+    server_port: int = Field(5000, ge=1, le=65535)
+    """Port `mlflow server` listens on."""
+    backend_store_uri: str | None = None
+    """What `mlflow server` stores runs in (None: `tracking_uri`)."""
+    artifacts_destination: str | None = None
+    """Where `mlflow server` proxies artifacts to (None: `artifact_location`)."""
+    server_workers: int = Field(2, ge=1)
+    """Uvicorn workers of `mlflow server`."""
+    db_upgrade: bool = True
+    """Run `mlflow db upgrade` before the server starts."""
+
+
+class S3Settings(Section):
+    """S3 access; credentials come only from the standard AWS environment."""
+
+    endpoint_url: str | None = None
+    """S3 API endpoint (None: AWS S3)."""
+    region: str = "us-east-1"
+    """S3 region."""
+
+
+class StackSettings(Section):
+    """The local stack started by `citeops up`."""
+
+    prefect_host: str = "127.0.0.1"
+    """Address the Prefect server listens on."""
+    prefect_port: int = Field(4200, ge=1, le=65535)
+    """Port the Prefect server listens on."""
+    prefect_api_url: str | None = None
+    """Prefect API URL (None: from host and port)."""
+    prefect_database_url: str | None = None
+    """Prefect's database (None: Prefect's SQLite under home)."""
+    work_pool: str = "local"
+    """Process pool served by the worker `citeops up` starts."""
+    train_work_pool: str = "local"
+    """Pool of the training deployment (a GPU pool in production)."""
+    monitor_cron: str = "0 6 * * *"
+    """Daily schedule of the monitor deployment (UTC)."""
+    worker_poll_seconds: float = Field(5.0, gt=0)
+    """How often the worker polls for runs."""
+    health_timeout_seconds: float = Field(120.0, gt=0)
+    """How long `citeops up` waits for a server to answer."""
+    stop_timeout_seconds: float = Field(20.0, gt=0)
+    """How long `citeops down` waits before killing a process."""
+    deploy_on_up: bool = True
+    """`citeops up` also deploys the flows from prefect.yaml."""
+    serve: bool = True
+    """`citeops up` also starts the serving endpoint."""
