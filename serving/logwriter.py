@@ -39,10 +39,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from citeops.tasks.logcontract import DATETIME, STREAMS
+
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
 
-STREAMS = ("queries", "feedback")
 TORN_SUFFIX = ".torn"
 log = logging.getLogger("citeops.serving.logs")
 
@@ -318,7 +319,7 @@ class LogWriter:
             _settle(part.waiting, LogWriteFailed(f"{type(error).__name__}: {error}"))
 
     def _append(self, stream: str, record: dict[str, Any], done: Future[None] | None) -> None:
-        day = str(record.get("datetime", ""))[:10] or datetime.now(UTC).strftime("%Y-%m-%d")
+        day = str(record.get(DATETIME, ""))[:10] or datetime.now(UTC).strftime("%Y-%m-%d")
         try:
             line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
             line.encode("utf-8")

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, PlainValidator, StrictStr, WithJsonSchema
 
+from citeops.tasks.logcontract import MAX_META_CHARS
+
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
 
@@ -125,8 +127,9 @@ class TextLimits:
     """Longest accepted texts, in characters.
 
     Ingestion's limits (``ingest.max_claim_chars``, ``ingest.max_evidence_chars`` and the
-    128-character limit on request ids) are the definition; ``serve.max_text_chars`` can
-    only tighten them for the API (it bounds tokenisation work per request).
+    log contract's :data:`~citeops.tasks.logcontract.MAX_META_CHARS` on request ids) are
+    the definition; ``serve.max_text_chars`` can only tighten them for the API (it bounds
+    tokenisation work per request).
     """
 
     claim: int
@@ -135,8 +138,6 @@ class TextLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TextLimits:
-        from citeops.tasks.ingest.parse import MAX_META_CHARS
-
         serve_cap = settings.serve.max_text_chars
         return cls(
             claim=min(settings.ingest.max_claim_chars, serve_cap),

@@ -97,30 +97,54 @@ def rollback_command(
 
 
 def history_command(
-    limit: int = typer.Option(20, min=1, help="Show at most N records."),
-    as_json: bool = typer.Option(False, "--json", help="Print the records as a JSON list."),
+    limit: int = typer.Option(20, min=1, help="Show at most N records of each kind."),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print {"promotions": [...], "decisions": [...]} as JSON.'
+    ),
 ) -> None:
-    """Promotion records, newest first: version, trigger, gate, outcome, cost."""
+    """Promotion records and retrain decisions, newest first: kind, outcome, version,
+    cost, trigger causes."""
+    from citeops.tasks.store.decisions import list_decisions
     from citeops.tasks.store.promotions import list_records
 
-    records = [r.to_dict() for r in list_records(settings_from(), limit=limit)]
+    settings = settings_from()
+    records = [r.to_dict() for r in list_records(settings, limit=limit)]
+    decisions = list_decisions(settings, limit=limit)
     if as_json:
-        print_json(records)
+        print_json({"promotions": records, "decisions": decisions})
         return
-    if not records:
-        typer.echo("no promotion records yet (run `citeops retrain`)")
+    if not records and not decisions:
+        typer.echo("no promotion records or retrain decisions yet (run `citeops retrain`)")
         return
     typer.echo(
         f"{'#':>4}  {'kind':8}  {'outcome':12}  {'version':>7}  {'before':>6}  "
         f"{'cost $':>7}  {'started (UTC)':19}  trigger"
     )
-    for r in records:
-        causes = "+".join((r.get("trigger") or {}).get("causes") or []) or "-"
-        cost = f"{r['cost_usd']:.4f}" if r.get("cost_usd") is not None else "-"
-        typer.echo(
-            f"{r['id']:>4}  {r['kind']:8}  {r['outcome']:12}  {r['version'] or '-':>7}  "
-            f"{r['previous_version'] or '-':>6}  {cost:>7}  {r['started_at'][:19]:19}  {causes}"
-        )
+    rows = [_record_row(r) for r in records] + [_decision_row(d) for d in decisions]
+    for _, row in sorted(rows, reverse=True)[:limit]:
+        typer.echo(row)
+
+
+def _record_row(r: dict[str, Any]) -> tuple[str, str]:
+    """(start time, the history line) of a promotion record."""
+    causes = "+".join((r.get("trigger") or {}).get("causes") or []) or "-"
+    cost = f"{r['cost_usd']:.4f}" if r.get("cost_usd") is not None else "-"
+    return r["started_at"], (
+        f"{r['id']:>4}  {r['kind']:8}  {r['outcome']:12}  {r['version'] or '-':>7}  "
+        f"{r['previous_version'] or '-':>6}  {cost:>7}  {r['started_at'][:19]:19}  {causes}"
+    )
+
+
+def _decision_row(d: dict[str, Any]) -> tuple[str, str]:
+    """(decision time, the history line) of a retrain decision; its outcome says whether
+    a retraining run was started."""
+    started = (d.get("deployment") or {}).get("started")
+    outcome = ("started" if started else "retrain") if d["retrain"] else "no retrain"
+    causes = "+".join(d["causes"]) or "-"
+    return d["decided_at"], (
+        f"{d['id']:>4}  {'decision':8}  {outcome:12}  {'-':>7}  {'-':>6}  {'-':>7}  "
+        f"{d['decided_at'][:19]:19}  {causes}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from citeops.tasks.data.multivers import LABELS
+from citeops.tasks.logcontract import DATETIME, MAX_META_CHARS, QUERIES
 
 # reason -> what it means; parse-time reasons first, then those the GX suites give
 REASONS: dict[str, str] = {
@@ -39,9 +40,6 @@ REASONS: dict[str, str] = {
 
 BOM = b"\xef\xbb\xbf"
 NUL_ESCAPE = b"\\u0000"  # JSON's only way to put a NUL in a string (a raw one is bad JSON)
-FEEDBACK_REQUIRED = ("claim", "evidence", "user_label", "datetime")
-QUERY_REQUIRED = ("request_id", "datetime", "claim", "evidence", "prediction", "probabilities")
-OPTIONAL_STRINGS = ("request_id", "model_version", "slot", "model", "client_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +87,6 @@ def _string(obj: dict[str, Any], name: str) -> str:
     return value
 
 
-MAX_META_CHARS = 128  # request_id, model_version, slot, client_id
-
-
 def _optional_string(obj: dict[str, Any], name: str) -> str | None:
     value = obj.get(name)
     if value is None:
@@ -105,9 +100,9 @@ def _optional_string(obj: dict[str, Any], name: str) -> str | None:
 
 
 def _datetime(obj: dict[str, Any]) -> tuple[datetime, float]:
-    text = obj.get("datetime")
+    text = obj.get(DATETIME)
     if type(text) is not str:
-        text = _string(obj, "datetime")
+        text = _string(obj, DATETIME)
     try:
         when = datetime.fromisoformat(text)
         if when.tzinfo is not None:
@@ -224,7 +219,7 @@ def _refuse_nul(row: dict[str, Any]) -> None:
 
 def parse_lines(kind: str, lines: Iterable[tuple[int, bytes, bool]]) -> ParsedChunk:
     """Parse ``(line_no, raw, too_long)`` lines of a ``feedback`` or ``queries`` object."""
-    build = _query_row if kind == "queries" else _feedback_row
+    build = _query_row if kind == QUERIES else _feedback_row
     chunk = ParsedChunk()
     rows, rejects = chunk.rows, chunk.rejects
     count = 0

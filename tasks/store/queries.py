@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from citeops.tasks.data.multivers import LABEL2ID, Example
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.logcontract import MAX_META_CHARS
 from citeops.tasks.store.schema import (
     excluded_clients,
     feedback,
@@ -282,11 +283,12 @@ def exclude_client(settings: Settings, client_id: str, note: str | None = None) 
     training and the trigger ignore them. Excluding twice changes nothing.
 
     Raises:
-        UnknownClient: ``client_id`` is empty or longer than 128 characters.
+        UnknownClient: ``client_id`` is empty or longer than the log contract allows
+            (:data:`~citeops.tasks.logcontract.MAX_META_CHARS`).
     """
     client_id = client_id.strip()
-    if not client_id or len(client_id) > 128:
-        raise UnknownClient("--client must be a client id of 1-128 characters")
+    if not client_id or len(client_id) > MAX_META_CHARS:
+        raise UnknownClient(f"--client must be a client id of 1-{MAX_META_CHARS} characters")
     mine = feedback_clients.c.client_id == client_id
     with open_store(settings) as engine, engine.begin() as conn:
         lines, rows = conn.execute(

@@ -1,8 +1,15 @@
-"""Tables of the curated store and the versioned migrations that create and upgrade them.
+"""Tables of the curated store, and the Alembic migrations that create and upgrade them.
 
-The schema version lives in the ``schema_version`` table; :func:`upgrade` applies every
-migration newer than the recorded version, each in its own transaction, and is run by the
-tool every time it opens the store (``open_store``), so nobody creates tables by hand.
+The tables here are what the code reads and writes; the migrations under ``migrations/``
+are frozen steps (explicit ``op.create_table`` / ``op.add_column``) from an empty database
+to that state, so an old database and a fresh one reach the same schema. :func:`upgrade`
+runs them programmatically (no ``alembic.ini``) every time the tool opens the store
+(``open_store``), so nobody creates tables by hand. The revision in force is kept in
+:data:`VERSION_TABLE` (not ``alembic_version``, so the store can share a database with
+MLflow or Prefect, which keep theirs there).
+
+Databases made before Alembic carry the old ``schema_version`` table (versions 1-3): they
+are stamped with the matching revision (:data:`LEGACY_REVISIONS`), then upgraded.
 
 Datetimes are stored as naive UTC (``DateTime`` without time zone) on both SQLite and
 PostgreSQL; :func:`utc_naive` converts aware values on the way in.
@@ -10,9 +17,11 @@ PostgreSQL; :func:`utc_naive` converts aware values on the way in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,21 +41,19 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    func,
-    select,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import (
-    ArgumentError,
-    IntegrityError,
-    NoSuchModuleError,
-    OperationalError,
-    ProgrammingError,
-)
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.logcontract import MAX_META_CHARS
 
 if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     from citeops.configs.settings import Settings
 
 
@@ -56,12 +63,13 @@ class StoreError(CiteopsError):
 
 metadata = MetaData()
 
-schema_version = Table(
-    "schema_version",
-    metadata,
-    Column("version", Integer, primary_key=True),
-    Column("applied_at", DateTime, nullable=False),
-)
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+VERSION_TABLE = "store_alembic_version"
+LEGACY_VERSION_TABLE = "schema_version"
+# the previous code's schema version -> the revision whose tables it had
+LEGACY_REVISIONS = {1: "0001", 2: "0002", 3: "0003"}
+# key of the PostgreSQL advisory lock held while migrating (any fixed 64-bit number)
+MIGRATION_LOCK_KEY = zlib.crc32(b"citeops.store.migrations")
 
 ingest_runs = Table(
     "ingest_runs",
@@ -110,9 +118,9 @@ feedback = Table(
     Column("prediction", Text),  # JSON as sent (a label or {label: p})
     Column("datetime", DateTime, nullable=False),  # when the feedback was given (first)
     Column("last_datetime", DateTime, nullable=False),  # latest duplicate's datetime
-    Column("request_id", String(128)),
-    Column("model_version", String(128)),
-    Column("slot", String(128)),
+    Column("request_id", String(MAX_META_CHARS)),
+    Column("model_version", String(MAX_META_CHARS)),
+    Column("slot", String(MAX_META_CHARS)),
     Column("pair_key", String(32), nullable=False),  # hash of normalised claim + evidence
     Column("votes", Integer, nullable=False),  # this line plus its duplicates
     Column("leaked", Boolean, nullable=False),  # claim is in a benchmark test set
@@ -129,13 +137,13 @@ queries = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("object_id", Integer, ForeignKey("ingest_objects.id"), nullable=False),
     Column("line_no", Integer, nullable=False),
-    Column("request_id", String(128)),
+    Column("request_id", String(MAX_META_CHARS)),
     Column("dedupe_key", String(160), nullable=False, unique=True),
     Column("datetime", DateTime, nullable=False),
     Column("claim", Text, nullable=False),
     Column("evidence", Text, nullable=False),
-    Column("model_version", String(128)),
-    Column("slot", String(128)),
+    Column("model_version", String(MAX_META_CHARS)),
+    Column("slot", String(MAX_META_CHARS)),
     Column("prediction", String(16), nullable=False),
     Column("probabilities", Text, nullable=False),  # JSON {label: p}
     Column("latency_ms", Float),
@@ -224,7 +232,7 @@ feedback_clients = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("pair_key", String(32), nullable=False),
     Column("user_label", String(16), nullable=False),
-    Column("client_id", String(128), nullable=False),
+    Column("client_id", String(MAX_META_CHARS), nullable=False),
     Column("votes", Integer, nullable=False),
     Column("first_datetime", DateTime, nullable=False),
     Column("last_datetime", DateTime, nullable=False),
@@ -236,38 +244,27 @@ feedback_clients = Table(
 excluded_clients = Table(
     "excluded_clients",
     metadata,
-    Column("client_id", String(128), primary_key=True),
+    Column("client_id", String(MAX_META_CHARS), primary_key=True),
     Column("excluded_at", DateTime, nullable=False),
     Column("lines", Integer, nullable=False),  # its lines in the store when it was excluded
     Column("note", Text),
 )
 
-
-def _v1(conn: Connection) -> None:
-    metadata.create_all(
-        conn,
-        tables=[
-            ingest_runs,
-            ingest_objects,
-            feedback,
-            queries,
-            quarantine,
-            validation_results,
-            training_marks,
-        ],
-    )
-
-
-def _v2(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[promotions, locks])
-
-
-def _v3(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[feedback_clients, excluded_clients])
-
-
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
-SCHEMA_VERSION = max(MIGRATIONS)
+# One row per retraining decision of the trigger (``citeops trigger``, the monitor flow):
+# whether to retrain, why, from what, and the retraining run it started.
+retrain_decisions = Table(
+    "retrain_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decided_at", DateTime, nullable=False),
+    Column("retrain", Boolean, nullable=False),
+    Column("causes", Text, nullable=False),  # JSON list: feedback, drift, forced
+    Column("reasons", Text, nullable=False),  # JSON list of sentences
+    Column("inputs", Text, nullable=False),  # JSON: every input of the rule
+    Column("deployment", Text),  # JSON: the retraining flow run started, or why none
+    Column("mlflow_run_id", String(64)),  # the (drift) run the decision was logged to
+    Index("ix_retrain_decisions_decided", "decided_at"),
+)
 
 
 def utc_naive(value: datetime) -> datetime:
@@ -324,44 +321,119 @@ def _create_engine(url: str, **options: Any) -> Engine:
         ) from None
 
 
-def current_version(conn: Connection) -> int:
-    schema_version.create(conn, checkfirst=True)
-    return int(conn.execute(select(func.coalesce(func.max(schema_version.c.version), 0))).scalar())
+def alembic_config(conn: Connection | None = None) -> Config:
+    """The Alembic configuration of the store, built in code: the migrations folder in
+    this package and, when given, the connection the migrations run on
+    (``migrations/env.py`` reads it from ``attributes``)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = conn
+    return config
 
 
-def upgrade(engine: Engine) -> int:
-    """Apply every pending migration; returns the schema version now in force.
+@cache
+def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The newest revision this citeops knows."""
+    head = _scripts().get_current_head()
+    assert head is not None, f"no migration under {MIGRATIONS_DIR}"
+    return head
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The revision the store is at (``None``: no Alembic revision recorded yet)."""
+    from alembic.runtime.migration import MigrationContext
+
+    context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def _legacy_version(conn: Connection) -> int | None:
+    """The highest version in the previous code's ``schema_version`` table, if it has one."""
+    if not inspect(conn).has_table(LEGACY_VERSION_TABLE):
+        return None
+    found = conn.execute(text(f"SELECT max(version) FROM {LEGACY_VERSION_TABLE}")).scalar()
+    return None if found is None else int(found)
+
+
+def _describe(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _check_known(engine: Engine, revision: str | None) -> None:
+    """Raises StoreError when ``revision`` is one this citeops does not have."""
+    from alembic.util import CommandError
+
+    if revision is None:
+        return
+    try:
+        _scripts().get_revision(revision)
+    except CommandError:
+        raise _newer_than_this(engine, f"schema revision {revision}") from None
+
+
+def _newer_than_this(engine: Engine, found: str) -> StoreError:
+    return StoreError(
+        f"curated store {_describe(engine)} has {found}, newer than this citeops (its "
+        f"newest is revision {head_revision()}); upgrade citeops"
+    )
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that only one migrator at a time holds: PostgreSQL's
+    transaction-scoped advisory lock, SQLite's write lock (``BEGIN IMMEDIATE``, waiting up
+    to the busy timeout). Released at commit or rollback."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
+
+
+def _migrate(engine: Engine) -> str:
+    from alembic import command
+
+    with _migration_lock(engine) as conn:
+        revision = current_revision(conn)
+        _check_known(engine, revision)
+        if revision == head_revision():  # another process migrated while we waited
+            return revision
+        config = alembic_config(conn)
+        if revision is None and (legacy := _legacy_version(conn)) is not None:
+            if legacy not in LEGACY_REVISIONS:
+                raise _newer_than_this(engine, f"schema version {legacy} (before Alembic)")
+            command.stamp(config, LEGACY_REVISIONS[legacy])
+        command.upgrade(config, "head")
+    return head_revision()
+
+
+def upgrade(engine: Engine) -> str:
+    """Bring the store to the newest revision; returns it. Safe to run from several
+    processes at once: the first migrates under a lock, the others wait and find the work
+    done. A store already at the head costs one read and takes no lock.
 
     Raises:
         StoreError: the store was written by a newer citeops, or cannot be reached.
     """
-    for attempt in range(3):
-        try:
-            with engine.begin() as conn:
-                version = current_version(conn)
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"curated store {engine.url.render_as_string(hide_password=True)} has "
-                        f"schema version {version}, newer than this citeops ({SCHEMA_VERSION}); "
-                        "upgrade citeops"
-                    )
-                for number in sorted(v for v in MIGRATIONS if v > version):
-                    MIGRATIONS[number](conn)
-                    conn.execute(
-                        schema_version.insert().values(version=number, applied_at=utc_now())
-                    )
-                return max(version, SCHEMA_VERSION)
-        except IntegrityError:
-            if attempt == 2:  # another process migrated at the same moment: read again
-                raise
-        except (OperationalError, ProgrammingError) as error:
-            if attempt == 2:
-                raise StoreError(
-                    f"cannot open the curated store "
-                    f"{engine.url.render_as_string(hide_password=True)}: "
-                    f"{str(error.orig).strip().splitlines()[0] if error.orig else error}"
-                ) from None
-    return SCHEMA_VERSION
+    try:
+        with engine.connect() as conn:
+            revision = current_revision(conn)
+        _check_known(engine, revision)
+        return revision if revision == head_revision() else _migrate(engine)
+    except (OperationalError, ProgrammingError) as error:
+        raise StoreError(
+            f"cannot open the curated store {_describe(engine)}: "
+            f"{str(error.orig).strip().splitlines()[0] if error.orig else error}"
+        ) from None
 
 
 @contextmanager

@@ -3,9 +3,9 @@
 Three causes, any of which fires: accepted new feedback in the curated store since the
 last training run (the store's training mark) at or above ``trigger.min_new_feedback``;
 drift found by the latest drift run; a forced run (the quarterly schedule passes
-``force=True``). Every decision and its inputs are appended to
-``<home>/trigger/decisions.jsonl`` (and ``latest.json``), and attached to an MLflow run
-when one is given.
+``force=True``). Every decision and its inputs are stored in the curated store (table
+``retrain_decisions``, beside the promotion records: ``citeops history``), and attached to
+an MLflow run when one is given.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.store.decisions import save_decision
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -45,7 +46,8 @@ class RetrainLaunch:
 class RetrainDecision:
     """Whether to retrain, which causes fired (``causes``), why in words (``reasons``),
     every input the decision was made from (``inputs``), where it was recorded
-    (``record``) and the retraining run it started (``deployment``)."""
+    (``record``, and its store row ``id``) and the retraining run it started
+    (``deployment``)."""
 
     retrain: bool
     causes: list[str]
@@ -54,9 +56,10 @@ class RetrainDecision:
     decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     record: str | None = None
     deployment: RetrainLaunch | None = None
+    id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (``citeops trigger --json``, ``decisions.jsonl``)."""
+        """The JSON form (``citeops trigger --json``, the stored row)."""
         return asdict(self)
 
 
@@ -182,29 +185,23 @@ def _drift_flag(drift: Any, inputs: dict[str, Any]) -> bool | None:
     return None if flag is None else bool(flag)
 
 
-def decisions_dir(settings: Settings) -> Path:
-    """``<home>/trigger``: ``decisions.jsonl`` (every decision) and ``latest.json``."""
-    return settings.home / "trigger"
-
-
 def record_decision(
     decision: RetrainDecision, settings: Settings, mlflow_run_id: str | None = None
-) -> Path:
-    """Append the decision to ``decisions.jsonl``, rewrite ``latest.json``, and log it to
-    the MLflow run ``mlflow_run_id`` when given; returns the ``decisions.jsonl`` path."""
-    folder = decisions_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    log = folder / "decisions.jsonl"
-    decision.record = str(log)
-    line = json.dumps(decision.to_dict(), default=str)
-    with log.open("a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-    (folder / "latest.json").write_text(json.dumps(decision.to_dict(), indent=2, default=str))
+) -> int:
+    """Store the decision in the curated store (``citeops history`` shows it), and log it
+    to the MLflow run ``mlflow_run_id`` when given; returns its store id (also set as
+    ``decision.id``).
+
+    Raises:
+        StoreError: the curated store cannot be reached.
+    """
+    decision.id = save_decision(settings, decision.to_dict(), mlflow_run_id)
+    decision.record = f"curated store, retrain decision #{decision.id}"
     if mlflow_run_id:
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
         client.log_dict(mlflow_run_id, decision.to_dict(), "trigger/decision.json")
         client.set_tag(mlflow_run_id, "trigger.retrain", str(decision.retrain).lower())
-    logger.info("retrain decision recorded in %s", log)
-    return log
+    logger.info("retrain decision recorded: %s", decision.record)
+    return decision.id

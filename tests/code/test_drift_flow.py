@@ -11,6 +11,14 @@ from citeops.tasks.data.multivers import read_split
 from tests.code.test_drift_run import query_records, write_query_log
 
 
+def stored_decision(decision_id: int) -> dict:
+    """The decision row ``decision_id`` as the curated store holds it."""
+    from citeops.configs.settings import load_settings
+    from citeops.tasks.store.decisions import list_decisions
+
+    return next(d for d in list_decisions(load_settings()) if d["id"] == decision_id)
+
+
 @pytest.fixture
 def citint_queries(tmp_path: Path, data_dir: Path) -> Path:
     """A folder of query logs from another source than the reference (drift expected)."""
@@ -40,8 +48,9 @@ def test_monitor_flow_records_decision_without_retrain_deployment(
     assert decision["retrain"] is True and decision["causes"] == ["drift", "forced"]
     assert decision["deployment"]["started"] is False
     assert "no deployment of flow 'retrain'" in decision["deployment"]["reason"]
-    recorded = json.loads((Path(decision["record"]).parent / "latest.json").read_text())
+    recorded = stored_decision(decision["id"])
     assert recorded["deployment"] == decision["deployment"]
+    assert recorded["mlflow_run_id"] == result["drift"]["mlflow_run_id"]
     APILogWorker.drain_all(timeout=5)
     run_logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
     with get_client(sync_client=True) as client:
@@ -92,9 +101,7 @@ def test_monitor_flow_starts_retrain_deployment(prefect_harness, citint_queries:
         )
         started = result["decision"]["deployment"]
         assert started["started"] is True and started["deployment"] == "retrain/drift-test"
-        recorded = json.loads(
-            (Path(result["decision"]["record"]).parent / "latest.json").read_text()
-        )
+        recorded = stored_decision(result["decision"]["id"])
         assert recorded["deployment"]["flow_run_id"] == started["flow_run_id"]
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(started["flow_run_id"])

@@ -57,3 +57,6 @@ def test_wheel_holds_only_the_citeops_namespace(tmp_path: Path) -> None:
     assert "citeops/configs/profiles/local.yaml" in names
     assert "citeops/tasks/ingest/suites/feedback.yaml" in names
     assert "citeops/tasks/data/SHA256SUMS" in names
+    migrations = ROOT / "tasks" / "store" / "migrations"
+    shipped = {f"citeops/{p.relative_to(ROOT).as_posix()}" for p in migrations.rglob("*.py")}
+    assert "citeops/tasks/store/migrations/env.py" in shipped <= set(names)

@@ -315,7 +315,7 @@ def test_check_text_refuses_text_that_cannot_be_stored(value: str, message: str)
 def test_api_text_limits_are_ingestions_limits() -> None:
     from citeops.configs.settings import load_settings
     from citeops.serving.schemas import TextLimits
-    from citeops.tasks.ingest.parse import MAX_META_CHARS
+    from citeops.tasks.logcontract import MAX_META_CHARS
 
     settings = load_settings(profile="test")
     limits = TextLimits.from_settings(settings)

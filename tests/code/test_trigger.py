@@ -11,6 +11,7 @@ import pytest
 from citeops.configs.settings import load_settings
 from citeops.flows.cli import app
 from citeops.flows.cli.common import run_cli
+from citeops.tasks.store.decisions import list_decisions
 from citeops.tasks.store.queries import mark_training
 from citeops.tasks.trigger.decision import RetrainLaunch, decide, should_retrain
 from tests.ingest_support import feedback_line, write_part
@@ -52,11 +53,13 @@ def test_should_retrain_records_decision_and_inputs() -> None:
     second = should_retrain(settings, force=True, drift=False, new_feedback=120, since=since)
     assert first.causes == ["drift"] and second.causes == ["feedback", "forced"]
     assert first.inputs["drift_report"] == "/r.html" and first.inputs["since"] == since.isoformat()
-    log = Path(first.record)
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [line["causes"] for line in lines] == [["drift"], ["feedback", "forced"]]
-    latest = json.loads((log.parent / "latest.json").read_text())
-    assert latest["inputs"]["new_feedback"] == 120 and latest["retrain"] is True
+    assert first.record == f"curated store, retrain decision #{first.id}"
+    stored = list_decisions(settings)  # newest first
+    assert [d["causes"] for d in stored] == [["feedback", "forced"], ["drift"]]
+    assert [d["id"] for d in stored] == [second.id, first.id]
+    assert stored[0]["inputs"]["new_feedback"] == 120 and stored[0]["retrain"] is True
+    assert stored[1]["inputs"]["since"] == since.isoformat()
+    assert stored[1]["decided_at"] == first.decided_at
 
 
 def test_should_retrain_gathers_feedback_count() -> None:
@@ -94,8 +97,9 @@ def test_decision_record_keeps_the_retraining_run() -> None:
     decision.deployment = RetrainLaunch(True, deployment="retrain/daily", flow_run_id="abc")
     from citeops.tasks.trigger.decision import record_decision
 
-    log = record_decision(decision, settings)
-    latest = json.loads((log.parent / "latest.json").read_text())
+    decision_id = record_decision(decision, settings)
+    latest = list_decisions(settings, limit=1)[0]
+    assert latest["id"] == decision_id == decision.id
     assert latest["deployment"] == {
         "started": True,
         "deployment": "retrain/daily",

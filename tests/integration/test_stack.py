@@ -351,7 +351,7 @@ def test_retrain_and_rollback_deployments_promote_and_restore_the_endpoint(
     assert httpx.get(f"{serve}/version").json()["live"]["model_version"] == before
     assert client.get_model_version_by_alias("claim-verifier", "champion").version == before
     history = citeops(production_stack.env, "history", "--json")
-    records = json.loads(history.stdout)
+    records = json.loads(history.stdout)["promotions"]
     assert [r["outcome"] for r in records[:2]] == ["rollback", "promoted"], records[:2]
     assert records[1]["flow_run_id"] and records[1]["trigger"]["causes"] == ["forced"]
 
