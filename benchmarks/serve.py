@@ -117,15 +117,14 @@ def bench_model_folder(settings: Settings, model_uri: str | None) -> Path:
         return folder
     if "://" not in model_uri and not model_uri.startswith(("models:", "runs:")):
         return find_hf_dir(Path(model_uri).expanduser())
-    import mlflow
+    from citeops.tasks.inference.loading import download_model
 
-    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     dst = Path(tempfile.mkdtemp(prefix="citeops-bench-model-"))
     try:
-        root = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst))
+        root, _ = download_model(model_uri, settings, dst)
     except Exception as error:  # noqa: BLE001 - mlflow raises several types
         raise BenchError(f"{model_uri}: cannot be downloaded ({error})") from None
-    return find_hf_dir(Path(root))
+    return find_hf_dir(root)
 
 
 def bench_pairs(settings: Settings) -> list[tuple[str, str]]:

@@ -451,14 +451,15 @@ def log_bench_run(settings: Settings, figures: dict[str, Any], experiment: str) 
     dev-F1 curves (``dev_f1_macro_<side>``, step = training milliseconds), the ratios, and
     ``figures`` as the JSON artifact. Returns the run id."""
     import mlflow
-    from citeops.tasks.registry.register import client, ensure_experiment
+    from citeops.tasks.tracking import ensure_experiment, mlflow_client, require_fluent_tracking
 
     quality = figures["time_to_f1"]
+    require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings, experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name="bench-train") as run:
         mlflow.set_tag("citeops.kind", "benchmark")
         mlflow.log_params(bench_params(settings, quality))
-        log_curves(client(settings), run.info.run_id, quality)
+        log_curves(mlflow_client(settings), run.info.run_id, quality)
         mlflow.log_metrics(
             {
                 k: float(figures[k])

@@ -122,6 +122,7 @@ def bench_train(
     )
     if time_to_f1:
         from citeops.benchmarks.time_to_f1 import bench_time_to_f1, log_bench_run
+        from citeops.flows.tracking import use_mlflow
 
         ours = None
         if settings.model.head != "cross":
@@ -131,7 +132,7 @@ def bench_train(
             bench_time_to_f1(settings, initial, tokenizer, batch_size, max_length, say, ours, bench)
         )
         experiment = bench.mlflow_experiment
-        figures["mlflow_run_id"] = log_bench_run(settings, figures, experiment)
+        figures["mlflow_run_id"] = log_bench_run(use_mlflow(settings), figures, experiment)
         say(f"MLflow run {figures['mlflow_run_id']} ({experiment})")
     return figures
 

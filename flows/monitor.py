@@ -24,11 +24,12 @@ def monitor(
     from citeops.configs.settings import load_settings
     from citeops.flows.ingest import ingest_feedback
     from citeops.flows.logs import stage_logs
+    from citeops.flows.tracking import use_mlflow
     from citeops.tasks.drift import steps as drift
     from citeops.tasks.trigger import steps as trigger
 
     with stage_logs():
-        settings = load_settings()
+        settings = use_mlflow(load_settings())
         ingested = ingest_feedback() if ingest else {"skipped": "ingest=False"}
         report = drift.drift_report(settings, current_dir, reference_datasets, model_uri)
         report = drift.alert_drift(settings, report)

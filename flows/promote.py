@@ -16,9 +16,10 @@ def promote(version: int, skip_gate: bool = False, reason: str = "manual") -> di
     """Gate an existing registered version against the champion (unless ``skip_gate``,
     recorded as such), deploy it blue-green to every endpoint with a bake, move aliases."""
     from citeops.flows.logs import stage_logs
+    from citeops.flows.tracking import use_mlflow
     from citeops.tasks.release.lifecycle import load, promote_version
     from citeops.tasks.store.promotions import hold_lock
 
-    settings = load()
+    settings = use_mlflow(load())
     with stage_logs(), hold_lock(settings):
         return promote_version(settings, str(version), skip_gate, reason).to_dict()

@@ -45,10 +45,12 @@ def _retrain(
     train: dict[str, Any] | None,
     overrides: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    from citeops.flows.tracking import use_mlflow
     from citeops.tasks.release.lifecycle import PromotionRun
 
     sections = dict(overrides or {}) | ({"train": train} if train else {})
     run = PromotionRun.start(trigger, overrides=sections or None)
+    use_mlflow(run.settings)
     with run.locked():
         decision = decide_retraining(force or bool(trigger), run.overrides)
         if not run.should_go(decision):

@@ -15,9 +15,10 @@ from prefect import flow
 def rollback() -> dict[str, Any]:
     """Undo the last promotion on every endpoint and put the aliases back."""
     from citeops.flows.logs import stage_logs
+    from citeops.flows.tracking import use_mlflow
     from citeops.tasks.release.lifecycle import load, rollback_last
     from citeops.tasks.store.promotions import hold_lock
 
-    settings = load()
+    settings = use_mlflow(load())
     with stage_logs(), hold_lock(settings):
         return rollback_last(settings).to_dict()

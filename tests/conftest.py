@@ -9,6 +9,7 @@ when the service is missing; the session summary names them once.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,7 +181,24 @@ def citeops_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path)
     monkeypatch.setenv("CITEOPS_PROFILE", "test")
     monkeypatch.setenv("CITEOPS_HOME", str(home))
     monkeypatch.setenv("CITEOPS_DATA_DIR", str(data_dir))
+    point_mlflow_at_test_store(monkeypatch)
     return home
+
+
+def point_mlflow_at_test_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test is an entry point: it points MLflow's process default at its own store
+    (what ``citeops.flows.tracking.use_mlflow`` does for the CLI and the flows), through
+    the environment while MLflow is not imported yet, else through MLflow itself."""
+    from citeops.configs.settings import load_settings
+
+    settings = load_settings()
+    uri = str(settings.mlflow.tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    if "mlflow" in sys.modules:
+        from citeops.flows.tracking import use_mlflow
+
+        use_mlflow(settings)
 
 
 @pytest.fixture

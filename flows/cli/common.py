@@ -16,8 +16,11 @@ from citeops.tasks.errors import CiteopsError
 
 
 def settings_from(**overrides: Any) -> Settings:
-    """Settings with CLI overrides applied (``None`` means "not given")."""
-    return load_settings(**overrides)
+    """Settings with CLI overrides applied (``None`` means "not given"); the command is
+    an entry point, so MLflow's process default is pointed at their store."""
+    from citeops.flows.tracking import use_mlflow
+
+    return use_mlflow(load_settings(**overrides))
 
 
 def print_json(payload: Any) -> None:

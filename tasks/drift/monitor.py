@@ -51,8 +51,9 @@ def log_drift_run(
     """Log the report as an MLflow monitoring run (metrics per check, HTML + JSON
     artifacts, the charts as images, reference predictions); returns the run id."""
     import mlflow
-    from citeops.tasks.registry.register import ensure_experiment
+    from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
+    require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings, settings.drift.mlflow_experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name="drift") as run:
         mlflow.set_tags(

@@ -9,22 +9,33 @@ from citeops.tasks.classifier.artifact import ModelLoadError, find_hf_dir
 from citeops.tasks.inference.predictor import ClaimVerifier, Precision
 
 if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
     from citeops.configs.settings import Settings
 
 
-def resolve_version(model_uri: str, settings: Settings) -> str | None:
-    """The registered version behind ``models:/name/version`` or ``models:/name@alias``."""
+def registered_version(model_uri: str, settings: Settings) -> ModelVersion | None:
+    """The registered version behind ``models:/name/version`` or ``models:/name@alias``,
+    read through the settings' client; ``None`` for any other URI. MLflow's exceptions
+    pass through."""
     if not model_uri.startswith("models:/"):
         return None
-    from mlflow import MlflowClient
+    from citeops.tasks.tracking import mlflow_client
 
     name_part = model_uri[len("models:/") :].strip("/")
-    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
     if "@" in name_part:
         name, alias = name_part.split("@", 1)
-        return str(client.get_model_version_by_alias(name, alias).version)
+        return mlflow_client(settings).get_model_version_by_alias(name, alias)
     name, _, version = name_part.partition("/")
-    return version or None
+    if not version.isdigit():  # a logged model (models:/m-<id>) or a stage name
+        return None
+    return mlflow_client(settings).get_model_version(name, version)
+
+
+def resolve_version(model_uri: str, settings: Settings) -> str | None:
+    """The version number behind a registered model URI (see :func:`registered_version`)."""
+    found = registered_version(model_uri, settings)
+    return None if found is None else str(found.version)
 
 
 def load_verifier(
@@ -76,18 +87,44 @@ def _on_runtime(verifier: ClaimVerifier, runtime: str | None, settings: Settings
 def _download_and_load(
     model_uri: str, settings: Settings, precision: Precision, dst: Path, runtime: str | None = None
 ) -> ClaimVerifier:
-    """Download the MLflow model ``model_uri`` into ``dst`` and load it from there."""
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow.tracking_uri)  # else an inherited one is used
+    """Download the MLflow model ``model_uri`` into ``dst`` and load it from there (the
+    store named by the settings, passed explicitly: no process-wide MLflow state)."""
     try:
-        version = resolve_version(model_uri, settings)
-        root = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst))
+        root, version = download_model(model_uri, settings, dst)
     except Exception as error:  # mlflow raises several types for an unknown URI
         raise ModelLoadError(f"{model_uri}: cannot be resolved ({error})") from None
-    folder = find_hf_dir(Path(root))
+    folder = find_hf_dir(root)
     loaded = ClaimVerifier.from_dir(
         folder, precision, model_uri=model_uri, model_version=version, folder=folder
     )
     return _on_runtime(loaded, runtime, settings)
+
+
+def download_model(model_uri: str, settings: Settings, dst: Path) -> tuple[Path, str | None]:
+    """Download ``model_uri`` from the settings' store into ``dst``: the local root and
+    the registered version (``None`` when the URI names none). A registered model URI is
+    resolved through the client to its source; the URIs are passed explicitly, never made
+    the process default. MLflow's exceptions pass through."""
+    import mlflow
+
+    found = registered_version(model_uri, settings)
+    uri = str(settings.mlflow.tracking_uri)
+    root = mlflow.artifacts.download_artifacts(
+        artifact_uri=artifact_location(found.source if found else model_uri, settings),
+        dst_path=str(dst),
+        tracking_uri=uri,
+        registry_uri=uri,
+    )
+    return Path(root), None if found is None else str(found.version)
+
+
+def artifact_location(source: str, settings: Settings) -> str:
+    """Where the files of ``source`` are: an MLflow 3 logged model (``models:/m-<id>``)
+    is looked up through the settings' client (MLflow's own resolution of such a URI
+    reads the process-wide tracking URI); any other URI is returned as it is."""
+    if not source.startswith("models:/m-"):
+        return source
+    from citeops.tasks.tracking import mlflow_client
+
+    model_id = source[len("models:/") :].split("/")[0]
+    return mlflow_client(settings).get_logged_model(model_id).artifact_location

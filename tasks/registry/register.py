@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.classifier.artifact import HF_DIR_NAME
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.tracking import ensure_experiment, mlflow_client, require_fluent_tracking
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -39,29 +40,8 @@ class RegisteredModel:
 
 
 def client(settings: Settings) -> MlflowClient:
-    """An MLflow client on the configured tracking URI (also made the process default)."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow.tracking_uri)
-    return MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
-
-
-def ensure_experiment(settings: Settings, name: str | None = None) -> str:
-    """The id of the experiment (created with the configured artifact location if new)."""
-    name = name or settings.mlflow.experiment
-    mlflow_client = client(settings)
-    found = mlflow_client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    if settings.home and str(settings.mlflow.tracking_uri).startswith("sqlite:///"):
-        Path(settings.mlflow.tracking_uri[len("sqlite:///") :]).parent.mkdir(
-            parents=True, exist_ok=True
-        )
-    return mlflow_client.create_experiment(
-        name, artifact_location=settings.mlflow.artifact_location
-    )
+    """An MLflow client on the configured tracking and registry URI (no process state)."""
+    return mlflow_client(settings)
 
 
 def pip_requirements() -> list[str]:
@@ -139,17 +119,54 @@ def _log_pyfunc(folder: Path, name: str) -> str:
     return info.model_uri
 
 
-def register_version(settings: Settings, logged_model_uri: str, run_id: str) -> RegisteredModel:
-    """Register ``logged_model_uri`` as a new version of ``settings.mlflow.registered_model``."""
-    import mlflow
+def register_version(
+    settings: Settings,
+    logged_model_uri: str,
+    run_id: str,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> RegisteredModel:
+    """Register ``logged_model_uri`` as a new version of ``settings.mlflow.registered_model``
+    (with ``description`` and ``tags``), through the client: no process-wide MLflow state.
+    """
+    from mlflow.exceptions import MlflowException
 
     mlflow_client = client(settings)
     name = settings.mlflow.registered_model
-    version = mlflow.register_model(logged_model_uri, name)
+    try:
+        mlflow_client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    model_id = _logged_model_id(logged_model_uri)
+    version = mlflow_client.create_model_version(
+        name, logged_model_uri, run_id, tags=tags, description=description, model_id=model_id
+    )
+    if model_id:
+        _link_logged_model(mlflow_client, model_id, name, str(version.version))
     _copy_export_tag(mlflow_client, name, str(version.version), run_id)
     return RegisteredModel(
         f"models:/{name}/{version.version}", str(version.version), run_id, logged_model_uri
     )
+
+
+def _logged_model_id(uri: str) -> str | None:
+    """``m-<id>`` of an MLflow 3 logged model URI ``models:/m-<id>``, else ``None``."""
+    rest = uri[len("models:/") :] if uri.startswith("models:/") else ""
+    return rest if rest.startswith("m-") and "/" not in rest else None
+
+
+def _link_logged_model(mlflow_client: MlflowClient, model_id: str, name: str, version: str) -> None:
+    """Name the new version on its logged model (``mlflow.modelVersions``), as
+    ``mlflow.register_model`` does, so the MLflow UI links the two."""
+    import json
+
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    model = mlflow_client.get_logged_model(model_id)
+    known = json.loads(model.tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+    versions = json.dumps([*known, {"name": name, "version": version}])
+    mlflow_client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: versions})
 
 
 def _copy_export_tag(mlflow_client: MlflowClient, name: str, version: str, run_id: str) -> None:
@@ -174,6 +191,7 @@ def register_folder(
     """
     import mlflow
 
+    require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         if params:

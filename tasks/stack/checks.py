@@ -8,6 +8,7 @@ to end, not merely that a port is open. Nothing secret is logged: only the profi
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,10 +32,9 @@ def probe_mlflow(settings: Settings) -> dict[str, Any]:
     """Log a run with one parameter, one metric and one small artifact, then read the
     artifact back through the tracking server. Returns run id, artifact URI and the
     artifact's content."""
-    import mlflow
-    from mlflow import MlflowClient
+    from citeops.tasks.tracking import mlflow_client
 
-    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+    client = mlflow_client(settings)
     name = probe_experiment_name(settings)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
@@ -48,8 +48,9 @@ def probe_mlflow(settings: Settings) -> dict[str, Any]:
     client.log_metric(run_id, "probe", 1.0)
     client.log_dict(run_id, payload, PROBE_ARTIFACT)
     client.set_terminated(run_id)
-    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
-    text = mlflow.artifacts.load_text(f"runs:/{run_id}/{PROBE_ARTIFACT}")
+    with tempfile.TemporaryDirectory(prefix="citeops-probe-") as tmp:
+        local = client.download_artifacts(run_id, PROBE_ARTIFACT, tmp)
+        text = Path(local).read_text()
     if json.loads(text) != payload:
         raise RuntimeError("the probe artifact read back differs from what was written")
     return {"run_id": run_id, "artifact_uri": run.info.artifact_uri, "probe": payload["probe"]}

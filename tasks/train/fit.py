@@ -132,37 +132,38 @@ def load_training_data(settings: Settings) -> tuple[list[Example], list[Example]
     return data.train, data.dev
 
 
+MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter value
+
+
 def training_params(settings: Settings, precision: str) -> dict[str, Any]:
-    """Everything that defines the run, flat, for ``mlflow.log_params``."""
-    cfg = settings.train
-    return {
-        "base_model": settings.model.base_model,
-        "head": settings.model.head,
-        "init_from": settings.train.init_from,
-        "datasets": ",".join(cfg.datasets),
-        "epochs": cfg.epochs,
-        "max_steps": cfg.max_steps,
-        "max_examples": cfg.max_examples,
-        "max_eval_examples": cfg.max_eval_examples,
-        "max_length": cfg.max_length,
-        "batch_size": cfg.batch_size,
-        "learning_rate": cfg.learning_rate,
-        "layer_lr_decay": cfg.layer_lr_decay,
-        "head_learning_rate": cfg.head_learning_rate,
-        "head_warm_start": warms_head(settings),
-        "weight_decay": cfg.weight_decay,
-        "warmup_ratio": cfg.warmup_ratio,
-        "class_weighted_loss": cfg.class_weighted_loss,
-        "augment_rationale_only": cfg.augment_rationale_only,
-        "augment_rationale_removed": cfg.augment_rationale_removed,
-        "precision": precision,
-        "bucket_size_multiplier": cfg.bucket_size_multiplier,
-        "early_stopping_patience": cfg.early_stopping_patience,
-        "max_minutes": cfg.max_minutes,
-        "threads": cfg.threads,
-        "seed": cfg.seed,
-        **{f"evidence_{k}": v for k, v in evidence_selection(settings).to_meta().items()},
+    """Everything that defines the run, flat, for ``mlflow.log_params``: every ``train``
+    and ``model`` setting (from ``model_dump()``, so a new setting is logged without being
+    named here) under its own name (``learning_rate``, ``base_model``; a ``model`` field
+    whose name ``train`` also has is ``model.<name>``; nested fields ``<name>.<key>``),
+    with ``precision`` and ``head_warm_start`` the values in effect rather than asked for.
+    """
+    train = flat_params(settings.train.model_dump())
+    model = {
+        (f"model.{key}" if key in train else key): value
+        for key, value in flat_params(settings.model.model_dump()).items()
     }
+    effective = {"precision": precision, "head_warm_start": warms_head(settings)}
+    return train | model | effective
+
+
+def flat_params(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``values`` flattened for MLflow: nested dicts as ``<name>.<key>``, sequences joined
+    with commas, each value cut to MLflow's :data:`MAX_PARAM_CHARS`."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flat_params(value, f"{name}.")
+        elif isinstance(value, list | tuple):
+            out[name] = ",".join(map(str, value))[:MAX_PARAM_CHARS]
+        else:
+            out[name] = value if not isinstance(value, str) else value[:MAX_PARAM_CHARS]
+    return out
 
 
 def warms_head(settings: Settings) -> bool:
@@ -299,19 +300,213 @@ def initial_weights(settings: Settings) -> Iterator[ModelSettings]:
     if not uri:
         yield settings.model
         return
-    import mlflow
     from citeops.tasks.classifier.artifact import ModelLoadError, find_hf_dir
-    from citeops.tasks.registry.register import client
+    from citeops.tasks.inference.loading import download_model
 
-    client(settings)
     with tempfile.TemporaryDirectory(prefix="citeops-init-") as tmp:
         try:
-            root = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+            root, _ = download_model(uri, settings, Path(tmp))
         except Exception as error:  # noqa: BLE001 - MLflow raises many kinds
             raise ModelLoadError(f"train.init_from {uri!r} cannot be loaded: {error}") from None
-        folder = find_hf_dir(Path(root))
+        folder = find_hf_dir(root)
         log.info("starting from the weights of %s", uri)
         yield settings.model.model_copy(update={"base_model": str(folder)})
+
+
+@dataclass
+class FitSetup:
+    """Everything one fit needs, built (:func:`build_fit`) before anything is fitted."""
+
+    settings: Settings
+    data: TrainingSet
+    train: list[Example]  # the training set's train part plus its augmentations
+    augmented: int
+    tokenizer: Any
+    module: Any  # ClaimVerifierModule
+    datamodule: Any  # ClaimDataModule
+    trainer: Any  # lightning.Trainer
+    best: Any  # BestWeights
+    precision: str
+
+    @property
+    def dev(self) -> list[Example]:
+        return self.data.dev
+
+
+def prepare_process(settings: Settings) -> None:
+    """Process-wide training set-up: quiet Lightning, tokenizer threads, torch threads
+    (``train.threads``) and every seed."""
+    import lightning as L
+
+    _quiet_lightning()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if settings.train.threads:
+        import torch
+
+        torch.set_num_threads(settings.train.threads)
+    L.seed_everything(settings.train.seed, verbose=False)
+
+
+def build_module(settings: Settings, train: Sequence[Example], dev: Sequence[Example]) -> Any:
+    """The starting weights (:func:`initial_weights`) wrapped in the Lightning module and
+    data module; ``(module, datamodule, tokenizer)``."""
+    from citeops.tasks.classifier.base import load_base
+    from citeops.tasks.classifier.preprocess import EvidenceSelector
+    from citeops.tasks.train.batching import class_weights
+    from citeops.tasks.train.module import ClaimDataModule, ClaimVerifierModule, OptimConfig
+
+    cfg = settings.train
+    with initial_weights(settings) as model_settings:
+        model, tokenizer = load_base(model_settings, seed=cfg.seed)
+    model.train()  # from_pretrained returns eval mode: dropout would stay off
+    labels = [ex.label for ex in train]
+    weights = class_weights(labels, len(LABELS)) if cfg.class_weighted_loss else None
+    datamodule = ClaimDataModule(
+        tokenizer,
+        train,
+        dev,
+        cfg.max_length,
+        cfg.batch_size,
+        cfg.eval_batch_size,
+        cfg.bucket_size_multiplier,
+        cfg.seed,
+        cfg.num_workers,
+        selector=EvidenceSelector(evidence_selection(settings), tokenizer, cfg.max_length),
+    )
+    optim = OptimConfig(
+        cfg.learning_rate,
+        cfg.weight_decay,
+        cfg.layer_lr_decay,
+        cfg.warmup_ratio,
+        cfg.head_learning_rate,
+    )
+    module = ClaimVerifierModule(model, optim, class_weights=weights, groups=datamodule.groups)
+    return module, datamodule, tokenizer
+
+
+def build_callbacks(settings: Settings, with_dev: bool) -> tuple[Any, list[Any]]:
+    """The best-epoch keeper and the callbacks around it (head warm start, per-epoch
+    MLflow metrics, early stopping on :data:`SELECTION_METRIC` when there is a dev set)."""
+    from citeops.tasks.train.module import BestWeights, HeadWarmStart, MlflowEpochLogger
+
+    cfg = settings.train
+    best = BestWeights(SELECTION_METRIC, "max")
+    callbacks: list[Any] = [best, MlflowEpochLogger()]
+    if warms_head(settings):
+        callbacks.insert(0, HeadWarmStart(cfg.class_weighted_loss, cfg.eval_batch_size))
+    if with_dev:
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        callbacks.append(
+            EarlyStopping(
+                SELECTION_METRIC,
+                mode="max",
+                patience=cfg.early_stopping_patience,
+                check_on_train_epoch_end=False,
+                strict=False,  # max_steps may end training before the first validation
+            )
+        )
+    return best, callbacks
+
+
+def build_fit(settings: Settings, data: TrainingSet, progress: bool) -> FitSetup:
+    """Seeds, augmented examples, weights, modules and trainer for one fit."""
+    from citeops.tasks.data.augment import augment
+
+    cfg = settings.train
+    prepare_process(settings)
+    augmented = augment(
+        data.train, cfg.augment_rationale_only, cfg.augment_rationale_removed, cfg.seed
+    )
+    train = [*data.train, *augmented]
+    module, datamodule, tokenizer = build_module(settings, train, data.dev)
+    precision = resolve_precision(cfg.precision, cfg.accelerator)
+    best, callbacks = build_callbacks(settings, bool(data.dev))
+    trainer = build_trainer(settings, precision, callbacks, progress)
+    return FitSetup(
+        settings,
+        data,
+        train,
+        len(augmented),
+        tokenizer,
+        module,
+        datamodule,
+        trainer,
+        best,
+        precision,
+    )
+
+
+def fit(setup: FitSetup) -> dict[str, float]:
+    """Train, restore the best epoch's weights; the selected epoch's dev metrics."""
+    trainer, module, best = setup.trainer, setup.module, setup.best
+    trainer.fit(module, datamodule=setup.datamodule)
+    restored = best.restore(module)
+    if setup.dev and not restored:  # max_steps ended training before any validation
+        trainer.validate(module, datamodule=setup.datamodule, verbose=False)
+        best.best_metrics = dict(module.last_val_metrics)
+    return {k: float(v) for k, v in best.best_metrics.items()}
+
+
+def log_fit_inputs(setup: FitSetup, params: dict[str, Any]) -> None:
+    """Parameters, example counts and dataset digests of the active run."""
+    import mlflow
+
+    data, train = setup.data, setup.train
+    mlflow.log_params(params)
+    mlflow.log_params(
+        {
+            "train_examples": len(train),
+            "dev_examples": len(setup.dev),
+            "feedback_examples": data.feedback_examples,
+            "augmented_examples": setup.augmented,
+            "holdout_examples": len(data.holdout),
+            **{f"train_labels_{k}": v for k, v in label_counts(train).items()},
+        }
+    )
+    log_dataset_inputs(setup.settings, train, "train", "training", data.digests)
+    if setup.dev:
+        log_dataset_inputs(setup.settings, setup.dev, "dev", "validation", data.digests)
+
+
+def log_fit_outcome(
+    setup: FitSetup, metrics: dict[str, float], wall: float
+) -> dict[str, float | str]:
+    """Best dev metrics, steps, best epoch and resources into the active run; the
+    resources (:func:`resources_used`)."""
+    import mlflow
+
+    trainer = setup.trainer
+    mlflow.log_metrics({f"best_val_{k}": v for k, v in metrics.items()})
+    resources = resources_used(setup.settings, trainer, wall)
+    mlflow.log_metrics(
+        {"train_seconds": wall, "steps": float(trainer.global_step)}
+        | {k: v for k, v in resources.items() if isinstance(v, float)}
+    )
+    mlflow.set_tag("device_type", str(resources["device_type"]))
+    if setup.best.best_epoch is not None:
+        mlflow.log_metric("best_epoch", setup.best.best_epoch)
+    return resources
+
+
+def log_fitted_model(setup: FitSetup, run_id: str) -> str:
+    """Save the fitted model with its ``citeops.json`` and log it in the active run; its
+    logged model URI."""
+    from citeops.tasks.classifier.artifact import save_hf_folder
+    from citeops.tasks.registry.register import log_verifier
+
+    settings = setup.settings
+    meta = {
+        "labels": list(LABELS),
+        "max_length": settings.train.max_length,
+        "base_model": settings.model.base_model,
+        "run_id": run_id,
+        "datasets": list(settings.train.datasets),
+        META_KEY: evidence_selection(settings).to_meta(),
+    }
+    with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:
+        folder = save_hf_folder(setup.module.model, setup.tokenizer, Path(tmp) / "hf_model", meta)
+        return log_verifier(folder, settings=settings)
 
 
 def fit_candidate(
@@ -326,157 +521,47 @@ def fit_candidate(
     """Fine-tune ``settings.model.base_model`` on ``data`` (default: the configured
     datasets and feedback, :func:`build_training_set`) and log it in one MLflow run
     (named ``run_name``, with ``tags``; the model itself only when ``log_model``).
+    Builds (:func:`build_fit`), fits (:func:`fit`) and logs; the run is opened with
+    MLflow's fluent API, so the entry point has pointed MLflow at the settings' store.
 
     Registers nothing: the caller decides (:func:`register_candidate`).
 
     Raises:
         DataFileError, BaseModelError, TrainingError: clear, user-facing problems.
+        TrackingNotSet: MLflow's process default is not the settings' store.
     """
-    import lightning as L
-
     import mlflow
-    from citeops.tasks.classifier.artifact import save_hf_folder
-    from citeops.tasks.classifier.base import load_base
-    from citeops.tasks.classifier.preprocess import EvidenceSelector
-    from citeops.tasks.data.augment import augment
-    from citeops.tasks.registry.register import ensure_experiment, log_verifier
-    from citeops.tasks.train.batching import class_weights
-    from citeops.tasks.train.module import (
-        BestWeights,
-        ClaimDataModule,
-        ClaimVerifierModule,
-        HeadWarmStart,
-        MlflowEpochLogger,
-        OptimConfig,
-    )
+    from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
     started = time.perf_counter()
-    _quiet_lightning()
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    cfg = settings.train
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    L.seed_everything(cfg.seed, verbose=False)
-    data = data or build_training_set(settings)
-    augmented = augment(
-        data.train, cfg.augment_rationale_only, cfg.augment_rationale_removed, cfg.seed
-    )
-    train, dev = [*data.train, *augmented], data.dev
-    with initial_weights(settings) as model_settings:
-        model, tokenizer = load_base(model_settings, seed=cfg.seed)
-    model.train()  # from_pretrained returns eval mode: dropout would stay off
-    weights = (
-        class_weights([ex.label for ex in train], len(LABELS)) if cfg.class_weighted_loss else None
-    )
-    datamodule = ClaimDataModule(
-        tokenizer,
-        train,
-        dev,
-        cfg.max_length,
-        cfg.batch_size,
-        cfg.eval_batch_size,
-        cfg.bucket_size_multiplier,
-        cfg.seed,
-        cfg.num_workers,
-        selector=EvidenceSelector(evidence_selection(settings), tokenizer, cfg.max_length),
-    )
-    module = ClaimVerifierModule(
-        model,
-        OptimConfig(
-            cfg.learning_rate,
-            cfg.weight_decay,
-            cfg.layer_lr_decay,
-            cfg.warmup_ratio,
-            cfg.head_learning_rate,
-        ),
-        class_weights=weights,
-        groups=datamodule.groups,
-    )
-    precision = resolve_precision(cfg.precision, cfg.accelerator)
-    params = training_params(settings, precision)
-    best = BestWeights(SELECTION_METRIC, "max")
-    callbacks: list[Any] = [best, MlflowEpochLogger()]
-    if warms_head(settings):
-        callbacks.insert(0, HeadWarmStart(cfg.class_weighted_loss, cfg.eval_batch_size))
-    if dev:
-        from lightning.pytorch.callbacks import EarlyStopping
-
-        callbacks.append(
-            EarlyStopping(
-                SELECTION_METRIC,
-                mode="max",
-                patience=cfg.early_stopping_patience,
-                check_on_train_epoch_end=False,
-                strict=False,  # max_steps may end training before the first validation
-            )
-        )
-    trainer = build_trainer(settings, precision, callbacks, progress)
+    require_fluent_tracking(settings)
+    setup = build_fit(settings, data or build_training_set(settings), progress)
+    params = training_params(settings, setup.precision)
     log.info(
         "fitting %s on %d examples (%d dev), precision %s",
         settings.model.base_model,
-        len(train),
-        len(dev),
-        precision,
+        len(setup.train),
+        len(setup.dev),
+        setup.precision,
     )
-
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.set_tags({"citeops.kind": "training", **(tags or {})})
-        mlflow.log_params(params)
-        mlflow.log_params(
-            {
-                "train_examples": len(train),
-                "dev_examples": len(dev),
-                "feedback_examples": data.feedback_examples,
-                "augmented_examples": len(augmented),
-                "holdout_examples": len(data.holdout),
-                **{f"train_labels_{k}": v for k, v in label_counts(train).items()},
-            }
-        )
-        log_dataset_inputs(settings, train, "train", "training", data.digests)
-        if dev:
-            log_dataset_inputs(settings, dev, "dev", "validation", data.digests)
-        trainer.fit(module, datamodule=datamodule)
-        restored = best.restore(module)
-        if dev and not restored:  # max_steps ended training before any validation
-            trainer.validate(module, datamodule=datamodule, verbose=False)
-            best.best_metrics = dict(module.last_val_metrics)
-        metrics = {k: float(v) for k, v in best.best_metrics.items()}
-        mlflow.log_metrics({f"best_val_{k}": v for k, v in metrics.items()})
+        log_fit_inputs(setup, params)
+        metrics = fit(setup)
         wall = time.perf_counter() - started
-        resources = resources_used(settings, trainer, wall)
-        mlflow.log_metrics(
-            {"train_seconds": wall, "steps": float(trainer.global_step)}
-            | {k: v for k, v in resources.items() if isinstance(v, float)}
-        )
-        mlflow.set_tag("device_type", str(resources["device_type"]))
-        if best.best_epoch is not None:
-            mlflow.log_metric("best_epoch", best.best_epoch)
-        logged_uri = None
-        if log_model:
-            meta = {
-                "labels": list(LABELS),
-                "max_length": cfg.max_length,
-                "base_model": settings.model.base_model,
-                "run_id": run.info.run_id,
-                "datasets": list(cfg.datasets),
-                META_KEY: evidence_selection(settings).to_meta(),
-            }
-            with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:
-                folder = save_hf_folder(module.model, tokenizer, Path(tmp) / "hf_model", meta)
-                logged_uri = log_verifier(folder)
+        resources = log_fit_outcome(setup, metrics, wall)
+        logged_uri = log_fitted_model(setup, run.info.run_id) if log_model else None
     log.info("fitted in %.0f s: dev %s", wall, {k: round(v, 3) for k, v in metrics.items()})
     return Candidate(
         run_id=run.info.run_id,
         logged_model_uri=logged_uri,
         metrics=metrics,
-        best_epoch=best.best_epoch,
-        epochs_run=trainer.current_epoch,
-        steps=int(trainer.global_step),
-        train_examples=len(train),
-        dev_examples=len(dev),
+        best_epoch=setup.best.best_epoch,
+        epochs_run=setup.trainer.current_epoch,
+        steps=int(setup.trainer.global_step),
+        train_examples=len(setup.train),
+        dev_examples=len(setup.dev),
         wall_seconds=time.perf_counter() - started,
         resources=resources,
         params=params,

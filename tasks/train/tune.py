@@ -284,9 +284,9 @@ def log_summary(settings: Settings, result: TuneResult) -> str:
     """One ``tune-summary`` run in the tune experiment: best values, the trials table and
     the recipe; its id."""
     import mlflow
-    from citeops.tasks.registry.register import ensure_experiment
+    from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
-    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings, settings.tune.experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name="tune-summary") as run:
         mlflow.set_tags({"citeops.kind": "tune", "citeops.tune.study": result.study})

@@ -175,8 +175,9 @@ def log_validation(settings: Settings, validation: Validation, decision: Any) ->
     """One MLflow run ``validate``: both models' figures side by side, the gate's decision
     (metrics, ``gate.json``, ``gate.md``) and its thresholds as parameters."""
     import mlflow
-    from citeops.tasks.registry.register import ensure_experiment
+    from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
+    require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name="validate") as run:
         mlflow.set_tags(

@@ -310,8 +310,9 @@ def confusion_figure(result: EvaluationResult) -> Any:
 def log_evaluation_run(settings: Settings, result: EvaluationResult) -> str:
     """An MLflow run (``evaluate``) with the model URI, per-dataset metrics and the JSON."""
     import mlflow
-    from citeops.tasks.registry.register import ensure_experiment
+    from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
+    require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate") as run:
         mlflow.set_tags({"citeops.kind": "evaluation", "model_uri": result.model_uri})
@@ -354,13 +355,11 @@ def training_run_of(settings: Settings, model_uri: str, verifier: ClaimVerifier)
         return None
     from mlflow.exceptions import MlflowException
 
-    from mlflow import MlflowClient
+    from citeops.tasks.tracking import mlflow_client
 
     name = model_uri[len("models:/") :].strip("/").split("@")[0].split("/")[0]
     try:
-        found = MlflowClient(tracking_uri=settings.mlflow.tracking_uri).get_model_version(
-            name, verifier.model_version
-        )
+        found = mlflow_client(settings).get_model_version(name, verifier.model_version)
     except MlflowException:
         return None
     return found.run_id or None

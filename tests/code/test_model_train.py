@@ -17,9 +17,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_dir):
         env.setenv("CITEOPS_PROFILE", "test")
         env.setenv("CITEOPS_HOME", str(home))
         env.setenv("CITEOPS_DATA_DIR", str(data_dir))
+        from citeops.flows.tracking import use_mlflow
         from citeops.tasks.train.fit import train_model
 
-        settings = load_settings(train={"epochs": 2, "early_stopping_patience": 1})
+        settings = use_mlflow(load_settings(train={"epochs": 2, "early_stopping_patience": 1}))
         result = train_model(settings, progress=False)
     return settings, result
 
@@ -70,9 +71,10 @@ def test_trained_model_loads_as_pyfunc(trained) -> None:
     import pandas as pd
 
     import mlflow
+    from citeops.flows.tracking import use_mlflow
 
     settings, result = trained
-    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    use_mlflow(settings)
     model = mlflow.pyfunc.load_model(result.model_uri)
     out = model.predict(pd.DataFrame({"claim": ["a", "b"], "evidence": ["c", "d"]}))
     assert list(out.columns) == ["label", "p_SUPPORT", "p_NEI", "p_REFUTE"]
