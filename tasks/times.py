@@ -1,7 +1,8 @@
 """Timestamps shared by the stages: ISO 8601 text to an aware UTC datetime.
 
-The log contracts (ARCHITECTURE.md) write ``datetime`` as ISO 8601; a value without an
-offset means UTC, and a trailing ``Z`` is accepted.
+The log lines (their contract: :mod:`citeops.tasks.logcontract`, docs/ingestion.md) write
+``datetime`` as ISO 8601; a value without an offset means UTC, and a trailing ``Z`` is
+accepted.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import typer
 from citeops.flows.cli import bench as bench_cli
 from citeops.flows.cli import data as data_cli
 from citeops.flows.cli import demo as demo_cli
+from citeops.flows.cli import docs as docs_cli
 from citeops.flows.cli import drift as drift_cli
 from citeops.flows.cli import ingest as ingest_cli
 from citeops.flows.cli import lifecycle as lifecycle_cli
@@ -41,6 +42,7 @@ lifecycle_cli.register(app)
 demo_cli.register(app)
 stack_cli.register(app)
 tune_cli.register(app)
+docs_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
