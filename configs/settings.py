@@ -47,6 +47,7 @@ from citeops.configs.base import (
     env_name,
 )
 from citeops.configs.data import DriftSettings, IngestSettings
+from citeops.configs.k8s import K8sSettings
 from citeops.configs.legacy import DeprecatedSettingWarning, migrate
 from citeops.configs.lifecycle import (
     GateSettings,
@@ -153,6 +154,7 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     gate: GateSettings = GateSettings()
     tune: TuneSettings = TuneSettings()
+    k8s: K8sSettings = K8sSettings()
 
     _admin_secret: tuple[tuple[Any, ...], str | None] | None = PrivateAttr(None)
 

@@ -17,6 +17,7 @@ from citeops.flows.cli import demo as demo_cli
 from citeops.flows.cli import docs as docs_cli
 from citeops.flows.cli import drift as drift_cli
 from citeops.flows.cli import ingest as ingest_cli
+from citeops.flows.cli import k8s as k8s_cli
 from citeops.flows.cli import lifecycle as lifecycle_cli
 from citeops.flows.cli import model as model_cli
 from citeops.flows.cli import serve as serve_cli
@@ -34,6 +35,7 @@ app = typer.Typer(
 
 app.add_typer(data_cli.app, name="data")
 app.add_typer(bench_cli.app, name="bench")
+app.add_typer(k8s_cli.app, name="k8s")
 model_cli.register(app)
 ingest_cli.register(app)
 serve_cli.register(app)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.release.endpoints import serving_endpoints
 from citeops.tasks.store.promotions import (
     PromotionRecord,
     finish_record,
@@ -251,7 +252,7 @@ def rollback_last(settings: Settings) -> PromotionRecord:
     save_record(settings, record)
     endpoints: list[dict[str, Any]] = []
     with admin_client(settings) as client:
-        for endpoint in settings.serving_endpoints:
+        for endpoint in serving_endpoints(settings):
             how = "rollback"
             try:
                 rollback_endpoint(client, endpoint)

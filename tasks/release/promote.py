@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.inference.aliases import CHALLENGER, CHAMPION, PREVIOUS
+from citeops.tasks.release.endpoints import serving_endpoints
 
 if TYPE_CHECKING:
     import httpx
@@ -255,7 +256,7 @@ def promote_blue_green(settings: Settings, model_uri: str) -> Promotion:
         PromotionFailed: an endpoint refused; the ones already switched were rolled back.
         BakeFailed: a bake threshold broke; every endpoint was rolled back.
     """
-    endpoints = list(settings.serving_endpoints)
+    endpoints = serving_endpoints(settings)
     deploys: list[dict[str, Any]] = []
     with admin_client(settings) as client:
         switched: list[str] = []

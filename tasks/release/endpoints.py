@@ -1,0 +1,55 @@
+"""The serving replicas a promotion acts on: ``promote.endpoints`` as configured, with
+``dns://<name>:<port>`` entries expanded to every address the name resolves to (a
+Kubernetes headless Service lists its ready replicas so)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from citeops.tasks.errors import CiteopsError
+
+if TYPE_CHECKING:
+    from citeops.configs.settings import Settings
+
+DNS_SCHEME = "dns://"
+Resolver = Callable[..., Sequence[tuple[Any, ...]]]
+
+
+class EndpointDiscoveryFailed(CiteopsError):
+    """A ``dns://`` endpoint did not resolve to any replica."""
+
+
+def _split(entry: str) -> tuple[str, int]:
+    name, sep, port = entry[len(DNS_SCHEME) :].rstrip("/").rpartition(":")
+    if not sep or not name or not port.isdigit():
+        raise EndpointDiscoveryFailed(f"{entry}: expected dns://<name>:<port>")
+    return name, int(port)
+
+
+def discover(entry: str, resolver: Resolver = socket.getaddrinfo) -> list[str]:
+    """``dns://name:port`` -> ``http://<address>:port`` for each address, sorted, once each."""
+    name, port = _split(entry)
+    try:
+        answers = resolver(name, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise EndpointDiscoveryFailed(f"{entry}: {error}") from None
+    hosts = sorted({str(answer[4][0]) for answer in answers})
+    if not hosts:
+        raise EndpointDiscoveryFailed(f"{entry}: no replica address")
+    return [f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}" for h in hosts]
+
+
+def serving_endpoints(settings: Settings, resolver: Resolver = socket.getaddrinfo) -> list[str]:
+    """Base URLs of every serving replica, ``dns://`` entries resolved now (replicas come
+    and go between promotions).
+
+    Raises:
+        EndpointDiscoveryFailed: a ``dns://`` entry is malformed or resolves to nothing.
+    """
+    endpoints: list[str] = []
+    for entry in settings.serving_endpoints:
+        found = discover(entry, resolver) if entry.startswith(DNS_SCHEME) else [entry]
+        endpoints.extend(url for url in found if url not in endpoints)
+    return endpoints
