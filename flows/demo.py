@@ -127,7 +127,7 @@ def serving_endpoint(settings: Settings, port: int, progress: Progress) -> Itera
     with log_path.open("ab") as out:
         child = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://{settings.serve.host}:{port}"
-    progress(f"serving endpoint starting on {base} (log: {log_path})")
+    progress(f"serving endpoint starting on {base}, the app at {base}/app (log: {log_path})")
     try:
         deadline = time.monotonic() + 180
         while True:

@@ -39,6 +39,7 @@ def create_app(
     *,
     loader: Loader | None = None,
     initial: ClaimVerifier | None = None,
+    ui: bool = True,
 ) -> FastAPI:
     """The serving app for ``settings``.
 
@@ -49,6 +50,7 @@ def create_app(
             ``settings.serve.precision``); used for the start-up model and deploys.
         initial: an already loaded verifier for ``model_uri`` (the CLI loads it first so
             that a bad URI stops the command with one clear line).
+        ui: mount the app (Gradio) at ``/app``; off, Gradio is never imported.
     """
     state = build_state(settings, loader)
     first: LoadedModel | None = None
@@ -93,4 +95,8 @@ def create_app(
     )
     add_error_handlers(app)
     include_routers(app)
+    if ui:
+        from citeops.serving.ui.blocks import mount_app
+
+        mount_app(app, state)
     return app

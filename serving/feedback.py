@@ -64,7 +64,7 @@ class FeedbackIntake:
             LogWriteFailed: the line could not be stored (nothing acknowledged).
         """
         self.limiter.check(rate_key)
-        record = self.predictions.feedback_record(body, client_id)
+        record = self.predictions.feedback_record(body, client_id, source=source)
         record.setdefault("source", source)
         await self.writer.write_durable("feedback", record, self.write_timeout_seconds)
         return record

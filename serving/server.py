@@ -78,5 +78,6 @@ def run_server(settings: Settings, model_uri: str | None, progress: Progress) ->
     if app.state.serving.admin_token is None:
         progress("admin routes are disabled: no admin token (set CITEOPS_ADMIN_TOKEN)")
     serve = settings.serve
-    progress(f"serving on http://{serve.host}:{serve.port} (docs at /docs)")
+    base = f"http://{serve.host}:{serve.port}"
+    progress(f"serving on {base} (the app: {base}/app, API docs: {base}/docs)")
     uvicorn.run(app, host=serve.host, port=serve.port, log_level="warning", lifespan="on")

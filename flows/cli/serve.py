@@ -21,7 +21,7 @@ def serve(
         "Default: the persisted live slot, else models:/<registered_model>@champion.",
     ),
 ) -> None:
-    """Serve the claim verifier over HTTP (OpenAPI docs at /docs).
+    """Serve the claim verifier over HTTP (the app at /app, OpenAPI docs at /docs).
 
     A --model-uri that cannot be loaded stops the command; without one, a missing
     champion leaves the server up but not ready until a model is deployed.

@@ -257,7 +257,7 @@ def _start_serving(
         return
     ready, why = wait_ready(str(spec.url), max(0.0, timeout - seconds))
     if ready:
-        note(f"{SERVING}: ready in {seconds:.1f} s at {spec.url}")
+        note(f"{SERVING}: ready in {seconds:.1f} s at {spec.url} (the app: {spec.url}/app)")
         return
     states[SERVING] = ServiceState(
         SERVING, "not ready", record.pid, spec.url, record.log, f"{why}; {NOT_READY_HINT}"
