@@ -42,6 +42,23 @@ class NothingToRollBack(CiteopsError):
     """No promotion to undo, or no previous version to go back to."""
 
 
+def release_text(record: PromotionRecord) -> str:
+    """The "Release" section of a version description: outcome, by whom, when."""
+    import getpass
+
+    when = (record.finished_at or record.started_at).isoformat(timespec="seconds")
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers
+        user = "an unnamed user"
+    by = f"Prefect flow run `{record.flow_run_id}`" if record.flow_run_id else user
+    previous = f", previous champion v{record.previous_version}" if record.previous_version else ""
+    return (
+        f"**{record.outcome}** by {record.kind} ({by}) at {when}{previous}: {record.detail}\n\n"
+        f"Promotion record #{record.id} (`citeops history`)."
+    )
+
+
 def promotion_outcome(error: BaseException, default: str) -> str:
     """``failed`` for a refused deploy that switched no endpoint (nothing to roll back),
     else ``default``."""
@@ -153,11 +170,27 @@ class PromotionRun:
         return decision.retrain
 
     def trained(self, data: TrainingSet, candidate: Candidate, challenger: RegisteredModel) -> None:
+        """Record the challenger; in MLflow, name its run ``retrain v3 · feedback+drift``
+        and describe its version with the trigger and the data (linked to this record)."""
+        from citeops.tasks.registry.describe import PROMOTION_TAG
+        from citeops.tasks.train.fit import describe_trained
+
         self.record.version = challenger.version
         self.record.data = data.summary()
         self.record.cost_usd = candidate.cost_usd
         self.record.mlflow_run_ids["train"] = candidate.run_id
         save_record(self.settings, self.record)
+        causes = "+".join(self.record.trigger.get("causes", [])) or "manual"
+        with self.describing():
+            describe_trained(
+                self.settings,
+                challenger.version,
+                candidate,
+                f"{self.record.kind} v{challenger.version} · {causes}",
+                data,
+                self.record.trigger,
+                {PROMOTION_TAG: str(self.record.id)},
+            )
 
     def gated(self, decision: GateDecision, validation: Validation) -> None:
         self.record.gate = gate_record(decision)
@@ -172,8 +205,46 @@ class PromotionRun:
     def finish(self, outcome: str, detail: str) -> dict[str, Any]:
         self.finished = True
         finish_record(self.settings, self.record, outcome, detail)
+        with self.describing():
+            self.describe_release()
         log.info("%s %s: %s", self.record.kind, outcome, detail)
         return self.record.to_dict()
+
+    @contextmanager
+    def describing(self) -> Iterator[None]:
+        """MLflow bookkeeping that must not fail the run it describes: a failure is logged."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            yield
+        except MlflowException as error:
+            log.warning("MLflow description of %s not updated: %s", self.record.kind, error)
+
+    def describe_release(self) -> None:
+        """The version's "Release" section (outcome, who, when, the record) and the links
+        of record, validation run and version (tags ``citeops.promotion_id``)."""
+        from citeops.tasks.registry.describe import (
+            OUTCOME_TAG,
+            PROMOTION_TAG,
+            VALIDATION_RUN_TAG,
+            set_section,
+            tag_run,
+            tag_version,
+            version_tags,
+        )
+
+        record, version = self.record, self.record.version
+        if not version or record.outcome == "skipped":
+            return
+        promotion = {PROMOTION_TAG: str(record.id)}
+        validation_run = version_tags(self.settings, version).get(VALIDATION_RUN_TAG)
+        if validation_run:
+            tag_run(self.settings, validation_run, promotion)
+            if record.mlflow_run_ids.get("validate") != validation_run:
+                record.mlflow_run_ids["validate"] = validation_run
+                save_record(self.settings, record)
+        tag_version(self.settings, version, promotion | {OUTCOME_TAG: record.outcome})
+        set_section(self.settings, version, "Release", release_text(record))
 
 
 def promote_version(

@@ -280,7 +280,7 @@ def resources_used(settings: Settings, trainer: Any, wall_seconds: float) -> dic
         "device_hours": hours,
         "gpu_hours": hours if device == "cuda" else 0.0,
         "peak_rss_mb": peak_rss_mb(),
-        "estimated_cost_usd": hours * settings.train.cost_per_device_hour,
+        "estimated_cost_usd": hours * settings.cost.device_hour_rate(device),
     }
     if device == "cuda":
         out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -579,8 +579,58 @@ def register_candidate(
     registered = register_version(settings, candidate.logged_model_uri, candidate.run_id)
     if alias:
         set_alias(settings, registered.version, alias)
+    describe_trained(settings, registered.version, candidate, f"train v{registered.version}")
     log.info("registered %s%s", registered.model_uri, f" as @{alias}" if alias else "")
     return registered
+
+
+def describe_trained(
+    settings: Settings,
+    version: str,
+    candidate: Candidate,
+    run_name: str,
+    data: TrainingSet | None = None,
+    trigger: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Name the training run ``run_name`` (its version is only known now), link run and
+    version both ways (plus ``tags`` on both), and write the version description's
+    "Trained" section: the run, the dev figures, the trigger and the data digests."""
+    from citeops.tasks.registry.describe import (
+        TRAINING_RUN_TAG,
+        VERSION_TAG,
+        name_run,
+        set_section,
+        tag_version,
+    )
+
+    name_run(settings, candidate.run_id, run_name, {VERSION_TAG: version, **(tags or {})})
+    tag_version(settings, version, {TRAINING_RUN_TAG: candidate.run_id, **(tags or {})})
+    set_section(settings, version, "Trained", trained_text(candidate, run_name, data, trigger))
+
+
+def trained_text(
+    candidate: Candidate,
+    run_name: str,
+    data: TrainingSet | None = None,
+    trigger: dict[str, Any] | None = None,
+) -> str:
+    """The "Trained" section of a version description (markdown)."""
+    dev = ", ".join(f"{k} {v:.3f}" for k, v in sorted(candidate.metrics.items()) if "f1" in k)
+    lines = [
+        f"Training run `{run_name}` (`{candidate.run_id}`): {candidate.train_examples} train / "
+        f"{candidate.dev_examples} dev examples, {candidate.steps} steps, "
+        f"{candidate.wall_seconds:.0f} s, best epoch {candidate.best_epoch}.",
+        "",
+        f"Dev: {dev or 'no dev set'}.",
+    ]
+    if trigger:
+        causes = ", ".join(trigger.get("causes", [])) or "none"
+        reasons = "; ".join(trigger.get("reasons", [])) or "none given"
+        lines += ["", f"Trigger: {causes} ({reasons})."]
+    if data is not None:
+        lines += ["", data.markdown()]
+    return "\n".join(lines)
 
 
 def train_model(settings: Settings, progress: bool = True) -> TrainResult:

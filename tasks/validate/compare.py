@@ -172,14 +172,20 @@ def validate_against_champion(
 
 
 def log_validation(settings: Settings, validation: Validation, decision: Any) -> str:
-    """One MLflow run ``validate``: both models' figures side by side, the gate's decision
-    (metrics, ``gate.json``, ``gate.md``) and its thresholds as parameters."""
+    """One MLflow run ``validate v3 vs v2``: both models' figures side by side, the gate's
+    decision (metrics, ``gate.json``, ``gate.md``) and its thresholds as parameters; then
+    linked to the candidate's version (:func:`link_validation`)."""
     import mlflow
+    from citeops.tasks.registry.describe import version_label
     from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
     require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings)
-    with mlflow.start_run(experiment_id=experiment_id, run_name="validate") as run:
+    name = (
+        f"validate {version_label(validation.candidate_uri)} "
+        f"vs {version_label(validation.champion_uri)}"
+    )
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.set_tags(
             {
                 "citeops.kind": "validation",
@@ -195,7 +201,40 @@ def log_validation(settings: Settings, validation: Validation, decision: Any) ->
         mlflow.log_dict(decision.to_dict(), "gate.json")
         mlflow.log_text(decision.markdown_table(), "gate.md")
     validation.run_id = run.info.run_id
+    link_validation(settings, validation, decision)
     return run.info.run_id
+
+
+def link_validation(settings: Settings, validation: Validation, decision: Any) -> None:
+    """Tie the validation run to the candidate's registered version (when the candidate
+    is one): tags both ways with its training run, and the description's "Gate" section
+    (verdict, reasons, the table)."""
+    from citeops.tasks.inference.loading import registered_version
+    from citeops.tasks.registry.describe import (
+        GATE_TAG,
+        TRAINING_RUN_TAG,
+        VALIDATION_RUN_TAG,
+        VERSION_TAG,
+        set_section,
+        tag_run,
+        tag_version,
+    )
+
+    found = registered_version(validation.candidate_uri, settings)
+    if found is None or validation.run_id is None:
+        return
+    version, run_id = str(found.version), validation.run_id
+    verdict = "passed" if decision.passed else "refused"
+    tag_run(settings, run_id, {VERSION_TAG: version, TRAINING_RUN_TAG: found.run_id or ""})
+    if found.run_id:
+        tag_run(settings, found.run_id, {VALIDATION_RUN_TAG: run_id})
+    tag_version(settings, version, {VALIDATION_RUN_TAG: run_id, GATE_TAG: verdict})
+    reasons = "".join(f"\n- {reason}" for reason in decision.reasons)
+    body = (
+        f"Gate **{verdict}** against {validation.champion_uri or 'no champion'} "
+        f"(validation run `{run_id}`).{reasons}\n\n{decision.markdown_table()}"
+    )
+    set_section(settings, version, "Gate", body)
 
 
 def judge(settings: Settings, validation: Validation) -> Any:

@@ -310,11 +310,13 @@ def confusion_figure(result: EvaluationResult) -> Any:
 def log_evaluation_run(settings: Settings, result: EvaluationResult) -> str:
     """An MLflow run (``evaluate``) with the model URI, per-dataset metrics and the JSON."""
     import mlflow
+    from citeops.tasks.registry.describe import TRAINING_RUN_TAG, version_label
     from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
     require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings)
-    with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate") as run:
+    label = f"v{result.model_version}" if result.model_version else version_label(result.model_uri)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {label}") as run:
         mlflow.set_tags({"citeops.kind": "evaluation", "model_uri": result.model_uri})
         mlflow.log_params(
             {
@@ -335,7 +337,12 @@ def log_evaluation_run(settings: Settings, result: EvaluationResult) -> str:
                 metrics[f"{name}_f1_macro_ci95_high"] = ds.f1_macro_ci95[1]
         mlflow.log_metrics(metrics)
         if result.training_run_id:
-            mlflow.set_tag("training_run_id", result.training_run_id)
+            mlflow.set_tags(
+                {
+                    "training_run_id": result.training_run_id,
+                    TRAINING_RUN_TAG: result.training_run_id,
+                }
+            )
         result.run_id = run.info.run_id
         mlflow.log_dict(result.to_dict(), "evaluation.json")
         if result.datasets:
