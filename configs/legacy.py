@@ -26,6 +26,8 @@ MOVED: dict[tuple[str, str], tuple[str, str]] = {
 REMOVED: dict[tuple[str, ...], str] = {
     ("model", "labels"): "the labels are fixed by the data contract (SUPPORT, NEI, REFUTE) "
     "and training never read this setting; remove it",
+    ("train", "cost_per_device_hour"): "the rate of a device-hour is now per accelerator "
+    "kind: cost.device_hour_usd (e.g. {cpu: 0.09, cuda: 0.526})",
     ("bench",): "the benchmark settings moved out of the product settings to "
     "benchmarks/settings.py; `citeops bench` reads CITEOPS_BENCH__* itself",
 }

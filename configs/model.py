@@ -115,8 +115,6 @@ class TrainSettings(Section):
     """Lightning devices, e.g. 4 with `strategy` ddp on a 4-GPU node."""
     strategy: str = "auto"
     """Lightning strategy (auto, ddp, ...)."""
-    cost_per_device_hour: float = Field(0.526, ge=0)
-    """Estimated cost of one device-hour in USD (default: an AWS g4dn.xlarge on demand)."""
     init_from: str | None = None
     """Start from a registered model's weights instead of `model.base_model` (continued
     training), e.g. models:/claim-verifier@champion; None: the base model."""

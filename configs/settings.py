@@ -73,12 +73,13 @@ from citeops.configs.serving import (
     ServeSettings,
     parse_api_keys,
 )
-from citeops.configs.stack import MlflowSettings, S3Settings, StackSettings
+from citeops.configs.stack import CostSettings, MlflowSettings, S3Settings, StackSettings
 
 __all__ = [
     "RUNTIME_BATCHING_DEFAULTS",
     "SERVING_RUNTIMES",
     "BatchingSettings",
+    "CostSettings",
     "DeprecatedSettingWarning",
     "DriftSettings",
     "EvaluateSettings",
@@ -155,6 +156,7 @@ class Settings(BaseSettings):
     gate: GateSettings = GateSettings()
     tune: TuneSettings = TuneSettings()
     k8s: K8sSettings = K8sSettings()
+    cost: CostSettings = CostSettings()
 
     _admin_secret: tuple[tuple[Any, ...], str | None] | None = PrivateAttr(None)
 

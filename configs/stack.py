@@ -68,3 +68,26 @@ class StackSettings(Section):
     """`citeops up` also deploys the flows from prefect.yaml."""
     serve: bool = True
     """`citeops up` also starts the serving endpoint."""
+
+
+class CostSettings(Section):
+    """Rates of `citeops cost`: the monthly estimate in the categories of AI4citations'
+    deployment plan (inference hours, storage, training runs, tools), in USD."""
+
+    device_hour_usd: dict[str, float] = {"cpu": 0.0928, "cuda": 0.526}
+    """Rate of one device-hour of training per accelerator kind (defaults: an AWS m7i.large
+    and a g4dn.xlarge on demand); a kind not listed costs `default_device_hour_usd`."""
+    default_device_hour_usd: float = Field(0.526, ge=0)
+    """Rate of a device kind missing from `device_hour_usd`."""
+    serving_replica_hour_usd: float = Field(0.0928, ge=0)
+    """Rate of one serving replica-hour (the replicas run around the clock)."""
+    storage_gb_month_usd: float = Field(0.023, ge=0)
+    """Rate of one GB-month of stored logs, store and model artifacts (S3 standard)."""
+    tools_month_usd: float = Field(0.0, ge=0)
+    """Monthly cost of the tools (hosted Prefect, MLflow, dashboards), as contracted."""
+    window_days: int = Field(30, ge=1)
+    """How far back `citeops cost` reads what was recorded."""
+
+    def device_hour_rate(self, device_type: str) -> float:
+        """USD per device-hour of ``device_type`` (``cpu``, ``cuda``, ...)."""
+        return self.device_hour_usd.get(device_type, self.default_device_hour_usd)

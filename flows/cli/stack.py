@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
     app.command("down")(down)
     app.command("status")(status)
     app.command("deploy")(deploy)
+    app.command("cost")(cost)
 
 
 def up(
@@ -97,3 +98,32 @@ def _report(states: list, json_out: bool) -> None:
         typer.echo(line.rstrip())
         if s.note:
             typer.echo(f"{'':15s} {s.note.splitlines()[0]}")
+
+
+def cost(
+    profile: ProfileOption = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option("--replicas", min=0, help="serving replicas (default: promote.endpoints)"),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """The training runs of the last cost.window_days days with their cost, and a monthly
+    estimate: inference hours, storage, training runs, tools (rates: cost.*)."""
+    from citeops.tasks.stack.cost import estimate_costs
+
+    settings = settings_from(profile=profile)
+    count = len(settings.serving_endpoints) if replicas is None else replicas
+    report = estimate_costs(settings, count)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    for run in report.training_runs:
+        info(f"{run.started[:16]}  {run.run_name:32s} {run.device_hours:8.3f} {run.device_type}-h"
+             f"  ${run.usd:.2f}")  # fmt: skip
+    info(f"monthly estimate (from the last {report.window_days} days): ${report.monthly_usd:.2f}")
+    info(f"  training runs  ${report.training_usd:.2f} ({len(report.training_runs)} runs)")
+    info(f"  inference      ${report.inference_usd:.2f} ({report.replicas} replicas, "
+         f"{report.inference_hours:.0f} h; {report.requests} requests recorded)")  # fmt: skip
+    info(f"  storage        ${report.storage_usd:.2f} ({report.storage_gb:.3f} GB)")
+    info(f"  tools          ${report.tools_usd:.2f}")
