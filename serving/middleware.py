@@ -1,7 +1,10 @@
-"""A plain ASGI middleware: request counts and latency by route, and the body size limit.
+"""A plain ASGI middleware: request counts and latency by route, requests per client,
+and the body size limit.
 
 Bodies over ``max_body_bytes`` get 413 before the app sees them, whether or not the
-client sent ``Content-Length``.
+client sent ``Content-Length``. Requests to the prediction and feedback routes are
+counted per client, the client being named by the ``X-Client-Id`` header (bounded:
+:class:`~citeops.serving.metrics.TopClients`).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import json
 import time
 from typing import TYPE_CHECKING, Any
+
+from citeops.serving.metrics import CLIENT_ROUTES
 
 if TYPE_CHECKING:
     from citeops.serving.metrics import ServingMetrics
@@ -56,6 +61,8 @@ class MetricsAndLimits:
         finally:
             self.metrics.requests.labels(route, str(status["code"])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            if route in CLIENT_ROUTES and self.metrics.usage is not None:
+                self.metrics.usage.record_client(_header(scope, b"x-client-id"))
 
     async def _read_limited(self, scope: Scope, receive: Any) -> bytes | None:
         """The whole body, or None as soon as it is known to exceed the limit."""
@@ -80,6 +87,14 @@ class MetricsAndLimits:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower case), decoded leniently."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def _replay(body: bytes, receive: Any) -> Any:

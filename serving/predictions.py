@@ -4,7 +4,9 @@ back to them.
 Each request is answered by the model that was live when it arrived (it keeps a
 reference to it), its query line goes to the log writer, and its provenance (slot, model
 version, model URI, label) is remembered for a while so that feedback naming its
-``request_id`` is attributed to the model that answered.
+``request_id`` is attributed to the model that answered. Each answer and each feedback
+record is counted in the usage metrics (:class:`~citeops.serving.metrics.UsageMetrics`)
+with its ``source``: ``api`` (the HTTP routes, the default) or ``app``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from citeops.tasks.classifier.preprocess import Evidence, as_text
 
 if TYPE_CHECKING:
     from citeops.serving.bluegreen import BlueGreen
+    from citeops.serving.metrics import UsageMetrics
     from citeops.serving.slots import LoadedModel
 
 PROVENANCE_SIZE = 50_000  # recent request ids remembered for feedback provenance
@@ -64,8 +67,13 @@ class PredictionService:
         writer: LogWriter,
         limits: TextLimits,
         provenance_size: int = PROVENANCE_SIZE,
+        usage: UsageMetrics | None = None,
     ) -> None:
+        """``usage``: where answers and feedback are counted (default: the usage metrics
+        of ``bluegreen``'s metrics, if any)."""
         self.bluegreen = bluegreen
+        metrics = getattr(bluegreen, "metrics", None)
+        self.usage = usage or (metrics.usage if metrics is not None else None)
         self.batcher = batcher
         self.writer = writer
         self.limits = limits
@@ -83,10 +91,13 @@ class PredictionService:
             raise NotReady(self.bluegreen.load_error or "the live model is still loading")
         return slot, model
 
-    async def score(self, pairs: list[tuple[str, Evidence]]) -> list[dict[str, Any]]:
+    async def score(
+        self, pairs: list[tuple[str, Evidence]], source: str = "api"
+    ) -> list[dict[str, Any]]:
         """One answer per pair, in order (the :class:`~citeops.serving.schemas.Prediction`
         fields). An evidence is one text or a list of sentences; the model gets it as
-        given, the checks and the query log see it as one text (joined by spaces).
+        given, the checks and the query log see it as one text (joined by spaces). Each
+        answer is counted under ``source`` (``api`` | ``app``).
 
         Raises:
             BadInput: a text is empty, too long or not storable (named ``pairs[i].claim``
@@ -106,10 +117,14 @@ class PredictionService:
         except QueueFull as error:
             raise Busy(str(error)) from None
         results = await asyncio.gather(*futures)
-        return [
+        answers = [
             self._answer(slot, model, c, e, probs, t0)
             for (c, _), e, probs in zip(pairs, texts, results, strict=True)
         ]
+        if self.usage is not None:
+            for (claim, _), evidence in zip(pairs, texts, strict=True):
+                self.usage.record_prediction(model.model_version, claim, evidence, source=source)
+        return answers
 
     def _answer(
         self, slot: str, model: LoadedModel, claim: str, evidence: str, probs: np.ndarray, t0: float
@@ -154,11 +169,13 @@ class PredictionService:
         return self._provenance.get(request_id) if request_id else None
 
     def feedback_record(
-        self, body: FeedbackRequest, client_id: str | None = None
+        self, body: FeedbackRequest, client_id: str | None = None, source: str = "api"
     ) -> dict[str, Any]:
         """The feedback log line for ``body``, with provenance filled in from its
         ``request_id``, a new ``feedback_id``, and ``client_id`` (the authenticated
-        client; the key is left out for anonymous feedback, as in older lines).
+        client; the key is left out for anonymous feedback, as in older lines). The
+        accepted item is counted under ``source`` (``api`` | ``app``): its label, and its
+        agreement with the model where the prediction is known.
 
         Raises:
             BadInput: a text or label is unacceptable, or the request id is too long.
@@ -184,4 +201,8 @@ class PredictionService:
         }
         if client_id is not None:
             record["client_id"] = client_id
+        if self.usage is not None:
+            self.usage.record_feedback(
+                record["model_version"], record["prediction"], user_label, source=source
+            )
         return record
