@@ -256,6 +256,8 @@ def build_trainer(settings: Settings, precision: str, callbacks: list[Any], prog
         enable_model_summary=False,
         num_sanity_val_steps=0,
         deterministic=False,
+        # under DDP the bucketed batch sampler shards itself (tasks/train/batching.py)
+        use_distributed_sampler=False,
     )
 
 
@@ -442,7 +444,8 @@ def fit(setup: FitSetup) -> dict[str, float]:
     trainer, module, best = setup.trainer, setup.module, setup.best
     trainer.fit(module, datamodule=setup.datamodule)
     restored = best.restore(module)
-    if setup.dev and not restored:  # max_steps ended training before any validation
+    alone = trainer.world_size == 1  # a validation now would wait for the DDP workers
+    if setup.dev and not restored and alone:  # max_steps ended training before validation
         trainer.validate(module, datamodule=setup.datamodule, verbose=False)
         best.best_metrics = dict(module.last_val_metrics)
     return {k: float(v) for k, v in best.best_metrics.items()}
@@ -532,26 +535,31 @@ def fit_candidate(
     """
     import mlflow
     from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
+    from citeops.tasks.train.ddp import ddp_ranks
 
     started = time.perf_counter()
     require_fluent_tracking(settings)
-    setup = build_fit(settings, data or build_training_set(settings), progress)
-    params = training_params(settings, setup.precision)
-    log.info(
-        "fitting %s on %d examples (%d dev), precision %s",
-        settings.model.base_model,
-        len(setup.train),
-        len(setup.dev),
-        setup.precision,
-    )
-    experiment_id = ensure_experiment(settings)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        mlflow.set_tags({"citeops.kind": "training", **(tags or {})})
-        log_fit_inputs(setup, params)
-        metrics = fit(setup)
-        wall = time.perf_counter() - started
-        resources = log_fit_outcome(setup, metrics, wall)
-        logged_uri = log_fitted_model(setup, run.info.run_id) if log_model else None
+    data = data or build_training_set(settings)
+    # with DDP this process is rank 0 and the workers only fit: one run, one model
+    with ddp_ranks(settings, data) as ranks:
+        setup = build_fit(settings, data, progress)
+        params = training_params(settings, setup.precision) | {"ddp_processes": ranks}
+        log.info(
+            "fitting %s on %d examples (%d dev), precision %s, %d process(es)",
+            settings.model.base_model,
+            len(setup.train),
+            len(setup.dev),
+            setup.precision,
+            ranks,
+        )
+        experiment_id = ensure_experiment(settings)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+            mlflow.set_tags({"citeops.kind": "training", **(tags or {})})
+            log_fit_inputs(setup, params)
+            metrics = fit(setup)
+            wall = time.perf_counter() - started
+            resources = log_fit_outcome(setup, metrics, wall)
+            logged_uri = log_fitted_model(setup, run.info.run_id) if log_model else None
     log.info("fitted in %.0f s: dev %s", wall, {k: round(v, 3) for k, v in metrics.items()})
     return Candidate(
         run_id=run.info.run_id,

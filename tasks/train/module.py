@@ -79,7 +79,15 @@ class ClaimVerifierModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._loss(self(batch), batch["labels"])
         size = len(batch["labels"])
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log(
+            "train_loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
+            sync_dist=self.trainer.world_size > 1,  # DDP: the mean over the ranks' shards
+        )
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -103,7 +111,13 @@ class ClaimVerifierModule(L.LightningModule):
         metrics.update(per_group_f1(probs, targets, groups, self.groups, self.labels))
         self.last_val_metrics = metrics
         for name, value in metrics.items():
-            self.log(f"val_{name}", value, prog_bar=name in ("loss", "f1_macro_by_dataset"))
+            # every DDP rank scores the whole dev set: syncing averages equal values
+            self.log(
+                f"val_{name}",
+                value,
+                prog_bar=name in ("loss", "f1_macro_by_dataset"),
+                sync_dist=self.trainer.world_size > 1,
+            )
         self._val_probs.clear()
         self._val_targets.clear()
         self._val_losses.clear()
@@ -264,6 +278,8 @@ class MlflowEpochLogger(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         import mlflow
 
+        if trainer.global_rank != 0:  # DDP workers have no run: rank 0 logs
+            return
         value = trainer.callback_metrics.get("train_loss_epoch")
         if value is not None:
             mlflow.log_metric("train_loss", float(value), step=trainer.current_epoch)
@@ -271,7 +287,7 @@ class MlflowEpochLogger(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         import mlflow
 
-        if trainer.sanity_checking or trainer.state.fn != "fit":
+        if trainer.sanity_checking or trainer.state.fn != "fit" or trainer.global_rank != 0:
             return
         metrics = getattr(pl_module, "last_val_metrics", {})
         if metrics:
@@ -284,7 +300,7 @@ class EpochSummary(L.Callback):
     """Prints one line per validation epoch (train loss, dev loss and macro F1) to stderr."""
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
+        if trainer.sanity_checking or trainer.state.fn != "fit" or trainer.global_rank != 0:
             return
         metrics = getattr(pl_module, "last_val_metrics", {})
         train_loss = trainer.callback_metrics.get("train_loss_epoch")
