@@ -47,8 +47,12 @@ data: setup
 ## run: the whole loop on the embedded default (`citeops demo`): champion, users, trigger, retrain, promotion
 run: data
 	@# Prefect creates its home without parents: on a fresh clone .citeops is not there yet
-	home="$${PREFECT_HOME:-$(CURDIR)/.citeops/prefect}" && mkdir -p "$$home" && \
+	@home="$${PREFECT_HOME:-$(CURDIR)/.citeops/prefect}" && mkdir -p "$$home" && \
 	PREFECT_HOME="$$home" PREFECT_SERVER_ANALYTICS_ENABLED=false $(CITEOPS) demo
+
+## history: promotion records and retrain decisions, newest first (`citeops history`)
+history: setup
+	$(CITEOPS) history
 
 ## test: the fast test suite (what CI runs)
 test: setup
@@ -78,4 +82,4 @@ down: setup
 clean:
 	rm -rf .citeops .pytest_cache .ruff_cache
 
-.PHONY: help setup lock data run test test-full lint format clean up down
+.PHONY: help setup lock data run history test test-full lint format clean up down

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.errors import CiteopsError
@@ -108,8 +110,11 @@ class DemoSummary:
 
 # ---- the serving endpoint ---------------------------------------------------------------------
 @contextmanager
-def serving_endpoint(settings: Settings, port: int, progress: Progress) -> Iterator[str]:
-    """``citeops serve`` in a child process on ``port``, stopped (SIGTERM) on exit."""
+def serving_endpoint(
+    settings: Settings, port: int, progress: Progress, log_path: Path
+) -> Iterator[str]:
+    """``citeops serve`` in a child process on ``port``, its output appended to ``log_path``,
+    stopped (SIGTERM) on exit."""
     import httpx
 
     env = dict(os.environ)
@@ -121,7 +126,6 @@ def serving_endpoint(settings: Settings, port: int, progress: Progress) -> Itera
             "CITEOPS_PROFILE": settings.profile,
         }
     )
-    log_path = settings.state_dir / "demo-serve.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-c", "from citeops.flows.cli import main; main()", "serve"]
     with log_path.open("ab") as out:
@@ -288,8 +292,11 @@ def flow_overrides(budget: DemoBudget, base: str, train: dict[str, Any]) -> dict
     return {
         "train": train,
         "evaluate": {k: v for k, v in evaluate.items() if v is not None},
-        "serve": {"endpoints": [base]},
-        "promote": {"bake_seconds": budget.bake_seconds, "bake_poll_seconds": 2.0},
+        "promote": {
+            "endpoints": [base],
+            "bake_seconds": budget.bake_seconds,
+            "bake_poll_seconds": 2.0,
+        },
     }
 
 
@@ -305,8 +312,12 @@ def first_champion(
     return retrain(trigger=trigger, overrides=flow_overrides(budget, base, train))
 
 
-def run_demo(settings: Settings, budget: DemoBudget, progress: Progress) -> DemoSummary:
-    """The story (see the module docstring); returns what happened.
+def run_demo(
+    settings: Settings, budget: DemoBudget, progress: Progress, log_path: Path | None = None
+) -> DemoSummary:
+    """The story (see the module docstring); returns what happened. ``log_path``: the run's
+    full log, named in the summary (the serving endpoint's output goes beside it, to
+    ``<name>-serve.log``; default: ``<home>/state/demo-serve.log`` and no run log).
 
     Raises:
         DemoError: the data is missing or the endpoint does not start.
@@ -331,7 +342,12 @@ def run_demo(settings: Settings, budget: DemoBudget, progress: Progress) -> Demo
     port = free_port(settings.serve.host)
     first: dict[str, Any] | None = None
     retrained: dict[str, Any] | None = None
-    with serving_endpoint(settings, port, progress) as base:
+    serve_log = (
+        log_path.with_name(f"{log_path.stem}-serve.log")
+        if log_path
+        else settings.state_dir / "demo-serve.log"
+    )
+    with serving_endpoint(settings, port, progress, serve_log) as base:
         if before is None:
             try:
                 first = first_champion(settings, base, budget, progress)
@@ -382,12 +398,30 @@ def run_demo(settings: Settings, budget: DemoBudget, progress: Progress) -> Demo
         endpoint=f"http://{settings.serve.host}:{port} (stopped)",
         wall_seconds=time.perf_counter() - started,
         where={
-            "mlflow": f"mlflow ui --backend-store-uri {settings.mlflow.tracking_uri}",
-            "history": "citeops history",
+            "mlflow": f"{runnable('mlflow')} ui --backend-store-uri {settings.mlflow.tracking_uri}",
+            "history": f"{runnable('citeops')} history",
             "drift_report": str(drift.get("report") or ""),
             "home": str(settings.home),
+            "log": str(log_path or ""),
+            "serve_log": str(serve_log),
         },
     )
+
+
+def runnable(script: str) -> str:
+    """How to run this environment's console ``script`` from the current folder, as printed
+    in the summary: its bare name where ``PATH`` finds this same one, else its path (relative
+    when under the current folder: ``.venv/bin/citeops`` after ``make run``)."""
+    here = Path(sys.executable).parent / script
+    if not here.exists():
+        return script
+    found = shutil.which(script)
+    if found and Path(found).resolve() == here.resolve():
+        return script
+    try:
+        return str(here.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(here.absolute())
 
 
 def summary_text(summary: DemoSummary) -> str:
@@ -420,8 +454,12 @@ def summary_text(summary: DemoSummary) -> str:
         + (f" ({'; '.join(t.errors)})" if t.errors else "")
     )
     lines.append(f"wall time    {summary.wall_seconds / 60:.1f} min")
-    lines.append("look at      " + summary.where["mlflow"])
-    lines.append("             citeops history")
-    if summary.where.get("drift_report"):
-        lines.append(f"             {summary.where['drift_report']}")
+    where = summary.where
+    lines.append(f"history      {where['history']}")
+    lines.append(f"mlflow       {where['mlflow']}")
+    if where.get("drift_report"):
+        lines.append(f"drift report {where['drift_report']}")
+    lines.append(f"serving log  {where['serve_log']}")
+    if where.get("log"):
+        lines.append(f"full log     {where['log']}")
     return "\n".join(lines)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
-from citeops.flows.cli.common import (
-    info,
-    print_json,
-    quiet_refusals,
-    settings_from,
-    stage_progress,
-)
+from citeops.flows.cli.common import info, print_json, quiet_refusals, settings_from
+from citeops.flows.logs import quiet_terminal, run_log_path
+
+log = logging.getLogger("citeops.demo")
 
 
 def demo_command(
@@ -31,7 +30,10 @@ def demo_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train a champion on SciFact + Citation-Integrity, serve it, send users through the
-    API until the feedback trigger fires, then monitor -> retrain -> gate -> promote."""
+    API until the feedback trigger fires, then monitor -> retrain -> gate -> promote.
+
+    The terminal shows the progress lines and the summary; the full log of the run goes to
+    <home>/run-logs/demo-<time>.log (named at the start and in the summary)."""
     from citeops.flows.demo import DemoBudget, run_demo, summary_text
 
     settings = settings_from()
@@ -42,9 +44,15 @@ def demo_command(
         evaluate_max_examples=eval_examples,
         bake_seconds=bake_seconds,
     )
+    log_path = run_log_path(settings.home, "demo")
     info(f"citeops demo: home {settings.home}, base model {settings.model.base_model}")
-    with stage_progress(), quiet_refusals():
-        summary = run_demo(settings, budget, info)
+    info(f"full log: {log_path}")
+    try:
+        with quiet_terminal(log_path, until_exit=True), quiet_refusals():
+            summary = run_demo(settings, budget, log.info, log_path)
+    except Exception:
+        info(f"the demo stopped; its full log: {log_path}")
+        raise
     if as_json:
         print_json(summary.to_dict())
     else:
