@@ -126,7 +126,17 @@ def ddp_ranks(settings: Settings, data: TrainingSet) -> Iterator[int]:
                 yield size
             ok = True
         finally:
+            _leave_process_group()
             _finish(workers, logs, ok)
+
+
+def _leave_process_group() -> None:
+    """Lightning leaves the process group up after fitting; a long-lived process (a
+    Prefect worker, a test session) must not stay rank 0 of a world that is gone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _finish(workers: list[subprocess.Popen], logs: list[Path], ok: bool) -> None:
