@@ -3,6 +3,8 @@ gate, retraining and its trigger, and promotion."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from citeops.configs.base import Section
@@ -124,3 +126,16 @@ class PromoteSettings(Section):
     """Largest p95 latency of /predict* during the bake."""
     request_timeout_seconds: float = Field(600.0, gt=0)
     """Timeout of one admin call (a deploy loads and checks a model)."""
+    online: Literal["none", "shadow", "ab"] = "none"
+    """Online phase between gate and swap: none (swap at once), ab (the challenger answers
+    a sticky share of traffic) or shadow (it scores a copy of a share); the monitor then
+    promotes or aborts from the A/B report (docs/lifecycle.md, Online phase)."""
+    online_share: float = Field(0.1, gt=0, le=1)
+    """Share of clients (ab) or of requests (shadow) the challenger sees."""
+    online_min_feedback: int = Field(100, ge=1)
+    """Feedback items that judge the challenger (on its answers, or in shadow mode on the
+    mirrored requests) before a verdict, unless online_max_hours have passed."""
+    online_max_hours: float = Field(72.0, gt=0)
+    """Longest online phase: after it the verdict is given on what feedback there is."""
+    online_min_agreement: float = Field(0.8, ge=0, le=1)
+    """Least share of mirrored requests on which challenger and champion agree (shadow)."""

@@ -1,5 +1,5 @@
 """The monitoring flow: ingest, drift, trigger, and the ``retrain`` deployment when the
-trigger fires.
+trigger fires; then the review of a running online phase (A/B report, promote or abort).
 
 Deployed daily; keyword arguments in, a JSON-able dict out (the ingest report, the drift
 summary and the recorded decision, with the retraining flow run it started).
@@ -19,13 +19,16 @@ def monitor(
     model_uri: str | None = None,
     force: bool = False,
     ingest: bool = True,
+    review_online: bool = True,
 ) -> dict[str, Any]:
-    """Ingest new logs, check drift, decide on retraining, start it when the trigger fires."""
+    """Ingest new logs, check drift, decide on retraining, start it when the trigger fires;
+    review a running online phase (``review_online``): promote or abort on its verdict."""
     from citeops.configs.settings import load_settings
     from citeops.flows.ingest import ingest_feedback
     from citeops.flows.logs import stage_logs
     from citeops.flows.tracking import use_mlflow
     from citeops.tasks.drift import steps as drift
+    from citeops.tasks.release.steps import review_online_phase
     from citeops.tasks.trigger import steps as trigger
 
     with stage_logs():
@@ -37,4 +40,10 @@ def monitor(
         decision = trigger.retrain_decision(settings, report, force)
         launch = trigger.retraining_run(settings, decision) if decision.retrain else None
         decision = trigger.recorded_decision(settings, decision, launch, report.mlflow_run_id)
-    return {"ingest": ingested, "drift": report.summary(), "decision": decision.to_dict()}
+        online = review_online_phase(settings) if review_online else {"skipped": True}
+    return {
+        "ingest": ingested,
+        "drift": report.summary(),
+        "decision": decision.to_dict(),
+        "online": online,
+    }

@@ -7,12 +7,13 @@ the stage packages' ``steps`` modules
 One retrain runs at a time (a lock row in the store). Every run leaves a promotion record
 (``citeops history``) whatever its outcome: ``skipped`` (the trigger did not fire),
 ``gate_failed``, ``rolled_back`` (refused by an endpoint or broke the bake), ``failed``,
-``promoted``.
+``promoted``, or ``online`` (``promote.online`` = ab | shadow: the gated challenger is in
+its online phase on every endpoint; ``monitor`` promotes or aborts it on the A/B report).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 
@@ -28,15 +29,18 @@ def retrain(
     trigger: dict[str, Any] | None = None,
     train: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
+    online: Literal["none", "shadow", "ab"] | None = None,
 ) -> dict[str, Any]:
     """Retrain when the trigger fires (or ``force``), and promote the candidate if the
     gate passes. ``trigger``: the decision that started the run (from ``monitor``);
     ``train``: overrides of the ``train`` settings for this run; ``overrides``: of any
-    settings section (``{"evaluate": {...}}``). Returns the promotion record."""
+    settings section (``{"evaluate": {...}}``); ``online``: ``promote.online`` for this
+    run (ab / shadow: the gated challenger starts its online phase instead of the swap,
+    and the ``monitor`` flow concludes it). Returns the promotion record."""
     from citeops.flows.logs import stage_logs
 
     with stage_logs():
-        return _retrain(force, trigger, train, overrides)
+        return _retrain(force, trigger, train, overrides, online)
 
 
 def _retrain(
@@ -44,11 +48,15 @@ def _retrain(
     trigger: dict[str, Any] | None,
     train: dict[str, Any] | None,
     overrides: dict[str, Any] | None,
+    online: str | None = None,
 ) -> dict[str, Any]:
     from citeops.flows.tracking import use_mlflow
     from citeops.tasks.release.lifecycle import PromotionRun
+    from citeops.tasks.release.online import online_mode, record_online_start
 
     sections = dict(overrides or {}) | ({"train": train} if train else {})
+    if online is not None:
+        sections["promote"] = dict(sections.get("promote") or {}) | {"online": online}
     run = PromotionRun.start(trigger, overrides=sections or None)
     use_mlflow(run.settings)
     with run.locked():
@@ -65,6 +73,10 @@ def _retrain(
         with run.stage("gate_failed"):
             decision = validate.gate_candidate(validation, run.overrides)
         run.gated(decision, validation)
+        if online_mode(run.settings):
+            with run.stage("failed"):
+                experiment = release.start_online_phase(challenger.version, run.overrides)
+            return record_online_start(run, experiment)
         with run.stage("rolled_back"):
             promotion = release.promote_candidate(challenger.model_uri, run.overrides)
         run.baked(promotion)

@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from citeops.flows.cli import ab as ab_cli
 from citeops.flows.cli import bench as bench_cli
 from citeops.flows.cli import data as data_cli
 from citeops.flows.cli import demo as demo_cli
@@ -45,6 +46,7 @@ demo_cli.register(app)
 stack_cli.register(app)
 tune_cli.register(app)
 docs_cli.register(app)
+ab_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

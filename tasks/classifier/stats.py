@@ -145,6 +145,68 @@ def paired_bootstrap_f1_difference(
     return (float(point), *_percentiles(scores_a - scores_b, confidence))
 
 
+def _correct(values: Sequence[bool] | Sequence[int] | np.ndarray) -> np.ndarray:
+    """Per-item correctness as 0.0 / 1.0; ValueError when there are no items."""
+    correct = np.asarray(values, dtype=np.float64)
+    if correct.ndim != 1 or len(correct) == 0:
+        raise ValueError(f"need a non-empty vector of right/wrong answers; got {correct.shape}")
+    return correct
+
+
+def bootstrap_accuracy_interval(
+    correct: Sequence[bool] | np.ndarray,
+    resamples: int,
+    seed: int,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float, float]:
+    """Accuracy (the share of ``correct``) with a bootstrap percentile interval, drawn as
+    :func:`bootstrap_f1_interval` draws.
+
+    Returns:
+        ``(point, low, high)``.
+
+    Raises:
+        ValueError: no items, or ``resamples`` < 1.
+    """
+    right = _correct(correct)
+    scores = _bootstrap_weights(len(right), resamples, seed) @ right / len(right)
+    return (float(right.mean()), *_percentiles(scores, confidence))
+
+
+def bootstrap_accuracy_difference(
+    correct_a: Sequence[bool] | np.ndarray,
+    correct_b: Sequence[bool] | np.ndarray,
+    resamples: int,
+    seed: int,
+    paired: bool,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float, float]:
+    """Accuracy of ``a`` minus that of ``b`` with a bootstrap percentile interval.
+
+    ``paired``: both were judged on the same items (item ``i`` of both vectors is the same
+    example, as the shadow of a request); each resample draws the items once and scores
+    both, as :func:`paired_bootstrap_f1_difference` does. Unpaired (the two arms of an A/B
+    split, different items): each group is resampled on its own (seeds ``seed`` and
+    ``seed + 1``) and the resampled accuracies are differenced.
+
+    Returns:
+        ``(point, low, high)``.
+
+    Raises:
+        ValueError: a group has no items, paired groups differ in length, or
+            ``resamples`` < 1.
+    """
+    a, b = _correct(correct_a), _correct(correct_b)
+    if paired:
+        if len(a) != len(b):
+            raise ValueError(f"paired answers must be equally long; got {len(a)} and {len(b)}")
+        scores = _bootstrap_weights(len(a), resamples, seed) @ (a - b) / len(a)
+    else:
+        scores_a = _bootstrap_weights(len(a), resamples, seed) @ a / len(a)
+        scores = scores_a - _bootstrap_weights(len(b), resamples, seed + 1) @ b / len(b)
+    return (float(a.mean() - b.mean()), *_percentiles(scores, confidence))
+
+
 def confusion_matrix(
     gold: Sequence[int], predicted: Sequence[int], classes: int
 ) -> list[list[int]]:

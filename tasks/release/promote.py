@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -249,8 +249,16 @@ def roll_back(client: httpx.Client, endpoints: list[str]) -> list[str]:
     return problems
 
 
-def promote_blue_green(settings: Settings, model_uri: str) -> Promotion:
+def promote_blue_green(
+    settings: Settings,
+    model_uri: str,
+    switch: Callable[[httpx.Client, str], dict[str, Any]] | None = None,
+) -> Promotion:
     """Deploy ``model_uri`` to every endpoint, bake, and roll everything back on failure.
+
+    ``switch(client, endpoint)`` makes the model live on one endpoint and returns the
+    endpoint's answer: by default ``/admin/deploy`` of ``model_uri``; the end of an online
+    phase swaps to the challenger it already holds (``/admin/ab/stop``) instead.
 
     Raises:
         PromotionFailed: an endpoint refused; the ones already switched were rolled back.
@@ -262,7 +270,10 @@ def promote_blue_green(settings: Settings, model_uri: str) -> Promotion:
         switched: list[str] = []
         for endpoint in endpoints:
             try:
-                deploys.append(deploy_endpoint(client, endpoint, model_uri))
+                if switch is None:
+                    deploys.append(deploy_endpoint(client, endpoint, model_uri))
+                else:
+                    deploys.append(switch(client, endpoint))
             except PromotionFailed as error:
                 problems = roll_back(client, switched)
                 extra = f"; rollback problems: {'; '.join(problems)}" if problems else ""

@@ -10,6 +10,8 @@ from prefect.cache_policies import NO_CACHE
 from citeops.tasks.stepkit import publish_artifact, settings_from
 
 if TYPE_CHECKING:
+    from citeops.configs.settings import Settings
+    from citeops.tasks.release.online_report import Experiment
     from citeops.tasks.release.promote import AliasMove, Promotion
 
 
@@ -31,3 +33,36 @@ def move_champion(version: str, overrides: dict[str, Any] | None = None) -> Alia
     from citeops.tasks.release.promote import move_aliases
 
     return move_aliases(settings_from(overrides), version)
+
+
+@task(name="start-online-phase", cache_policy=NO_CACHE)
+def start_online_phase(version: str, overrides: dict[str, Any] | None = None) -> Experiment:
+    """The gated challenger in its online phase (``promote.online``: ab -> split, shadow)
+    on every endpoint, all or nothing; the champion keeps serving."""
+    from citeops.tasks.release.endpoints import serving_endpoints
+    from citeops.tasks.release.online import ExperimentPlan, online_mode, start_experiment
+    from citeops.tasks.release.promote import admin_client
+
+    settings = settings_from(overrides)
+    mode = online_mode(settings)
+    assert mode is not None, "start_online_phase with promote.online = none"
+    plan = ExperimentPlan(version, mode, settings.promote.online_share)
+    with admin_client(settings) as client:
+        return start_experiment(settings, client, serving_endpoints(settings), plan)
+
+
+@task(name="review-online-phase", cache_policy=NO_CACHE)
+def review_online_phase(settings: Settings) -> dict[str, Any]:
+    """The A/B report of the running online phase and, on its verdict, promotion
+    (bake, auto-rollback, aliases, record) or abort; ``{"active": False}`` when none runs."""
+    from citeops.tasks.release.endpoints import serving_endpoints
+    from citeops.tasks.release.online import review_experiment
+    from citeops.tasks.release.online_report import report_text
+    from citeops.tasks.release.promote import admin_client
+
+    with admin_client(settings) as client:
+        review = review_experiment(settings, client, serving_endpoints(settings))
+    if review.get("report"):
+        text = report_text(review["report"])
+        publish_artifact("markdown", "online-phase", f"```\n{text}\n```", "A/B report")
+    return review
