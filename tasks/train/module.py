@@ -8,7 +8,7 @@ The work lives in plain functions (:mod:`tasks.train.batching`, :mod:`tasks.trai
 from __future__ import annotations
 
 import copy
-import sys
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +30,8 @@ from citeops.tasks.train.batching import (
     sorted_batches,
 )
 from citeops.tasks.train.optim import build_optimizer
+
+progress = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -297,7 +299,8 @@ class MlflowEpochLogger(L.Callback):
 
 
 class EpochSummary(L.Callback):
-    """Prints one line per validation epoch (train loss, dev loss and macro F1) to stderr."""
+    """One line per validation epoch (train loss, dev loss and macro F1), logged (on the
+    terminal through the entry point's handler, in the Prefect run log)."""
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or trainer.global_rank != 0:
@@ -312,11 +315,11 @@ class EpochSummary(L.Callback):
             for k in ("loss", "f1_macro", "f1_macro_by_dataset", "accuracy")
             if k in metrics
         ]
-        print("  ".join(parts), file=sys.stderr, flush=True)
+        progress.info("  ".join(parts))
 
 
 class StepProgress(L.Callback):
-    """One plain progress line on stderr every ``interval_seconds`` of fitting (step of the
+    """One plain progress line logged every ``interval_seconds`` of fitting (step of the
     epoch, examples/s, time left in the epoch): the rich bar only draws on a terminal, and
     a log file otherwise shows nothing for minutes."""
 
@@ -350,4 +353,4 @@ class StepProgress(L.Callback):
             line += f"  {self._examples / elapsed:.1f} examples/s"
         if isinstance(total, int) and 0 < done < total:
             line += f"  ~{elapsed / done * (total - done) / 60:.1f} min left in the epoch"
-        print(line, file=sys.stderr, flush=True)
+        progress.info(line)
