@@ -74,12 +74,14 @@ def create_app(
             )
         state.writer.start()
         state.batcher.start()
+        state.online.shadow.start()
         state.tasks.append(asyncio.create_task(state.bluegreen.load_initial(model_uri, first)))
         try:
             yield
         finally:
             for task in state.tasks:
                 task.cancel()
+            await state.online.shadow.stop()  # before the batcher: it scores on its thread
             await state.batcher.stop()
             await asyncio.to_thread(state.writer.close)
 

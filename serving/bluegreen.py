@@ -2,9 +2,14 @@
 rollback, apart from HTTP so that it can be driven and tested directly.
 
 :class:`BlueGreen` owns the two :class:`~citeops.serving.slots.Slots` and every change of
-the live pointer. One deploy or rollback runs at a time (a second one gets
-:class:`DeployConflict` at once, never waits); a candidate goes live only after it loaded
-and passed its smoke checks, so a refused candidate leaves the live slot untouched.
+the live pointer. One deploy, rollback or experiment change runs at a time (a second one
+gets :class:`DeployConflict` at once, never waits); a candidate goes live only after it
+loaded and passed its smoke checks, so a refused candidate leaves the live slot untouched.
+
+An online phase (:class:`~citeops.serving.experiment.Experiment`) puts a checked
+challenger into the idle slot while the live slot keeps serving; it ends by promotion (the
+same switch as a deploy) or abort (the challenger stays as the idle slot, as after a
+rollback). While one runs, deploys and rollbacks are refused (:class:`ExperimentActive`).
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
 from citeops.serving.budget import batch_budget
+from citeops.serving.experiment import Experiment
 from citeops.serving.slots import (
     SMOKE_PAIRS,
     STATE_FILE,
@@ -45,6 +52,14 @@ Loader = Callable[[str], "ClaimVerifier"]
 T = TypeVar("T")
 RECENT_QUERIES = 64  # recent live predictions kept for the candidate agreement check
 MIN_AGREEMENT_QUERIES = 10  # fewer recent queries: the agreement check is skipped
+
+
+class ExperimentActive(DeployConflict):
+    """A deploy, rollback or new experiment was asked for while an experiment runs (409)."""
+
+
+class NoExperiment(SlotError):
+    """An experiment was to be stopped, but none runs (HTTP 409)."""
 
 
 class ExclusiveRunner(Protocol):
@@ -224,22 +239,15 @@ class BlueGreen:
         slot and make it live.
 
         Raises:
-            DeployConflict: another deploy or rollback is running.
+            DeployConflict: another deploy or rollback is running, or
+                (:class:`ExperimentActive`) an experiment runs.
             CandidateRejected: the candidate did not load or failed a smoke check; the
                 live slot is untouched.
         """
         async with self._exclusive():
+            self._refuse_during_experiment("deploy")
             before = self.slots.describe()["live"]
-            try:
-                verifier = await asyncio.to_thread(self.loader, model_uri)
-                candidate = serving_model(self.settings, verifier, model_uri)
-                await self.smoke_check(candidate)
-            except CandidateRejected:
-                self._count_failure()
-                raise
-            except Exception as error:  # noqa: BLE001 - the reason goes back to the caller
-                self._count_failure()
-                raise CandidateRejected(f"cannot load {model_uri}: {error}") from None
+            candidate = await self._checked_candidate(model_uri)
             idle = self.slots.idle_name
             self.slots.install(idle, candidate)
             self.slots.switch_to(idle, "deploy")
@@ -252,10 +260,11 @@ class BlueGreen:
         """Make the idle slot's model live again.
 
         Raises:
-            DeployConflict: another deploy or rollback is running.
+            DeployConflict: another deploy or rollback is running, or an experiment runs.
             SlotError: the idle slot holds no model (or it is still loading).
         """
         async with self._exclusive():
+            self._refuse_during_experiment("rollback")
             idle = self.slots.idle_name
             if self.slots.models[idle] is None:
                 state = "is still loading" if idle in self.slots.state.slots else "holds no model"
@@ -265,6 +274,104 @@ class BlueGreen:
             self.recent.clear()
             self._count_swap("rollback")
             return Swap(before, self.slots.describe()["live"])
+
+    async def _checked_candidate(self, model_uri: str) -> LoadedModel:
+        """``model_uri`` loaded off the event loop and smoke-checked (failures counted).
+
+        Raises:
+            CandidateRejected: it did not load or failed a smoke check.
+        """
+        try:
+            verifier = await asyncio.to_thread(self.loader, model_uri)
+            candidate = serving_model(self.settings, verifier, model_uri)
+            await self.smoke_check(candidate)
+        except CandidateRejected:
+            self._count_failure()
+            raise
+        except Exception as error:  # noqa: BLE001 - the reason goes back to the caller
+            self._count_failure()
+            raise CandidateRejected(f"cannot load {model_uri}: {error}") from None
+        return candidate
+
+    # ---- online phase -------------------------------------------------------------------
+    @property
+    def experiment(self) -> Experiment | None:
+        """The running experiment, or None."""
+        experiment = self.slots.state.experiment
+        return experiment if experiment is not None and experiment.active else None
+
+    async def start_experiment(
+        self, model_uri: str, experiment_id: str, mode: str, share: float, seed: int
+    ) -> Experiment:
+        """Load ``model_uri`` and check it exactly as :meth:`deploy` does, install it in the
+        idle slot as the challenger and record the experiment (persisted); the live slot
+        keeps serving as the champion.
+
+        Raises:
+            ExperimentActive: an experiment already runs.
+            DeployConflict: a deploy or rollback is running.
+            SlotError: no model is live to compare the challenger with.
+            CandidateRejected: the challenger did not load or failed a smoke check.
+        """
+        async with self._exclusive():
+            self._refuse_during_experiment("a new experiment")
+            live_name, live = self.slots.live
+            if live is None:
+                raise SlotError("no live model yet to compare a challenger with; retry")
+            candidate = await self._checked_candidate(model_uri)
+            idle = self.slots.idle_name
+            self.slots.install(idle, candidate)
+            experiment = Experiment(
+                experiment_id=experiment_id,
+                mode=mode,
+                share=share,
+                seed=seed,
+                champion_slot=live_name,
+                challenger_slot=idle,
+                champion_version=live.model_version,
+                challenger_version=candidate.model_version,
+                started_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            )
+            self.slots.set_experiment(experiment)
+            log.info("experiment %s started: %s", experiment_id, experiment)
+            return experiment
+
+    async def stop_experiment(self, outcome: str) -> tuple[Experiment, Swap | None]:
+        """End the running experiment: ``promote`` makes the challenger slot live (the
+        switch of :meth:`deploy`), ``abort`` leaves the champion live and the challenger
+        in the idle slot. Returns the ended record and, on promotion, the swap.
+
+        Raises:
+            NoExperiment: none runs.
+            DeployConflict: another slot change is running.
+            SlotError: promotion while the challenger slot holds no model (still loading
+                after a restart).
+        """
+        async with self._exclusive():
+            experiment = self.experiment
+            if experiment is None:
+                raise NoExperiment("no A/B experiment is running")
+            ended = experiment.ended(outcome)
+            if outcome != "promote":
+                self.slots.set_experiment(ended)
+                return ended, None
+            challenger = experiment.challenger_slot
+            if self.slots.models[challenger] is None or self.slots.live[0] == challenger:
+                raise SlotError(f"cannot promote: the challenger slot {challenger} holds no model")
+            before = self.slots.describe()["live"]
+            self.slots.state.experiment = ended  # persisted with the switch, in one write
+            self.slots.switch_to(challenger, "ab-promote")
+            self.recent.clear()
+            self._count_swap("ab-promote")
+            return ended, Swap(before, self.slots.describe()["live"])
+
+    def _refuse_during_experiment(self, what: str) -> None:
+        experiment = self.experiment
+        if experiment is not None:
+            raise ExperimentActive(
+                f"{what} refused: A/B experiment {experiment.experiment_id} is running; "
+                "stop it first (citeops ab stop --promote|--abort, POST /admin/ab/stop)"
+            )
 
     def _exclusive(self) -> asyncio.Lock:
         if self._lock.locked():

@@ -31,6 +31,9 @@ ROUTES = (
     "/metrics",
     "/admin/deploy",
     "/admin/rollback",
+    "/admin/ab",
+    "/admin/ab/start",
+    "/admin/ab/stop",
     "/docs",
     "/openapi.json",
 )
@@ -39,7 +42,7 @@ CLAIM_CHARS_BUCKETS = (25, 50, 100, 200, 400, 800, 1600)
 EVIDENCE_CHARS_BUCKETS = (100, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000)
 # to become a setting (serve.metrics_top_clients): clients with a label of their own
 TOP_CLIENTS = 20
-CHAMPION = "champion"  # the only arm until A/B exists
+CHAMPION = "champion"  # the arm of every answer outside an A/B experiment
 SOURCES = ("api", "app")
 CLIENT_ROUTES = ("/predict", "/predict/batch", "/feedback")  # requests counted per client
 ANONYMOUS = "anonymous"  # a request that names no client
@@ -66,6 +69,12 @@ class ServingMetrics:
     runtime_info: Any = None  # citeops_slot_runtime_info (None: not reported)
     batch_budget: Any = None  # citeops_slot_batch_budget (None: not reported)
     usage: UsageMetrics | None = None  # predictions, feedback, clients (None: not reported)
+    shadow: Any = None  # citeops_shadow_copies_total{outcome} (None: not reported)
+
+    def count_shadow(self, outcome: str) -> None:
+        """Count one shadow copy ``scored`` or ``dropped``."""
+        if self.shadow is not None:
+            self.shadow.labels(outcome).inc()
 
     def route_label(self, path: str) -> str:
         """Known routes by name, anything else as ``other`` (bounded label values)."""
@@ -139,9 +148,10 @@ class TopClients:
 class UsageMetrics:
     """How people use the endpoint: what was predicted and fed back, by whom, how long.
 
-    Predictions and feedback carry ``model_version``, ``arm`` (``champion`` until A/B
-    exists) and ``source`` (``api`` | ``app``). Agreement is a pair of counters over the
-    feedback whose model prediction is known, so PromQL divides them."""
+    Predictions and feedback carry ``model_version``, ``arm`` (``champion``, or
+    ``challenger`` for an A/B experiment's share) and ``source`` (``api`` | ``app``).
+    Agreement is a pair of counters over the feedback whose model prediction is known, so
+    PromQL divides them."""
 
     predictions: Any
     feedback: Any
@@ -333,6 +343,13 @@ def build_metrics(
             registry=registry,
         ),
         usage=build_usage(registry, top_clients),
+        shadow=Counter(
+            "citeops_shadow_copies_total",
+            "Requests copied to the challenger in a shadow experiment, by outcome: scored, "
+            "or dropped (queue full or scoring failed).",
+            ["outcome"],
+            registry=registry,
+        ),
     )
 
 

@@ -6,7 +6,12 @@ reference to it), its query line goes to the log writer, and its provenance (slo
 version, model URI, label) is remembered for a while so that feedback naming its
 ``request_id`` is attributed to the model that answered. Each answer and each feedback
 record is counted in the usage metrics (:class:`~citeops.serving.metrics.UsageMetrics`)
-with its ``source``: ``api`` (the HTTP routes, the default) or ``app``.
+with its ``arm`` and ``source``: ``api`` (the HTTP routes, the default) or ``app``.
+
+During an online phase (:mod:`citeops.serving.online`) the model that answers is the
+request's arm's (``split``), and in ``shadow`` mode the champion answers while the
+challenger scores a copy; answers, query lines, provenance and feedback lines carry the
+``arm`` and ``model_version`` that answered.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from citeops.serving.batcher import MicroBatcher, QueueFull
+from citeops.serving.experiment import CHAMPION
 from citeops.serving.logwriter import LogWriter, now_iso
+from citeops.serving.online import Route
 from citeops.serving.schemas import (
     FeedbackRequest,
     TextLimits,
@@ -34,6 +41,7 @@ from citeops.tasks.classifier.preprocess import Evidence, as_text
 if TYPE_CHECKING:
     from citeops.serving.bluegreen import BlueGreen
     from citeops.serving.metrics import UsageMetrics
+    from citeops.serving.online import OnlinePhase
     from citeops.serving.slots import LoadedModel
 
 PROVENANCE_SIZE = 50_000  # recent request ids remembered for feedback provenance
@@ -55,6 +63,17 @@ class Provenance:
     model_version: str
     model_uri: str
     label: str
+    arm: str = CHAMPION
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What one request brought beside its pairs: its route, who asked, from where, when."""
+
+    route: Route
+    client_id: str | None
+    source: str
+    t0: float
 
 
 class PredictionService:
@@ -68,10 +87,13 @@ class PredictionService:
         limits: TextLimits,
         provenance_size: int = PROVENANCE_SIZE,
         usage: UsageMetrics | None = None,
+        online: OnlinePhase | None = None,
     ) -> None:
         """``usage``: where answers and feedback are counted (default: the usage metrics
-        of ``bluegreen``'s metrics, if any)."""
+        of ``bluegreen``'s metrics, if any); ``online``: the online phase that routes
+        requests (None: the live model answers everything, as the champion)."""
         self.bluegreen = bluegreen
+        self.online = online
         metrics = getattr(bluegreen, "metrics", None)
         self.usage = usage or (metrics.usage if metrics is not None else None)
         self.batcher = batcher
@@ -91,13 +113,26 @@ class PredictionService:
             raise NotReady(self.bluegreen.load_error or "the live model is still loading")
         return slot, model
 
+    def route(self, client_id: str | None) -> Route:
+        """Who answers a request of ``client_id`` (:meth:`OnlinePhase.route`).
+
+        Raises:
+            NotReady: no model is live.
+        """
+        slot, model = self.live_model()
+        if self.online is None:
+            return Route(CHAMPION, slot, model)
+        return self.online.route(client_id, slot, model)
+
     async def score(
-        self, pairs: list[tuple[str, Evidence]], source: str = "api"
+        self, pairs: list[tuple[str, Evidence]], source: str = "api", client_id: str | None = None
     ) -> list[dict[str, Any]]:
         """One answer per pair, in order (the :class:`~citeops.serving.schemas.Prediction`
         fields). An evidence is one text or a list of sentences; the model gets it as
         given, the checks and the query log see it as one text (joined by spaces). Each
-        answer is counted under ``source`` (``api`` | ``app``).
+        answer is counted under its arm and ``source`` (``api`` | ``app``); ``client_id``
+        (the authenticated client, the ``X-Client-Id`` header or the app session) decides
+        the arm during an A/B experiment and is logged.
 
         Raises:
             BadInput: a text is empty, too long or not storable (named ``pairs[i].claim``
@@ -110,52 +145,67 @@ class PredictionService:
         texts = [as_text(evidence) for _, evidence in pairs]
         for i, ((claim, _), evidence) in enumerate(zip(pairs, texts, strict=True)):
             check_pair(f"pairs[{i}]." if many else "", claim, evidence, self.limits)
-        slot, model = self.live_model()
+        route = self.route(client_id)
+        model = route.model
         encoded = [model.verifier.encode_pair(c, e) for c, e in pairs]
         try:
             futures = self.batcher.submit_many(model, encoded)
         except QueueFull as error:
             raise Busy(str(error)) from None
         results = await asyncio.gather(*futures)
+        asked = Asked(route, client_id, source, t0)
         answers = [
-            self._answer(slot, model, c, e, probs, t0)
-            for (c, _), e, probs in zip(pairs, texts, results, strict=True)
+            self._answer(asked, claim, given, text, probs)
+            for (claim, given), text, probs in zip(pairs, texts, results, strict=True)
         ]
+        if self.online is not None:
+            self.online.answered(route, len(pairs))
         if self.usage is not None:
             for (claim, _), evidence in zip(pairs, texts, strict=True):
-                self.usage.record_prediction(model.model_version, claim, evidence, source=source)
+                self.usage.record_prediction(
+                    model.model_version, claim, evidence, arm=route.arm, source=source
+                )
         return answers
 
     def _answer(
-        self, slot: str, model: LoadedModel, claim: str, evidence: str, probs: np.ndarray, t0: float
+        self, asked: Asked, claim: str, given: Evidence, evidence: str, probs: np.ndarray
     ) -> dict[str, Any]:
-        """The response for one pair; also logs the query line and remembers provenance."""
+        """The response for one pair; also logs the query line (through the shadow queue
+        when the request is mirrored) and remembers provenance."""
+        route, model = asked.route, asked.route.model
         labels = model.verifier.labels
         label = labels[int(probs.argmax())]
         request_id = uuid.uuid4().hex
         probabilities = {name: round(float(p), 6) for name, p in zip(labels, probs, strict=True)}
-        latency_ms = round((time.perf_counter() - t0) * 1000.0, 2)
-        self.writer.write(
-            "queries",
-            {
-                "request_id": request_id,
-                "datetime": now_iso(),
-                "claim": claim,
-                "evidence": evidence,
-                "model_version": model.model_version,
-                "slot": slot,
-                "prediction": label,
-                "probabilities": probabilities,
-                "latency_ms": latency_ms,
-            },
-        )
-        self._remember(request_id, Provenance(slot, model.model_version, model.model_uri, label))
+        latency_ms = round((time.perf_counter() - asked.t0) * 1000.0, 2)
+        record = {
+            "request_id": request_id,
+            "datetime": now_iso(),
+            "claim": claim,
+            "evidence": evidence,
+            "model_version": model.model_version,
+            "slot": route.slot,
+            "arm": route.arm,
+            "source": asked.source,
+            "prediction": label,
+            "probabilities": probabilities,
+            "latency_ms": latency_ms,
+        }
+        if asked.client_id is not None:
+            record["client_id"] = asked.client_id
+        if route.shadow is not None and self.online is not None:
+            self.online.mirror(route, claim, given, record)
+        else:
+            self.writer.write("queries", record)
+        provenance = Provenance(route.slot, model.model_version, model.model_uri, label, route.arm)
+        self._remember(request_id, provenance)
         self.bluegreen.remember(model, claim, evidence, label)
         return {
             "label": label,
             "probabilities": probabilities,
             "model_version": model.model_version,
-            "slot": slot,
+            "slot": route.slot,
+            "arm": route.arm,
             "request_id": request_id,
         }
 
@@ -197,12 +247,17 @@ class PredictionService:
             "request_id": body.request_id,
             "model_version": known.model_version if known else None,
             "slot": known.slot if known else None,
+            "arm": known.arm if known else None,
             "feedback_id": uuid.uuid4().hex,
         }
         if client_id is not None:
             record["client_id"] = client_id
         if self.usage is not None:
             self.usage.record_feedback(
-                record["model_version"], record["prediction"], user_label, source=source
+                record["model_version"],
+                record["prediction"],
+                user_label,
+                arm=known.arm if known else CHAMPION,
+                source=source,
             )
         return record

@@ -18,9 +18,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
+from citeops.serving.credentials import CredentialsUnavailable, Unauthorized
 from citeops.serving.metrics import refresh_gauges
 from citeops.serving.public import public_status, public_text
 from citeops.serving.schemas import (
+    AbStartRequest,
+    AbStopRequest,
     BadInput,
     BatchRequest,
     BatchResponse,
@@ -29,9 +32,11 @@ from citeops.serving.schemas import (
     FeedbackRequest,
     Prediction,
     PredictRequest,
+    check_client_id,
     check_text,
 )
 from citeops.serving.state import ServingState
+from citeops.tasks.logcontract import MAX_META_CHARS
 
 STUCK_BATCH_SECONDS = 60.0
 MAX_URI_CHARS = 4096
@@ -70,6 +75,25 @@ def require_admin(request: Request, state: State) -> None:
         )
 
 
+def client_of_request(request: Request, state: ServingState) -> str | None:
+    """Who asks a prediction, for the sticky A/B arm and the query log: the client of a
+    valid feedback credential (``Authorization``), else the ``X-Client-Id`` header, else
+    None. A credential that is not valid is not an error here (predictions are open).
+
+    Raises:
+        BadInput: the ``X-Client-Id`` header is too long or not storable.
+    """
+    authorization = request.headers.get("authorization")
+    if authorization:
+        try:
+            client = state.feedback.client_of(authorization)
+        except (Unauthorized, CredentialsUnavailable):
+            client = None
+        if client:
+            return client
+    return check_client_id("X-Client-Id", request.headers.get("x-client-id"))
+
+
 predict_router = APIRouter(tags=["predict"])
 feedback_router = APIRouter(tags=["feedback"])
 status_router = APIRouter(tags=["status"])
@@ -77,15 +101,19 @@ admin_router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(
 
 
 @predict_router.post("/predict", response_model=Prediction)
-async def predict(body: PredictRequest, state: State) -> Response:
-    """Label one (claim, evidence) pair."""
-    (result,) = await state.predictions.score([(body.claim, body.evidence)])
+async def predict(body: PredictRequest, request: Request, state: State) -> Response:
+    """Label one (claim, evidence) pair. The answer names the model version and the arm
+    (``champion``, or ``challenger`` during an A/B experiment) that gave it; a client
+    that names itself (``X-Client-Id``) stays on one arm for the whole experiment."""
+    client_id = client_of_request(request, state)
+    (result,) = await state.predictions.score([(body.claim, body.evidence)], client_id=client_id)
     return JSONResponse(result)
 
 
 @predict_router.post("/predict/batch", response_model=BatchResponse)
-async def predict_batch(body: BatchRequest, state: State) -> Response:
-    """Label up to ``serve.max_batch_request`` pairs in one call."""
+async def predict_batch(body: BatchRequest, request: Request, state: State) -> Response:
+    """Label up to ``serve.max_batch_request`` pairs in one call (all on one arm)."""
+    client_id = client_of_request(request, state)
     limit = state.settings.serve.max_batch_request
     if not body.pairs:
         raise BadInput("pairs", "must hold at least one pair")
@@ -96,7 +124,8 @@ async def predict_batch(body: BatchRequest, state: State) -> Response:
         check_text("pairs[0].claim", pairs[0][0], state.predictions.limits.claim)
         evidence = body.pairs[0].evidence_text
         check_text("pairs[0].evidence", evidence, state.predictions.limits.evidence)
-    return JSONResponse({"predictions": await state.predictions.score(pairs)})
+    answers = await state.predictions.score(pairs, client_id=client_id)
+    return JSONResponse({"predictions": answers})
 
 
 @feedback_router.post("/feedback", status_code=202, response_model=FeedbackAccepted)
@@ -175,6 +204,32 @@ async def deploy(body: DeployRequest, state: State) -> dict[str, Any]:
 async def rollback(state: State) -> dict[str, Any]:
     """Make the previous model (in the idle slot) live again."""
     return (await state.bluegreen.rollback()).as_dict()
+
+
+@admin_router.post("/ab/start")
+async def ab_start(body: AbStartRequest, state: State) -> dict[str, Any]:
+    """Start an online phase: the challenger is loaded into the idle slot and checked as
+    for a deploy; the live slot keeps serving as the champion. 409 while an experiment
+    or a deploy runs."""
+    check_text("model_uri", body.model_uri, MAX_URI_CHARS)
+    if body.experiment_id is not None:
+        check_text("experiment_id", body.experiment_id, MAX_META_CHARS)
+    return await state.online.start(
+        body.model_uri, body.share, body.mode, body.experiment_id, body.seed
+    )
+
+
+@admin_router.get("/ab")
+async def ab_status(state: State) -> dict[str, Any]:
+    """The running experiment (else the last one, ``active: false``) and its counts."""
+    return state.online.status()
+
+
+@admin_router.post("/ab/stop")
+async def ab_stop(body: AbStopRequest, state: State) -> dict[str, Any]:
+    """End the experiment: ``promote`` switches the challenger live (as a deploy does),
+    ``abort`` leaves the champion live. 409 when none runs."""
+    return await state.online.stop(body.action)
 
 
 def include_routers(app: FastAPI) -> None:

@@ -9,7 +9,7 @@ logged is never quarantined as ``text_too_long``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, PlainValidator, StrictStr, WithJsonSchema
 
@@ -96,6 +96,7 @@ class Prediction(BaseModel):
     probabilities: dict[str, float]
     model_version: str
     slot: str
+    arm: str = Field(description="champion, or challenger for an A/B experiment's share.")
     request_id: str
 
 
@@ -119,6 +120,26 @@ class FeedbackAccepted(BaseModel):
 class DeployRequest(BaseModel):
     model_uri: Text = Field(
         description="models:/name/version, models:/name@alias, runs:/..., or a folder."
+    )
+
+
+class AbStartRequest(BaseModel):
+    model_uri: Text = Field(description="The challenger, as for /admin/deploy.")
+    share: float = Field(
+        ge=0.0, le=1.0, description="Share of clients (split) or of requests (shadow)."
+    )
+    mode: Literal["split", "shadow"] = Field(
+        "split", description="split: the challenger answers its share; shadow: it scores a copy."
+    )
+    experiment_id: Text | None = Field(
+        None, description="Names the experiment and seeds the sticky arms (default: new)."
+    )
+    seed: int = Field(0, description="Seeds the arms of requests that name no client.")
+
+
+class AbStopRequest(BaseModel):
+    action: Literal["promote", "abort"] = Field(
+        description="promote: the challenger goes live; abort: the champion stays live."
     )
 
 
@@ -172,6 +193,13 @@ def check_request_id(field: str, value: str | None, limits: TextLimits) -> str |
             field, f"is {len(value)} characters; at most {limits.request_id} are accepted"
         )
     return value
+
+
+def check_client_id(field: str, value: str | None) -> str | None:
+    """A client id as logged (surrounding blanks removed; None or blank: no client), or
+    :class:`BadInput` when longer than the log contract's identifiers or not storable."""
+    client = (value or "").strip()
+    return check_text(field, client, MAX_META_CHARS) if client else None
 
 
 def check_label(field: str, value: str, labels: tuple[str, ...]) -> str:

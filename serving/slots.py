@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from citeops.serving.budget import BatchBudget
+from citeops.serving.experiment import Experiment
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.inference.smoke import KNOWN_PAIRS
 
@@ -121,12 +122,14 @@ class SlotRecord:
 
 @dataclass
 class SlotState:
-    """The persisted picture: which slot is live, what each slot holds, the last swap."""
+    """The persisted picture: which slot is live, what each slot holds, the last swap, and
+    the online phase (A/B or shadow) running or last run, so that a restart keeps it."""
 
     live: str = "blue"
     slots: dict[str, SlotRecord] = field(default_factory=dict)
     last_swap: str | None = None
     last_swap_kind: str | None = None
+    experiment: Experiment | None = None
 
     @classmethod
     def read(cls, path: Path) -> SlotState:
@@ -136,11 +139,13 @@ class SlotState:
             raw = json.loads(path.read_text())
             slots = {k: SlotRecord(**v) for k, v in raw.get("slots", {}).items() if k in SLOT_NAMES}
             live = raw.get("live", "blue")
+            experiment = raw.get("experiment")
             return cls(
                 live if live in SLOT_NAMES else "blue",
                 slots,
                 raw.get("last_swap"),
                 raw.get("last_swap_kind"),
+                Experiment.from_dict(experiment) if experiment else None,
             )
         except (ValueError, TypeError) as error:
             raise SlotError(
@@ -156,6 +161,7 @@ class SlotState:
             "slots": {k: asdict(v) for k, v in self.slots.items()},
             "last_swap": self.last_swap,
             "last_swap_kind": self.last_swap_kind,
+            "experiment": self.experiment.as_dict() if self.experiment else None,
         }
         tmp.write_text(json.dumps(payload, indent=2))
         os.replace(tmp, path)
@@ -200,6 +206,11 @@ class Slots:
         self.state.live = slot
         self.state.last_swap = datetime.now(UTC).isoformat(timespec="milliseconds")
         self.state.last_swap_kind = kind
+        self.state.write(self.state_path)
+
+    def set_experiment(self, experiment: Experiment | None) -> None:
+        """Record the online phase (running, or the last one ended) and persist it."""
+        self.state.experiment = experiment
         self.state.write(self.state_path)
 
     def describe(self) -> dict[str, Any]:

@@ -16,8 +16,10 @@ from citeops.serving.bluegreen import BlueGreen, Loader, default_loader
 from citeops.serving.feedback import FeedbackIntake
 from citeops.serving.logwriter import LogWriter, build_log_writer
 from citeops.serving.metrics import ServingMetrics, build_metrics
+from citeops.serving.online import OnlinePhase
 from citeops.serving.predictions import PredictionService
 from citeops.serving.schemas import TextLimits
+from citeops.serving.shadow import ShadowQueue
 from citeops.serving.slots import STATE_FILE, Slots
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ class ServingState:
     metrics: ServingMetrics
     feedback: FeedbackIntake
     admin_token: str | None
+    online: OnlinePhase
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -60,7 +63,9 @@ def build_state(settings: Settings, loader: Loader | None = None) -> ServingStat
         batcher,
         metrics,
     )
-    predictions = PredictionService(bluegreen, batcher, writer, TextLimits.from_settings(settings))
+    online = OnlinePhase(bluegreen, ShadowQueue(batcher, writer, on_outcome=metrics.count_shadow))
+    limits = TextLimits.from_settings(settings)
+    predictions = PredictionService(bluegreen, batcher, writer, limits, online=online)
     feedback = FeedbackIntake.from_settings(settings, predictions, writer)
     return ServingState(
         settings,
@@ -71,4 +76,5 @@ def build_state(settings: Settings, loader: Loader | None = None) -> ServingStat
         metrics,
         feedback,
         admin_token=settings.admin_secret(),
+        online=online,
     )

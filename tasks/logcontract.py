@@ -37,8 +37,10 @@ FEEDBACK_OPTIONAL = ("model", "prediction", "feedback_id", *META_FIELDS)
 
 QUERY_REQUIRED = ("request_id", DATETIME, "claim", "evidence", "prediction", "probabilities")
 QUERY_OPTIONAL = ("model_version", "slot", "arm", "client_id", "source", "latency_ms")
+# Shadow mode: the challenger's label for the same request, and its model version.
+SHADOW_FIELDS = ("shadow_prediction", "shadow_model_version")
 
 FIELDS = {
     FEEDBACK: FEEDBACK_REQUIRED + FEEDBACK_OPTIONAL,
-    QUERIES: QUERY_REQUIRED + QUERY_OPTIONAL,
+    QUERIES: QUERY_REQUIRED + QUERY_OPTIONAL + SHADOW_FIELDS,
 }

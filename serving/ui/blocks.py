@@ -76,7 +76,8 @@ USER_ERRORS = (BadInput, NotReady, Busy, UnreadablePdf, RateLimited, LogWriteFai
 def _details(answer: Answer) -> str:
     return (
         f"**{answer.label}** · model version **{answer.model_version}** · runtime "
-        f"{answer.runtime} · slot {answer.slot} · latency **{answer.latency_ms:.0f} ms** · "
+        f"{answer.runtime} · slot {answer.slot} ({answer.arm}) · latency "
+        f"**{answer.latency_ms:.0f} ms** · "
         f"request `{answer.request_id}`"
     )
 

@@ -5,7 +5,8 @@ send feedback through the same intake as ``POST /feedback``.
 App users are anonymous. The app is server-side, so it needs no credential of its own;
 each browser session gets a client id of its own (:func:`new_client_id`) under which its
 feedback is rate-limited, logged (``client_id``, ``source: "app"``) and can be excluded
-(``citeops feedback exclude --client app-...``).
+(``citeops feedback exclude --client app-...``). During an A/B experiment the session's
+client id also keeps it on one arm.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Answer:
     request_id: str
     latency_ms: float
     retrieved: list[Retrieved] = field(default_factory=list)
+    arm: str = "champion"  # challenger: the session is in an A/B experiment's share
 
 
 class AppService:
@@ -80,7 +82,9 @@ class AppService:
         if usage is not None:
             usage.record_client(client_id)
         t0 = time.perf_counter()
-        (result,) = await self.state.predictions.score([(claim, given)], source=SOURCE)
+        (result,) = await self.state.predictions.score(
+            [(claim, given)], source=SOURCE, client_id=client_id
+        )
         latency_ms = round((time.perf_counter() - t0) * 1000.0, 1)
         return Answer(
             claim=claim,
@@ -93,6 +97,7 @@ class AppService:
             request_id=result["request_id"],
             latency_ms=latency_ms,
             retrieved=retrieved,
+            arm=result["arm"],
         )
 
     def _runtime_of(self, slot: str, model_version: str) -> str:

@@ -161,6 +161,8 @@ def _feedback_row(obj: dict[str, Any]) -> dict[str, Any]:
         "slot": _meta(obj, "slot"),
         # the authenticated client that sent the line (absent in anonymous and older lines)
         "client_id": _meta(obj, "client_id"),
+        "arm": _meta(obj, "arm"),  # of the prediction answered (A/B), absent in older lines
+        "source": _meta(obj, "source"),
     }
 
 
@@ -206,7 +208,23 @@ def _query_row(obj: dict[str, Any]) -> dict[str, Any]:
         "latency_ms": None if latency is None else float(latency),
         "model_version": _meta(obj, "model_version"),
         "slot": _meta(obj, "slot"),
+        "arm": _meta(obj, "arm"),
+        "client_id": _meta(obj, "client_id"),
+        "source": _meta(obj, "source"),
+        **_shadow(obj),
     }
+
+
+def _shadow(obj: dict[str, Any]) -> dict[str, Any]:
+    """The challenger's label and version of a shadow-mode line (None in other lines)."""
+    label = obj.get("shadow_prediction")
+    if label is not None:
+        if type(label) is not str:
+            raise _Bad("wrong_type", "shadow_prediction: expected a string")
+        label = label.strip().upper()
+        if label not in LABELS:
+            raise _Bad("unknown_label", f"shadow_prediction: {label[:64]!r}")
+    return {"shadow_prediction": label, "shadow_model_version": _meta(obj, "shadow_model_version")}
 
 
 def _refuse_nul(row: dict[str, Any]) -> None:

@@ -44,6 +44,8 @@ FULL_LINES = {
         "client_id": "app-user",
         "source": "api",
         "latency_ms": 12.5,
+        "shadow_prediction": "NEI",
+        "shadow_model_version": "4",
     },
 }
 

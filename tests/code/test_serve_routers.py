@@ -44,6 +44,9 @@ def test_each_route_belongs_to_the_router_of_its_tag(started: TestClient) -> Non
         "/metrics": ["status"],
         "/admin/deploy": ["admin"],
         "/admin/rollback": ["admin"],
+        "/admin/ab/start": ["admin"],
+        "/admin/ab": ["admin"],
+        "/admin/ab/stop": ["admin"],
     }
 
 
