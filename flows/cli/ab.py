@@ -49,6 +49,15 @@ def endpoints_client(settings: Settings) -> Iterator[tuple[httpx.Client, list[st
 
 
 def _print_record(record: dict[str, Any]) -> None:
+    """The offline gate table and the online report beside it (when the record has them),
+    then the outcome."""
+    from citeops.tasks.release.online_report import report_text
+
+    gate = record.get("gate") or {}
+    report = (gate.get("online") or {}).get("report")
+    for text in (gate.get("text_table"), report_text(report) if report else None):
+        if text:
+            typer.echo(text)
     typer.echo(f"{record['kind']} #{record['id']}: {record['outcome']}  {record['detail']}")
 
 

@@ -128,10 +128,14 @@ def history_command(
 def _record_row(r: dict[str, Any]) -> tuple[str, str]:
     """(start time, the history line) of a promotion record."""
     causes = "+".join((r.get("trigger") or {}).get("causes") or []) or "-"
+    from citeops.tasks.release.online_report import online_summary
+
     cost = f"{r['cost_usd']:.4f}" if r.get("cost_usd") is not None else "-"
+    online = online_summary(r.get("gate"))
     return r["started_at"], (
         f"{r['id']:>4}  {r['kind']:8}  {r['outcome']:12}  {r['version'] or '-':>7}  "
         f"{r['previous_version'] or '-':>6}  {cost:>7}  {r['started_at'][:19]:19}  {causes}"
+        + (f"\n{'':6}{online}" if online else "")
     )
 
 

@@ -497,3 +497,30 @@ def report_text(report: dict[str, Any]) -> str:
         )
     lines.append(f"verdict: {report['verdict'].upper()}: {report['reason']}")
     return "\n".join(lines)
+
+
+def online_summary(gate: dict[str, Any] | None) -> str | None:
+    """One line of a record's online phase for ``citeops history`` (``None`` without one):
+    the experiment, and once reported each arm's accuracy, the difference and the verdict."""
+    online = (gate or {}).get("online") or {}
+    experiment, report = online.get("experiment") or {}, online.get("report")
+    if not experiment:
+        return None
+    head = (
+        f"online {experiment['mode']} {experiment['share']:.0%} "
+        f"v{experiment['challenger_version']} vs v{experiment['champion_version']}"
+    )
+    if not report:
+        return f"{head} ({experiment['experiment_id']})"
+    arms = [
+        f"{arm['arm']} {_interval(arm['accuracy'], arm['accuracy_low'], arm['accuracy_high'])}"
+        f" n={arm['feedback']}"
+        for arm in report["arms"].values()
+    ]
+    difference = report.get("difference")
+    diff = (
+        f", diff {difference['point']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"
+    )
+    agreement = report.get("agreement") or {}
+    agree = f", agreement {agreement['share']:.1%}" if agreement.get("share") is not None else ""
+    return f"{head}: {'; '.join(arms)}{diff if difference else ''}{agree}; {report['verdict']}"

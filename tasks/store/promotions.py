@@ -35,7 +35,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRAIN_LOCK = "retrain"
-OUTCOMES = ("running", "promoted", "gate_failed", "rolled_back", "failed", "skipped", "rollback")
+OUTCOMES = (
+    "running",
+    "promoted",
+    "gate_failed",
+    "rolled_back",
+    "failed",
+    "skipped",
+    "rollback",
+    "online",  # the challenger started its online phase (tasks/release/online.py)
+    "aborted",  # its online phase ended without promotion
+)
 JSON_FIELDS = ("trigger", "gate", "bake", "data", "mlflow_run_ids")
 
 

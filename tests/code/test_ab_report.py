@@ -306,7 +306,9 @@ def active_status(method: str, path: str, body: dict[str, Any] | None) -> httpx.
     return httpx.Response(200, json={"active": False})
 
 
-def test_the_monitor_aborts_a_significantly_worse_challenger(tmp_path: Path) -> None:
+def test_the_monitor_aborts_a_significantly_worse_challenger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from citeops.tasks.release.online import review_experiment
     from citeops.tasks.store.promotions import PromotionRecord, list_records, save_record
 
@@ -335,6 +337,16 @@ def test_the_monitor_aborts_a_significantly_worse_challenger(tmp_path: Path) -> 
     online = record.gate["online"]["report"]  # ...the online figures
     assert online["arms"]["challenger"]["accuracy"] == pytest.approx(20 / 60)
     assert online["endpoint_counts"]["requests"] == {"champion": 120, "challenger": 120}
+    # citeops history shows the online figures under the record
+    from citeops.flows.cli import app
+    from citeops.flows.cli.common import run_cli
+
+    monkeypatch.setenv("CITEOPS_LOG_ROOT", str(root))
+    assert run_cli(app, ["history"]) == 0
+    shown = capsys.readouterr().out
+    assert "online split 50% v2 vs v1: champion 0.833 [" in shown
+    assert "challenger 0.333 [" in shown and "n=60, diff -0.500 [" in shown
+    assert "; abort\n" in shown and "online split 50% v2 vs v1 (exp-1)" in shown  # the start
     # concluded: the next review does not call the endpoints
     client, calls = endpoints_client({})
     assert review_experiment(settings, client, ["http://a"]) == {"active": False}

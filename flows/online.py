@@ -1,0 +1,24 @@
+"""The review of a running online phase (deployment ``online-review/ab-review``): the A/B
+report and, on its verdict, promotion (bake, auto-rollback, aliases, record) or abort.
+
+The daily ``monitor`` flow does the same review after drift and trigger; this flow does
+only the review, to run it on demand or more often than daily.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+
+@flow(name="online-review")
+def online_review() -> dict[str, Any]:
+    """Review the online phase citeops started: ``continue``, or promote / abort it."""
+    from citeops.configs.settings import load_settings
+    from citeops.flows.logs import stage_logs
+    from citeops.flows.tracking import use_mlflow
+    from citeops.tasks.release.steps import review_online_phase
+
+    with stage_logs():
+        return review_online_phase(use_mlflow(load_settings()))
