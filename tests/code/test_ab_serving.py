@@ -399,3 +399,31 @@ def test_score_copies_encodes_and_scores_on_the_given_model() -> None:
     model = wrap_verifier(FakeVerifier("b", MODELS["model-b"]), "model-b")  # type: ignore[arg-type]
     probs = score_copies(model, [ShadowCopy(model, "c", "e", {})] * 3)
     assert probs.shape == (3, 3) and np.allclose(probs[:, 2], 0.7)
+
+
+def test_ingest_reads_arm_and_shadow_fields_and_quarantines_a_bad_shadow_label() -> None:
+    from citeops.tasks.ingest.parse import parse_lines
+
+    line = {
+        "request_id": "r1",
+        "datetime": "2026-12-04T10:00:00+00:00",
+        "claim": "A claim.",
+        "evidence": "Some evidence.",
+        "prediction": "SUPPORT",
+        "probabilities": {"SUPPORT": 0.7, "NEI": 0.2, "REFUTE": 0.1},
+        "model_version": "3",
+        "arm": "champion",
+        "client_id": "c-1",
+        "source": "api",
+        "shadow_prediction": "refute",
+        "shadow_model_version": "4",
+    }
+    older = {k: v for k, v in line.items() if k not in ("arm", "client_id", "source")}
+    bad = line | {"shadow_prediction": "MAYBE"}
+    raw = [(i, json.dumps(x).encode(), False) for i, x in enumerate((line, older, bad), 1)]
+    chunk = parse_lines(QUERIES, raw)
+    first, second = chunk.rows
+    assert (first["arm"], first["client_id"], first["source"]) == ("champion", "c-1", "api")
+    assert (first["shadow_prediction"], first["shadow_model_version"]) == ("REFUTE", "4")
+    assert second["arm"] is None and second["shadow_prediction"] == "REFUTE"
+    assert [(r.line_no, r.reason) for r in chunk.rejects] == [(3, "unknown_label")]
