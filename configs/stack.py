@@ -68,6 +68,11 @@ class StackSettings(Section):
     """`citeops up` also deploys the flows from prefect.yaml."""
     serve: bool = True
     """`citeops up` also starts the serving endpoint."""
+    replicas: int = Field(1, ge=1)
+    """Serving replicas `citeops up` starts; over 1, on serve.port + 1 ... + N behind an
+    HAProxy load balancer on serve.port."""
+    balancer_check_ms: int = Field(500, ge=50)
+    """How often the load balancer checks each replica's /ready (2 failures: out)."""
 
 
 class CostSettings(Section):

@@ -40,13 +40,25 @@ def up(
     no_serve: Annotated[
         bool, typer.Option("--no-serve", help="do not start the serving endpoint")
     ] = False,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            "--replicas",
+            min=1,
+            help="serving replicas (over 1: behind an HAProxy load balancer on serve.port)",
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Start the stack and wait until every part answers; starting twice is harmless."""
     from citeops.tasks.stack.errors import StackError
     from citeops.tasks.stack.stack import stack_up
 
-    stack = {"deploy_on_up": False if no_deploy else None, "serve": False if no_serve else None}
+    stack = {
+        "deploy_on_up": False if no_deploy else None,
+        "serve": False if no_serve else None,
+        "replicas": replicas,
+    }
     settings = settings_from(profile=profile, stack=stack)
     info(f"citeops up: profile {settings.profile}, state in {settings.state_dir}")
     states = stack_up(settings, only, note=info)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from citeops.configs.settings import Settings
 
 DNS_SCHEME = "dns://"
+# the base URLs of the replicas `citeops up --replicas N` runs, in the state folder
+REPLICAS_FILE = "serving-replicas.json"
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 
 
@@ -41,15 +43,27 @@ def discover(entry: str, resolver: Resolver = socket.getaddrinfo) -> list[str]:
     return [f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}" for h in hosts]
 
 
+def local_endpoints(settings: Settings) -> tuple[str, ...]:
+    """Without ``promote.endpoints``: the replicas `citeops up --replicas N` recorded, else
+    the one local endpoint."""
+    import json
+
+    recorded = settings.state_dir / REPLICAS_FILE
+    if recorded.is_file():
+        return tuple(json.loads(recorded.read_text()))
+    return settings.serving_endpoints
+
+
 def serving_endpoints(settings: Settings, resolver: Resolver = socket.getaddrinfo) -> list[str]:
-    """Base URLs of every serving replica, ``dns://`` entries resolved now (replicas come
-    and go between promotions).
+    """Base URLs of every serving replica (``promote.endpoints``, else
+    :func:`local_endpoints`), ``dns://`` entries resolved now (replicas come and go between
+    promotions).
 
     Raises:
         EndpointDiscoveryFailed: a ``dns://`` entry is malformed or resolves to nothing.
     """
     endpoints: list[str] = []
-    for entry in settings.serving_endpoints:
+    for entry in settings.promote.endpoints or local_endpoints(settings):
         found = discover(entry, resolver) if entry.startswith(DNS_SCHEME) else [entry]
         endpoints.extend(url for url in found if url not in endpoints)
     return endpoints

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from citeops.tasks.release.endpoints import REPLICAS_FILE
+
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
 
@@ -146,6 +148,38 @@ def serving_spec(settings: Settings) -> ServiceSpec:
         f"{base}/health",
         "CITEOPS_SERVE__PORT",
     )
+
+
+def replica_spec(serving: ServiceSpec, index: int) -> ServiceSpec:
+    """Serving replica ``index`` (1-based) of `up --replicas N`: the endpoint's command on
+    serve.port + ``index`` (the load balancer takes serve.port)."""
+    import dataclasses
+
+    port = int(serving.port or 0) + index
+    argv = [*serving.argv[: serving.argv.index("--port") + 1], str(port)]
+    base = f"http://{serving.host}:{port}"
+    return dataclasses.replace(
+        serving,
+        name=f"{SERVING}-{index}",
+        title=f"serving replica {index}",
+        argv=argv,
+        port=port,
+        url=base,
+        health_url=f"{base}/health",
+    )
+
+
+def write_replicas(state_dir: Path, urls: list[str]) -> Path:
+    """Record the replicas' base URLs where promotion reads them (``REPLICAS_FILE``)."""
+    import json
+
+    path = state_dir / REPLICAS_FILE
+    path.write_text(json.dumps(urls))
+    return path
+
+
+def clear_replicas(state_dir: Path) -> None:
+    (state_dir / REPLICAS_FILE).unlink(missing_ok=True)
 
 
 def worker_name(settings: Settings) -> str:

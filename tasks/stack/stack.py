@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.redact import redact_url
+from citeops.tasks.stack.balancer import BALANCER, balancer_argv, write_config
 from citeops.tasks.stack.errors import PortTakenError, StackError
 from citeops.tasks.stack.health import (
     NOT_READY_HINT,
@@ -42,8 +43,11 @@ from citeops.tasks.stack.services import (
     WORKER,
     ServiceSpec,
     build_spec,
+    clear_replicas,
     prefect_database_url,
+    replica_spec,
     worker_name,
+    write_replicas,
 )
 
 if TYPE_CHECKING:
@@ -176,9 +180,64 @@ def _stack_up(settings: Settings, only: Iterable[str] | None, note: Note) -> lis
     except StackError:
         _stop_all(settings, started)
         raise
-    if SERVING in to_start:
+    if SERVING in to_start and settings.stack.replicas > 1:
+        _start_replicas(settings, launch, specs, states, timeout, note)
+    elif SERVING in to_start:
         _start_serving(specs[SERVING], launch, states, timeout, note, settings)
-    return [states[name] for name in SERVICES if name in states]
+    return [states[name] for name in recorded_names(settings, states) if name in states]
+
+
+def recorded_names(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
+    """The stack's process names in start order: the services, with the serving replicas
+    and the load balancer of a `up --replicas N` in the serving endpoint's place."""
+    names = set(extra) | {
+        path.name.removesuffix(".pid.json") for path in settings.state_dir.glob("*.pid.json")
+    }
+    replicas = sorted(
+        (n for n in names if n.startswith(f"{SERVING}-")), key=lambda n: int(n.rsplit("-")[-1])
+    )
+    ordered: list[str] = []
+    for name in SERVICES:
+        ordered.append(name)
+        if name == SERVING:
+            ordered += [*replicas, BALANCER]
+    return ordered
+
+
+def _start_replicas(
+    settings: Settings,
+    launch: Callable[[str], ProcessRecord],
+    specs: dict[str, ServiceSpec],
+    states: dict[str, ServiceState],
+    timeout: float,
+    note: Note,
+) -> None:
+    """Start ``stack.replicas`` endpoints on serve.port + 1 ... + N, each ready before the
+    next, then HAProxy on serve.port in front of them; the replicas' URLs are written for
+    promotion (:data:`~citeops.tasks.release.endpoints.REPLICAS_FILE`), which deploys to each."""
+    serving = specs[SERVING]
+    replicas = [replica_spec(serving, i) for i in range(1, settings.stack.replicas + 1)]
+    _check_ports(replicas)
+    for spec in replicas:
+        specs[spec.name] = spec
+        record = launch(spec.name)
+        seconds = wait_healthy(
+            spec.title, lambda u=str(spec.health_url): http_ok(u), record, timeout
+        )
+        ready, why = wait_ready(str(spec.url), max(0.0, timeout - seconds))
+        if not ready:
+            states[spec.name] = ServiceState(spec.name, "not ready", record.pid, spec.url,
+                                             record.log, f"{why}; {NOT_READY_HINT}")  # fmt: skip
+    urls = [str(spec.url) for spec in replicas]
+    write_replicas(settings.state_dir, urls)
+    config = write_config(settings, urls, settings.serve.host, settings.serve.port)
+    specs[BALANCER] = ServiceSpec(
+        BALANCER, "load balancer (HAProxy)", balancer_argv(config), {}, config.parent,
+        serving.host, serving.port, serving.url, serving.health_url, "CITEOPS_SERVE__PORT",
+    )  # fmt: skip
+    record = launch(BALANCER)
+    wait_healthy(specs[BALANCER].title, lambda: http_ok(str(serving.health_url)), record, timeout)
+    note(f"{BALANCER}: {serving.url} -> {', '.join(urls)} (the app: {serving.url}/app)")
 
 
 def _running_records(state_dir: Any, names: list[str]) -> dict[str, ProcessRecord]:
@@ -279,7 +338,8 @@ def stack_down(settings: Settings) -> list[ServiceState]:
 
 def _stack_down(settings: Settings) -> list[ServiceState]:
     states = []
-    for name in reversed(SERVICES):
+    clear_replicas(settings.state_dir)
+    for name in reversed(recorded_names(settings)):
         record = read_record(settings.state_dir, name)
         if record is None:
             states.append(ServiceState(name, "not running"))
@@ -300,10 +360,11 @@ def _stack_down(settings: Settings) -> list[ServiceState]:
 def stack_status(settings: Settings) -> list[ServiceState]:
     """What runs now: each recorded process, whether it is alive and answers its check."""
     states = []
-    for name in SERVICES:
+    for name in recorded_names(settings):
         record = read_record(settings.state_dir, name)
         if record is None:
-            states.append(ServiceState(name, "not running"))
+            if name in SERVICES:
+                states.append(ServiceState(name, "not running"))
         elif not is_alive(record):
             states.append(
                 ServiceState(
@@ -315,24 +376,29 @@ def stack_status(settings: Settings) -> list[ServiceState]:
                     "stale PID file (the process is gone)",
                 )
             )
-        elif name == SERVING:
-            states.append(_serving_state(settings, record))
+        elif name == SERVING or name.startswith(f"{SERVING}-"):
+            states.append(_serving_state(settings, record, name))
         else:
-            healthy = _healthy_now(settings, name)
+            healthy = (
+                http_ok(f"{record.url}/health")
+                if name == BALANCER
+                else _healthy_now(settings, name)
+            )
             state = "running" if healthy else "running, not answering"
             states.append(ServiceState(name, state, record.pid, record.url, record.log))
     return states
 
 
-def _serving_state(settings: Settings, record: ProcessRecord) -> ServiceState:
-    """The endpoint is "running" only when it is ready (a live model answers)."""
-    if not _healthy_now(settings, SERVING):
-        return ServiceState(SERVING, "running, not answering", record.pid, record.url, record.log)
-    ready, why = serving_readiness(str(build_spec(SERVING, settings).url))
+def _serving_state(settings: Settings, record: ProcessRecord, name: str) -> ServiceState:
+    """An endpoint is "running" only when it is ready (a live model answers)."""
+    url = record.url or str(build_spec(SERVING, settings).url)
+    if not http_ok(f"{url}/health"):
+        return ServiceState(name, "running, not answering", record.pid, record.url, record.log)
+    ready, why = serving_readiness(url)
     if ready:
-        return ServiceState(SERVING, "running", record.pid, record.url, record.log)
+        return ServiceState(name, "running", record.pid, record.url, record.log)
     note = f"{why}; {NOT_READY_HINT}"
-    return ServiceState(SERVING, "running, not ready", record.pid, record.url, record.log, note)
+    return ServiceState(name, "running, not ready", record.pid, record.url, record.log, note)
 
 
 def _healthy_now(settings: Settings, name: str) -> bool:
