@@ -47,7 +47,7 @@ def build_state(settings: Settings, loader: Loader | None = None) -> ServingStat
     """The parts of one serving app, wired from ``settings``; nothing started yet. The
     admin token is read here, once (in the ``local`` profile that may create its file)."""
     serve = settings.serve
-    metrics = build_metrics()
+    metrics = build_metrics(top_clients=serve.metrics_top_clients)
     batcher = MicroBatcher(  # the defaults; each slot's model brings its runtime's budget
         serve.max_batch_size,
         serve.max_wait_ms,
