@@ -62,6 +62,9 @@ class ServeSettings(Section):
     and `ingest.max_evidence_chars`, and this can only tighten them."""
     max_body_bytes: int = Field(1_000_000, ge=1)
     """Largest request body."""
+    metrics_top_clients: int = Field(20, ge=1, le=1000)
+    """Clients with their own `client` label on /metrics (the busiest; the rest count as
+    `other`): bounds the series a client id can create."""
     precision: Literal["fp32", "bf16", "int8"] = "bf16"
     """PyTorch's precision (bf16 autocast: 99.89 % label agreement with fp32 on the 906
     test pairs, BENCHMARKS.md); ONNX Runtime and OpenVINO have their own."""
