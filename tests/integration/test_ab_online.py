@@ -150,3 +150,31 @@ def test_ab_on_two_endpoints_report_review_promotion_and_all_or_nothing(
         assert run_cli(app, ["ab", "start", "--version", champion]) == 2
         assert "aborted on " + bases[0] in capsys.readouterr().err
         assert not httpx.get(f"{bases[0]}/admin/ab", headers=auth).json()["active"]
+
+
+def test_retrain_with_an_online_phase_ends_in_it_and_the_monitor_review_continues(
+    env: pytest.MonkeyPatch, prefect_harness: None
+) -> None:
+    from citeops.flows.online import online_review
+    from citeops.flows.retrain import retrain
+    from tests.integration.test_retrain import LENIENT_GATE
+
+    for key, value in LENIENT_GATE.items():
+        env.setenv(key, value)
+    env.setenv("CITEOPS_PROMOTE__ONLINE_MIN_FEEDBACK", "1000")
+    old = register_tiny("champion", favour=2)
+    uri = f"models:/{load_settings().mlflow.registered_model}/{old}"
+    with endpoints(env, uri, uri) as bases:
+        record = retrain(force=True, online="shadow")
+        new = record["version"]
+        assert (record["kind"], record["outcome"]) == ("retrain", "online"), record["detail"]
+        assert record["gate"]["passed"] is True and record["gate"]["text_table"]
+        experiment = record["gate"]["online"]["experiment"]
+        assert (experiment["mode"], experiment["challenger_version"]) == ("shadow", new)
+        assert experiment["endpoints"] == bases
+        assert [live(base) for base in bases] == [old, old]  # no swap: the champion serves
+        assert aliases(load_settings())["challenger"] == new
+
+        review = online_review()  # the ab-review deployment's flow
+        assert review["active"] and review["action"] is None
+        assert review["report"]["verdict"] == "continue"
