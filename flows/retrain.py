@@ -80,5 +80,6 @@ def _retrain(
         with run.stage("rolled_back"):
             promotion = release.promote_candidate(challenger.model_uri, run.overrides)
         run.baked(promotion)
-        release.move_champion(challenger.version, run.overrides)
+        with run.stage("rolled_back"):  # the registry refused: every endpoint went back
+            release.move_champion(challenger.version, run.overrides, promotion.endpoints)
         return run.finish("promoted", f"version {challenger.version} is live")

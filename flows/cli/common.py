@@ -65,17 +65,26 @@ class _NoRefusalTracebacks(logging.Filter):
         return True
 
 
+MLFLOW_STORE_LOGGER = "mlflow.store.db.utils"
+
+
 @contextmanager
 def quiet_refusals() -> Iterator[None]:
     """Prefect logs a failed flow or task run with its traceback; for a gate refusal or
-    another :class:`CiteopsError` the CLI shows the one-line reason instead."""
+    another :class:`CiteopsError` the CLI shows the one-line reason instead. MLflow's
+    SQL store logs a database error with its traceback and SQL parameters before raising
+    it again: the raised error is what the command reports (one line), so that log is off."""
     loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
     quiet = _NoRefusalTracebacks()
     for logger in loggers:
         logger.addFilter(quiet)
+    store_log = logging.getLogger(MLFLOW_STORE_LOGGER)
+    level = store_log.level
+    store_log.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
+        store_log.setLevel(level)
         for logger in loggers:
             logger.removeFilter(quiet)
 

@@ -213,12 +213,14 @@ class PromotionRun:
     @contextmanager
     def describing(self) -> Iterator[None]:
         """MLflow bookkeeping that must not fail the run it describes: a failure is logged."""
-        from mlflow.exceptions import MlflowException
+        from citeops.tasks.release.promote import one_line
 
         try:
             yield
-        except MlflowException as error:
-            log.warning("MLflow description of %s not updated: %s", self.record.kind, error)
+        except Exception as error:  # an unwritable or unreachable store raises many kinds
+            log.warning(
+                "MLflow description of %s not updated: %s", self.record.kind, one_line(error)
+            )
 
     def describe_release(self) -> None:
         """The version's "Release" section (outcome, who, when, the record) and the links
@@ -259,7 +261,7 @@ def promote_version(
     """
     from citeops.tasks.inference.aliases import model_uri_for
     from citeops.tasks.registry.register import require_version
-    from citeops.tasks.release.promote import move_aliases, promote_blue_green
+    from citeops.tasks.release.promote import move_aliases_or_roll_back, promote_blue_green
     from citeops.tasks.train.training_set import build_training_set
     from citeops.tasks.validate.compare import judge, validate_against_champion
     from citeops.tasks.validate.gate import require_gate
@@ -282,7 +284,8 @@ def promote_version(
         with run.stage("rolled_back"):
             promotion = promote_blue_green(settings, uri)
         run.baked(promotion)
-        move_aliases(settings, str(version))
+        with run.stage("rolled_back"):
+            move_aliases_or_roll_back(settings, str(version), promotion.endpoints)
         run.finish("promoted", f"version {version} is live")
     return run.record
 

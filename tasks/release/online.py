@@ -400,7 +400,7 @@ def promote_experiment(
             is live again everywhere.
     """
     from citeops.tasks.inference.aliases import model_uri_for
-    from citeops.tasks.release.promote import move_aliases, promote_blue_green
+    from citeops.tasks.release.promote import move_aliases_or_roll_back, promote_blue_green
 
     version = str(run.record.version)
 
@@ -414,7 +414,8 @@ def promote_experiment(
             abort_leftovers(client, endpoints)
             raise
     run.baked(promotion)
-    move_aliases(run.settings, version)
+    with run.stage("rolled_back"):
+        move_aliases_or_roll_back(run.settings, version, promotion.endpoints)
     return run.finish("promoted", f"version {version} is live after its online phase: {reason}")
 
 

@@ -6,7 +6,9 @@ endpoints already switched are rolled back and nothing else changes. Then, for
 ``promote.bake_seconds``, each endpoint's own ``/metrics`` and ``/ready`` are read: the
 error rate and p95 latency of ``/predict*`` during the window must stay within the
 thresholds, else every endpoint is rolled back (:class:`BakeFailed`). Only after a clean
-bake do the registry aliases move, in one step (:func:`move_aliases`).
+bake do the registry aliases move, in one step (:func:`move_aliases`); when the registry
+refuses that step, :func:`move_aliases_or_roll_back` rolls every endpoint back, so that a
+promotion ends fully promoted or fully rolled back, never with an unbaked model live.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class PromotionFailed(CiteopsError):
     def __init__(self, message: str, rolled_back: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.rolled_back = rolled_back
+
+
+class AliasMoveFailed(CiteopsError):
+    """The registry aliases could not move after a clean bake; every endpoint was rolled
+    back to the model it served before and ``champion`` left (or put back) where it was."""
 
 
 class BakeFailed(CiteopsError):
@@ -313,3 +320,54 @@ def move_aliases(settings: Settings, new_champion: str) -> AliasMove:
     delete_alias(settings, CHALLENGER)
     log.info("aliases: champion %s -> %s, previous -> %s", old, new_champion, old)
     return AliasMove(old, str(new_champion), old)
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of ``error``'s message, cut at ``limit`` characters (a library's
+    error can hold a whole SQL statement and its parameters)."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def move_aliases_or_roll_back(
+    settings: Settings, new_champion: str, endpoints: list[str] | None = None
+) -> AliasMove:
+    """:func:`move_aliases` after a clean bake, all or nothing with the endpoints.
+
+    ``endpoints`` (default: every serving endpoint) serve ``new_champion`` now. When the
+    registry fails (store unwritable, tracking server gone), they are rolled back to the
+    model they served before and ``champion`` is put back if it had moved, so that the
+    aliases, the endpoints and the record (``rolled_back``) agree again.
+
+    Raises:
+        AliasMoveFailed: the registry's error (one line) and any rollback problem.
+    """
+    from citeops.tasks.registry.register import get_version_by_alias
+
+    old = get_version_by_alias(settings, CHAMPION)
+    try:
+        return move_aliases(settings, new_champion)
+    except Exception as error:  # whatever the registry raised, the endpoints must go back
+        reason = one_line(error)
+    log.warning("aliases not moved (%s): rolling every endpoint back", reason)
+    problems = _restore_champion(settings, old)
+    with admin_client(settings) as client:
+        problems += roll_back(client, endpoints or serving_endpoints(settings))
+    extra = f"; rollback problems: {'; '.join(problems)}" if problems else ""
+    raise AliasMoveFailed(
+        f"aliases not moved to version {new_champion} ({reason}); every endpoint rolled back "
+        f"to the previous model{extra}"
+    )
+
+
+def _restore_champion(settings: Settings, old: str | None) -> list[str]:
+    """Point ``champion`` back at ``old`` if a partial move left it elsewhere; the
+    problem, if the registry cannot even be read, as a one-item list."""
+    from citeops.tasks.registry.register import get_version_by_alias, set_alias
+
+    try:
+        if old is not None and get_version_by_alias(settings, CHAMPION) != old:
+            set_alias(settings, old, CHAMPION)
+    except Exception as error:  # the store that refused the move may refuse this too
+        return [f"champion alias not checked: {one_line(error)}"]
+    return []

@@ -28,11 +28,15 @@ def promote_candidate(model_uri: str, overrides: dict[str, Any] | None = None) -
 
 
 @task(name="move-aliases", cache_policy=NO_CACHE)
-def move_champion(version: str, overrides: dict[str, Any] | None = None) -> AliasMove:
-    """``champion`` → the new version, ``previous`` → the old one, ``challenger`` removed."""
-    from citeops.tasks.release.promote import move_aliases
+def move_champion(
+    version: str, overrides: dict[str, Any] | None = None, endpoints: list[str] | None = None
+) -> AliasMove:
+    """``champion`` → the new version, ``previous`` → the old one, ``challenger`` removed;
+    if the registry refuses, ``endpoints`` (default every one) are rolled back
+    (:class:`~citeops.tasks.release.promote.AliasMoveFailed`)."""
+    from citeops.tasks.release.promote import move_aliases_or_roll_back
 
-    return move_aliases(settings_from(overrides), version)
+    return move_aliases_or_roll_back(settings_from(overrides), version, endpoints)
 
 
 @task(name="start-online-phase", cache_policy=NO_CACHE)
