@@ -155,6 +155,22 @@ class FeedbackSettings(Section):
     """Requests a client may send at once above the rate."""
     rate_max_clients: int = Field(100_000, ge=1)
     """Clients whose rate is tracked at once (bounds memory)."""
+    use_flagged: bool = False
+    """Train on (and count toward the trigger) feedback the quality stage flagged as
+    likely wrong (see docs/feedback-quality.md)."""
+    max_flagged_share: float = Field(0.5, ge=0, le=1)
+    """A client whose share of flagged feedback lines is above this is reported (and
+    excluded with `auto_exclude`)."""
+    min_client_items: int = Field(50, ge=1)
+    """Feedback lines a client must have sent before its flagged share is judged."""
+    auto_exclude: bool = True
+    """Exclude a client above `max_flagged_share` automatically (reversible: `citeops
+    feedback include`; a client let back in is never excluded automatically again)."""
+    score_batch_size: int = Field(32, ge=1)
+    """Pairs per batch when the champion scores feedback."""
+    score_max_rows: int = Field(5000, ge=1)
+    """Feedback rows the champion scores per run, newest first (the rest wait for the next
+    run)."""
 
     @field_validator("api_keys")
     @classmethod

@@ -1,8 +1,10 @@
-"""The monitoring flow: ingest, drift, trigger, and the ``retrain`` deployment when the
-trigger fires; then the review of a running online phase (A/B report, promote or abort).
+"""The monitoring flow: ingest, feedback quality, drift, trigger, and the ``retrain``
+deployment when the trigger fires; then the review of a running online phase (A/B report,
+promote or abort).
 
-Deployed daily; keyword arguments in, a JSON-able dict out (the ingest report, the drift
-summary and the recorded decision, with the retraining flow run it started).
+Deployed daily; keyword arguments in, a JSON-able dict out (the ingest report, the
+feedback-quality summary, the drift summary and the recorded decision, with the
+retraining flow run it started).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ def monitor(
     from citeops.flows.logs import stage_logs
     from citeops.flows.tracking import use_mlflow
     from citeops.tasks.drift import steps as drift
+    from citeops.tasks.feedback.steps import feedback_quality
     from citeops.tasks.release.steps import review_online_phase
     from citeops.tasks.trigger import steps as trigger
 
     with stage_logs():
         settings = use_mlflow(load_settings())
         ingested = ingest_feedback() if ingest else {"skipped": "ingest=False"}
+        quality = feedback_quality(settings)  # flags before the trigger counts
         report = drift.drift_report(settings, current_dir, reference_datasets, model_uri)
         report = drift.alert_drift(settings, report)
         drift.publish_drift_report(report)
@@ -43,6 +47,7 @@ def monitor(
         online = review_online_phase(settings) if review_online else {"skipped": True}
     return {
         "ingest": ingested,
+        "feedback_quality": quality,
         "drift": report.summary(),
         "decision": decision.to_dict(),
         "online": online,

@@ -1,4 +1,4 @@
-"""`citeops ingest`, `citeops feedback stats`, `citeops feedback exclude`."""
+"""`citeops ingest`, `citeops feedback stats|score|clients|exclude|include`."""
 
 from __future__ import annotations
 
@@ -83,11 +83,23 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     typer.echo(f"last ingest    {summary['last_ingest'] or 'never'}")
     typer.echo(f"last training  {summary['last_training'] or 'never'}")
     typer.echo(f"new since last training  {summary['new_feedback_since_last_training']:,}")
+    _trigger_counts(summary["trigger_counts"], fb["flagged_rows"], fb["unscored_rows"])
     _breakdown_table("model version", summary["by_model_version"], "model_version")
     _breakdown_table("client", summary["by_client"], "client_id")
 
 
 BREAKDOWN_ROWS = 20  # rows of each breakdown table (--json has them all)
+COUNT_STEPS = ("accepted", "unflagged", "authenticated", "from_non_excluded_clients", "trusted")
+
+
+def _trigger_counts(counts: dict, flagged: int, unscored: int) -> None:
+    """The trigger's count step by step, over all feedback and since the last training."""
+    typer.echo(f"\ntrigger count ({flagged:,} rows flagged, {unscored:,} not scored by a model)")
+    typer.echo(f"   {'':28s} {'all':>10s} {'since training':>15s}")
+    for step in COUNT_STEPS:
+        name = step.replace("_", " ")
+        total, recent = counts["all"][step], counts["since_last_training"][step]
+        typer.echo(f"   {name:28s} {total:>10,} {recent:>15,}")
 
 
 def _breakdown_table(title: str, entries: list[dict], key: str) -> None:
@@ -123,3 +135,68 @@ def exclude(
         f"excluded {done.lines:,} feedback lines of client {done.client_id!r}{again}: "
         f"{done.rows:,} feedback rows, {done.rows_unused:,} of them no longer used"
     )
+
+
+@feedback_app.command("include")
+def include(
+    client: str = typer.Option(..., "--client", help="Excluded client id to let back in."),
+) -> None:
+    """Let an excluded client back in (undo `citeops feedback exclude` or an automatic
+    exclusion): its lines count again, and the quality stage never excludes it again."""
+    from citeops.tasks.store.feedback_quality import readmit_client
+
+    if readmit_client(settings_from(), client):
+        typer.echo(f"client {client.strip()!r} is no longer excluded")
+    else:
+        typer.echo(f"client {client.strip()!r} was not excluded; nothing changed")
+
+
+@feedback_app.command("score")
+def score(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Score new feedback with the champion, flag likely wrong labels (confident learning,
+    disagreement between clients), judge clients and exclude suspect ones
+    (feedback.auto_exclude). Flagged feedback is kept but not trained on or counted."""
+    from citeops.tasks.feedback.quality import score_feedback
+
+    with stage_progress(name="citeops.tasks.feedback", fmt="%(message)s"):
+        report = score_feedback(settings_from())
+    if as_json:
+        print_json(report.to_dict())
+        return
+    reasons = ", ".join(f"{k} {v:,}" for k, v in report.reasons.items()) or "none"
+    typer.echo(f"scored         {report.scored:,} rows by model {report.model_version or '-'}")
+    if report.note or report.unscored:
+        typer.echo(f"               {report.unscored:,} not scored yet {report.note or ''}")
+    typer.echo(f"flagged        {report.flagged:,} of {report.rows:,} rows ({reasons})")
+    _clients_table([c.to_dict() for c in report.clients])
+    for client_id in report.auto_excluded:
+        typer.echo(f"excluded       {client_id} (undo: citeops feedback include --client ...)")
+
+
+@feedback_app.command("clients")
+def clients(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Per authenticated client: lines, share flagged, agreement with the model's confident
+    predictions and with other clients; suspect and excluded clients marked (from the
+    stored scores and flags: run `citeops feedback score` first)."""
+    from citeops.tasks.feedback.quality import stored_client_quality
+
+    found = [c.to_dict() for c in stored_client_quality(settings_from())]
+    if as_json:
+        print_json({"clients": found, "suspect": [c["client_id"] for c in found if c["suspect"]]})
+        return
+    _clients_table(found)
+
+
+def _clients_table(entries: list[dict]) -> None:
+    """One line per client, suspect ones marked (the busiest first)."""
+    rate = lambda value: "-" if value is None else f"{value:.1%}"  # noqa: E731
+    typer.echo(f"\n{'client':28s} {'lines':>8s} {'flagged':>8s} {'model':>8s} {'peers':>8s}")
+    for entry in entries[:BREAKDOWN_ROWS]:
+        mark = " (excluded)" if entry["excluded"] else " (suspect)" if entry["suspect"] else ""
+        typer.echo(
+            f"{str(entry['client_id'])[:28]:28s} {entry['lines']:>8,} "
+            f"{entry['flagged_share']:>8.1%} {rate(entry['model_agreement']):>8s} "
+            f"{rate(entry['peer_agreement']):>8s}{mark}"
+        )
+    if len(entries) > BREAKDOWN_ROWS:
+        typer.echo(f"... {len(entries) - BREAKDOWN_ROWS:,} more (--json lists them all)")

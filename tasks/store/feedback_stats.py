@@ -24,7 +24,8 @@ from sqlalchemy import Select, and_, func, select
 from sqlalchemy.engine import Connection
 
 from citeops.tasks.data.multivers import LABELS
-from citeops.tasks.store.schema import excluded_clients, feedback, feedback_clients, open_store
+from citeops.tasks.store.feedback_quality import active_exclusions
+from citeops.tasks.store.schema import feedback, feedback_clients, open_store
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -144,7 +145,7 @@ def by_client(conn: Connection) -> list[dict[str, Any]]:
         .group_by(per_row.c.user_label, per_row.c.prediction)
     )
     tallies.update(_tallies(conn.execute(unnamed), lambda _: None))
-    excluded = set(conn.execute(select(excluded_clients.c.client_id)).scalars())
+    excluded = active_exclusions(conn)
     ranked = _ranked("client_id", tallies)
     for entry in ranked:
         entry["excluded"] = entry["client_id"] in excluded

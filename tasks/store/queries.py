@@ -1,8 +1,10 @@
 """What other stages read from the curated store (plain functions, settings in).
 
 - :func:`load_queries`: production queries (the drift check's current window);
-- :func:`accepted_feedback_since`: how much usable new feedback there is (the trigger);
-- :func:`training_feedback`: feedback usable for training, as :class:`Example`;
+- :func:`accepted_feedback_since`: how much trusted new feedback there is (the trigger);
+- :func:`feedback_counts`: the trigger's count step by step (accepted, unflagged, ...);
+- :func:`training_feedback`: feedback usable for training, as :class:`Example`
+  (:func:`training_feedback_with_left_out`: and how many rows were left out, why);
 - :func:`mark_training` / :func:`last_training_time`: when the last training run used it;
 - :func:`feedback_stats`: a summary of the store (``citeops feedback stats``);
 - :func:`exclude_client`: ignore one client's feedback lines (``citeops feedback exclude``).
@@ -11,7 +13,11 @@ A feedback row's votes are its lines; the lines of authenticated clients are cou
 client in ``feedback_clients``. A client in ``excluded_clients`` no longer counts: a row
 whose every vote came from excluded clients is neither trained on nor counted by the
 trigger, and the rest lose those votes. Where ``feedback.require_credentials`` is on, the
-trigger counts only rows with a vote from a client that is not excluded.
+trigger counts only rows with a vote from a client that is not excluded. A client an
+operator let back in (``readmitted_at``) is no longer excluded.
+
+Rows the feedback-quality stage flagged (``flagged``: a likely wrong label) are kept but
+neither trained on nor counted by the trigger, unless ``feedback.use_flagged``.
 
 Datetimes in arguments may be aware or naive (naive means UTC); datetimes returned are
 aware, in UTC.
@@ -25,7 +31,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from citeops.tasks.data.multivers import LABEL2ID, Example
@@ -89,8 +95,10 @@ def load_queries(
     return rows
 
 
-def _usable(since: datetime | None):  # noqa: ANN202 - a SQL expression
+def _usable(since: datetime | None, include_flagged: bool = True):  # noqa: ANN202 - SQL
     condition = and_(feedback.c.conflict.is_(False), feedback.c.leaked.is_(False))
+    if not include_flagged:
+        condition = and_(condition, feedback.c.flagged.is_(False))
     if since is not None:
         condition = and_(condition, feedback.c.ingested_at > utc_naive(since))
     return condition
@@ -104,7 +112,8 @@ def _same_row():  # noqa: ANN202 - a SQL expression
 
 
 def _excluded_ids():  # noqa: ANN202 - a SQL expression
-    return select(excluded_clients.c.client_id)
+    """Clients excluded now (an operator may have let one back in)."""
+    return select(excluded_clients.c.client_id).where(excluded_clients.c.readmitted_at.is_(None))
 
 
 def _counted(authenticated_only: bool):  # noqa: ANN202 - a SQL expression
@@ -121,20 +130,52 @@ def _counted(authenticated_only: bool):  # noqa: ANN202 - a SQL expression
 
 
 def _count_usable(
-    conn: Connection, since: datetime | None, authenticated_only: bool = False
+    conn: Connection,
+    since: datetime | None,
+    authenticated_only: bool = False,
+    include_flagged: bool = True,
 ) -> int:
-    condition = and_(_usable(since), _counted(authenticated_only))
+    condition = and_(_usable(since, include_flagged), _counted(authenticated_only))
     stmt = select(func.count()).select_from(feedback).where(condition)
     return int(conn.execute(stmt).scalar() or 0)
 
 
-def accepted_feedback_since(settings: Settings, since: datetime | None) -> int:
-    """Feedback rows ingested after ``since`` (all if None) that are neither leaked nor in
-    conflict nor wholly from excluded clients: the new feedback a retraining would learn
-    from. Where ``feedback.require_credentials`` is on, only rows that an authenticated,
-    not excluded client sent count (anonymous feedback cannot start a retraining)."""
+def _count(conn: Connection, *conditions: Any) -> int:
+    stmt = select(func.count()).select_from(feedback).where(and_(*conditions))
+    return int(conn.execute(stmt).scalar() or 0)
+
+
+def _feedback_counts(conn: Connection, since: datetime | None, settings: Settings) -> dict:
+    accepted = _usable(since)
+    unflagged = _usable(since, settings.feedback.use_flagged)
+    return {
+        "accepted": _count(conn, accepted),
+        "unflagged": _count(conn, unflagged),
+        "authenticated": _count(conn, unflagged, exists().where(_same_row())),
+        "from_non_excluded_clients": _count(conn, unflagged, _counted(False)),
+        "trusted": _count_usable(
+            conn, since, settings.feedback.require_credentials, settings.feedback.use_flagged
+        ),
+    }
+
+
+def feedback_counts(settings: Settings, since: datetime | None) -> dict[str, int]:
+    """The trigger's count of rows ingested after ``since`` (all if None), step by step:
+    ``accepted`` (neither leaked nor in conflict), ``unflagged`` (and not flagged by the
+    quality stage, unless ``feedback.use_flagged``), ``authenticated`` (unflagged, with a
+    line of an authenticated client), ``from_non_excluded_clients`` (unflagged, not wholly
+    from excluded clients) and ``trusted``: what the trigger counts (unflagged, not wholly
+    from excluded clients and, where ``feedback.require_credentials`` is on, with a line
+    of an authenticated client that is not excluded)."""
     with open_store(settings) as engine, engine.connect() as conn:
-        return _count_usable(conn, since, settings.feedback.require_credentials)
+        return _feedback_counts(conn, since, settings)
+
+
+def accepted_feedback_since(settings: Settings, since: datetime | None) -> int:
+    """The trusted feedback rows ingested after ``since`` (all if None): the ``trusted``
+    count of :func:`feedback_counts`, the new feedback a retraining would learn from.
+    Anonymous feedback cannot start a retraining where credentials are required."""
+    return feedback_counts(settings, since)["trusted"]
 
 
 def mark_training(settings: Settings, at: datetime, note: str | None = None) -> None:
@@ -153,11 +194,18 @@ def last_training_time(settings: Settings) -> datetime | None:
         return _aware(_last_mark(conn))
 
 
-def new_feedback_since_last_training(engine: Engine, authenticated_only: bool = False) -> int:
+def new_feedback_since_last_training(
+    engine: Engine, authenticated_only: bool = False, include_flagged: bool = False
+) -> int:
     """Usable feedback ingested after the last training mark (all usable if none), counted
-    as the trigger counts it (``authenticated_only``: ``feedback.require_credentials``)."""
+    as the trigger counts it (``authenticated_only``: ``feedback.require_credentials``;
+    ``include_flagged``: ``feedback.use_flagged``)."""
     with engine.connect() as conn:
-        return _count_usable(conn, _last_mark(conn), authenticated_only)
+        return _count_usable(conn, _last_mark(conn), authenticated_only, include_flagged)
+
+
+# why a stored feedback row is not trained on (see training_feedback_with_left_out)
+LEFT_OUT_REASONS = ("leaked", "flagged", "excluded_client", "conflict")
 
 
 class _Candidate(NamedTuple):
@@ -211,12 +259,19 @@ def _example(row: Any) -> Example:
 
 
 def training_feedback(settings: Settings) -> list[Example]:
-    """Accepted feedback usable for training, in ingestion order: never leaked rows, never
-    rows whose every vote came from excluded clients; for a pair with conflicting labels,
-    the one row ``ingest.conflict_rule`` picks (``latest``: the label given last;
-    ``majority``: the label with most votes not from excluded clients; ties and ``drop``:
-    none). A pair whose other labels all came from excluded clients is no longer in
-    conflict.
+    """The examples of :func:`training_feedback_with_left_out`."""
+    return training_feedback_with_left_out(settings)[0]
+
+
+def training_feedback_with_left_out(settings: Settings) -> tuple[list[Example], dict[str, int]]:
+    """Accepted feedback usable for training, in ingestion order, and the rows left out by
+    reason. Left out: ``leaked`` rows; ``flagged`` rows (a likely wrong label, unless
+    ``feedback.use_flagged``; also counted per flag reason as ``flagged_<reason>``);
+    ``excluded_client`` rows whose every vote came from excluded clients; ``conflict``
+    rows that lost their pair's conflict: ``ingest.conflict_rule`` picks one row per pair
+    (``latest``: the label given last; ``majority``: the label with most votes not from
+    excluded clients; ties and ``drop``: none). A pair whose other labels all came from
+    excluded clients, or were flagged, is no longer in conflict.
     """
     columns = (
         feedback.c.id,
@@ -226,30 +281,48 @@ def training_feedback(settings: Settings) -> list[Example]:
         feedback.c.pair_key,
         feedback.c.votes,
         feedback.c.last_datetime,
+        feedback.c.conflict,
+        feedback.c.leaked,
+        feedback.c.flagged,
+        feedback.c.flag_reason,
     )
-    rule = settings.ingest.conflict_rule
+    use_flagged = settings.feedback.use_flagged
+    left_out: dict[str, int] = dict.fromkeys(LEFT_OUT_REASONS, 0)
+    examples: list[tuple[int, Example]] = []
+    groups: dict[str, list[_Candidate]] = defaultdict(list)
     with open_store(settings) as engine, engine.connect() as conn:
         excluded = _excluded_votes(conn)
-        clean = conn.execute(select(*columns).where(_usable(None)).order_by(feedback.c.id))
-        examples = [
-            (row.id, _example(row))
-            for row in clean
-            if row.votes > excluded.get((row.pair_key, row.user_label), 0)
-        ]
-        groups: dict[str, list[_Candidate]] = defaultdict(list)
-        conflicted = select(*columns).where(
-            feedback.c.conflict.is_(True), feedback.c.leaked.is_(False)
-        )
-        for row in conn.execute(conflicted):
-            votes = row.votes - excluded.get((row.pair_key, row.user_label), 0)
-            if votes > 0:
-                groups[row.pair_key].append(_Candidate(*row[:5], votes, row.last_datetime))
+        for row in conn.execute(select(*columns).order_by(feedback.c.id)):
+            if row.leaked:
+                left_out["leaked"] += 1
+            elif row.flagged and not use_flagged:
+                left_out["flagged"] += 1
+                for reason in filter(None, (row.flag_reason or "").split("+")):
+                    left_out[f"flagged_{reason}"] = left_out.get(f"flagged_{reason}", 0) + 1
+            elif (votes := row.votes - excluded.get((row.pair_key, row.user_label), 0)) <= 0:
+                left_out["excluded_client"] += 1
+            elif row.conflict:
+                groups[row.pair_key].append(
+                    _Candidate(
+                        row.id,
+                        row.claim,
+                        row.evidence,
+                        row.user_label,
+                        row.pair_key,
+                        votes,
+                        row.last_datetime,
+                    )
+                )
+            else:
+                examples.append((row.id, _example(row)))
+    rule = settings.ingest.conflict_rule
     for rows in groups.values():
         winner = rows[0] if len(rows) == 1 else _resolve(rows, rule)
+        left_out["conflict"] += len(rows) - (winner is not None)
         if winner is not None:
             examples.append((winner.id, _example(winner)))
     examples.sort(key=lambda item: item[0])
-    return [example for _, example in examples]
+    return [example for _, example in examples], left_out
 
 
 class UnknownClient(CiteopsError):
@@ -295,20 +368,26 @@ def exclude_client(settings: Settings, client_id: str, note: str | None = None) 
             select(func.coalesce(func.sum(feedback_clients.c.votes), 0), func.count()).where(mine)
         ).one()
         before = conn.execute(
-            select(excluded_clients.c.client_id).where(excluded_clients.c.client_id == client_id)
+            select(excluded_clients.c.readmitted_at).where(
+                excluded_clients.c.client_id == client_id
+            )
         ).first()
+        values = {"excluded_at": utc_now(), "lines": int(lines), "note": note}
         if before is None:
+            conn.execute(excluded_clients.insert().values(client_id=client_id, **values))
+        elif before.readmitted_at is not None:  # let back in once, excluded again
             conn.execute(
-                excluded_clients.insert().values(
-                    client_id=client_id, excluded_at=utc_now(), lines=int(lines), note=note
-                )
+                update(excluded_clients)
+                .where(excluded_clients.c.client_id == client_id)
+                .values(readmitted_at=None, **values)
             )
         unused = conn.execute(
             select(func.count())
             .select_from(feedback)
             .where(exists().where(_same_row(), mine), ~_counted(False))
         ).scalar()
-    return Exclusion(client_id, int(lines), int(rows), int(unused or 0), before is not None)
+    already = before is not None and before.readmitted_at is None
+    return Exclusion(client_id, int(lines), int(rows), int(unused or 0), already)
 
 
 def feedback_stats(settings: Settings) -> dict[str, Any]:
@@ -361,6 +440,16 @@ def feedback_stats(settings: Settings) -> dict[str, Any]:
                     )
                 ),
                 "leaked_rows": int(scalar(select(func.count()).where(feedback.c.leaked.is_(True)))),
+                "flagged_rows": int(
+                    scalar(select(func.count()).where(feedback.c.flagged.is_(True)))
+                ),
+                "unscored_rows": int(
+                    scalar(
+                        select(func.count()).where(
+                            feedback.c.leaked.is_(False), feedback.c.label_probs.is_(None)
+                        )
+                    )
+                ),
                 "authenticated_rows": int(
                     scalar(select(func.count()).select_from(feedback).where(_counted(True)))
                 ),
@@ -395,8 +484,15 @@ def feedback_stats(settings: Settings) -> dict[str, Any]:
             ),
             "last_training": _aware(last_mark),
             "new_feedback_since_last_training": _count_usable(
-                conn, last_mark, settings.feedback.require_credentials
+                conn,
+                last_mark,
+                settings.feedback.require_credentials,
+                settings.feedback.use_flagged,
             ),
+            "trigger_counts": {
+                "all": _feedback_counts(conn, None, settings),
+                "since_last_training": _feedback_counts(conn, last_mark, settings),
+            },
             "store": engine.url.render_as_string(hide_password=True),
             "checked_at": _aware(utc_now()),
         }

@@ -41,6 +41,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
     inspect,
     text,
 )
@@ -126,6 +127,14 @@ feedback = Table(
     Column("leaked", Boolean, nullable=False),  # claim is in a benchmark test set
     Column("conflict", Boolean, nullable=False),  # the pair has more than one label
     Column("ingested_at", DateTime, nullable=False),
+    # feedback quality (tasks/feedback): whether the label is likely wrong and why
+    # (label_issue, client_disagreement); flagged rows are kept but not trained on
+    Column("flagged", Boolean, nullable=False, server_default=false()),
+    Column("flag_reason", String(64)),
+    Column("label_quality", Float),  # the scoring model's probability of the user's label
+    Column("label_probs", Text),  # JSON {label: p} of the scoring model
+    Column("scored_by", String(MAX_META_CHARS)),  # the model version that scored it
+    Column("scored_at", DateTime),
     # one row per (pair, label): duplicates add votes; the index serves pair lookups too
     UniqueConstraint("pair_key", "user_label", name="uq_feedback_pair_label"),
     Index("ix_feedback_ingested_at", "ingested_at"),
@@ -248,6 +257,9 @@ excluded_clients = Table(
     Column("excluded_at", DateTime, nullable=False),
     Column("lines", Integer, nullable=False),  # its lines in the store when it was excluded
     Column("note", Text),
+    # set when an operator let it back in (`citeops feedback include`): no longer excluded,
+    # and never excluded automatically again (feedback.auto_exclude)
+    Column("readmitted_at", DateTime),
 )
 
 # One row per retraining decision of the trigger (``citeops trigger``, the monitor flow):

@@ -464,6 +464,7 @@ def log_fit_inputs(setup: FitSetup, params: dict[str, Any]) -> None:
             "feedback_examples": data.feedback_examples,
             "augmented_examples": setup.augmented,
             "holdout_examples": len(data.holdout),
+            **data.left_out_params(),
             **{f"train_labels_{k}": v for k, v in label_counts(train).items()},
         }
     )

@@ -1,6 +1,7 @@
 """The retrain flow's first stage: what a candidate is trained and validated on.
 
-Benchmark train splits plus accepted, non-leaked, resolved curated feedback, minus a
+Benchmark train splits plus accepted, non-leaked, resolved curated feedback that the
+feedback-quality stage did not flag (unless ``feedback.use_flagged``), minus a
 deterministic feedback hold-out: a feedback example is held out when a hash of its
 normalised claim falls in the first ``retrain.holdout_share`` of the hash range, so the
 same claim is always on the same side (its paraphrases by case or spacing too), run after
@@ -66,6 +67,9 @@ class TrainingSet:
     holdout: list[Example]
     digests: dict[str, str] = field(default_factory=dict)  # source -> SHA-256
     cutoff: datetime = field(default_factory=lambda: datetime.now(UTC))  # feedback read up to
+    # stored feedback rows not used, by reason (leaked, flagged, flagged_<reason>,
+    # excluded_client, conflict); empty when feedback was not included
+    feedback_left_out: dict[str, int] = field(default_factory=dict)
 
     @property
     def feedback_examples(self) -> int:
@@ -89,6 +93,7 @@ class TrainingSet:
             "dev_examples": len(self.dev),
             "holdout_examples": len(self.holdout),
             "feedback_examples": self.feedback_examples,
+            "feedback_left_out": dict(self.feedback_left_out),
             "counts": self.counts(),
             "digests": dict(self.digests),
         }
@@ -102,7 +107,14 @@ class TrainingSet:
             lines.append(f"| {row['source']} | {row['part']} | {row['examples']} | {labels} |")
         lines += ["", "| source | SHA-256 |", "| --- | --- |"]
         lines += [f"| {name} | `{digest[:16]}` |" for name, digest in sorted(self.digests.items())]
+        if self.feedback_left_out:
+            lines += ["", "| feedback left out | rows |", "| --- | --- |"]
+            lines += [f"| {why} | {n} |" for why, n in sorted(self.feedback_left_out.items())]
         return "\n".join(lines)
+
+    def left_out_params(self) -> dict[str, int]:
+        """``feedback_left_out_<reason>``: MLflow parameters of the training run."""
+        return {f"feedback_left_out_{why}": n for why, n in sorted(self.feedback_left_out.items())}
 
 
 def split_feedback(
@@ -136,12 +148,12 @@ def build_training_set(settings: Settings) -> TrainingSet:
         for split in ("train", "dev")
     }
     holdout: list[Example] = []
+    left_out: dict[str, int] = {}
     if cfg.include_feedback:
-        from citeops.tasks.store.queries import training_feedback
+        from citeops.tasks.store.queries import training_feedback_with_left_out
 
-        feedback, holdout = split_feedback(
-            training_feedback(settings), settings.retrain.holdout_share
-        )
+        usable, left_out = training_feedback_with_left_out(settings)
+        feedback, holdout = split_feedback(usable, settings.retrain.holdout_share)
         if feedback:
             train = shuffled(train + feedback, cfg.seed)
         digests["feedback-train"] = rows_digest(feedback)
@@ -152,12 +164,14 @@ def build_training_set(settings: Settings) -> TrainingSet:
         dev = dev[: cfg.max_eval_examples]
     if not train:
         raise TrainingError(f"no training examples in {settings.data_dir} for {cfg.datasets}")
-    data = TrainingSet(train, dev, holdout, digests, cutoff)
+    data = TrainingSet(train, dev, holdout, digests, cutoff, left_out)
     log.info(
-        "training set: %d train (%d feedback), %d dev, %d feedback held out",
+        "training set: %d train (%d feedback), %d dev, %d feedback held out; "
+        "feedback rows left out: %s",
         len(train),
         data.feedback_examples,
         len(dev),
         len(holdout),
+        ", ".join(f"{why} {n}" for why, n in left_out.items() if n) or "none",
     )
     return data

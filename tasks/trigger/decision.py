@@ -1,7 +1,10 @@
 """The retraining trigger's rule and record: should the model be retrained now, and why.
 
-Three causes, any of which fires: accepted new feedback in the curated store since the
-last training run (the store's training mark) at or above ``trigger.min_new_feedback``;
+Three causes, any of which fires: trusted new feedback in the curated store since the
+last training run (the store's training mark) at or above ``trigger.min_new_feedback`` --
+accepted (neither leaked nor in conflict), not flagged by the feedback-quality stage, not
+wholly from excluded clients and, where ``feedback.require_credentials`` is on, sent by an
+authenticated client (:func:`citeops.tasks.store.queries.feedback_counts`);
 drift found by the latest drift run; a forced run (the quarterly schedule passes
 ``force=True``). Every decision and its inputs are stored in the curated store (table
 ``retrain_decisions``, beside the promotion records: ``citeops history``), and attached to
@@ -75,7 +78,7 @@ def decide(
     if new_feedback is not None and new_feedback >= min_new_feedback:
         causes.append("feedback")
         reasons.append(
-            f"{new_feedback} accepted new feedback since the last training run "
+            f"{new_feedback} trusted new feedback since the last training run "
             f"(threshold {min_new_feedback})"
         )
     else:
@@ -149,8 +152,9 @@ def should_retrain(
     """Decide whether to retrain, with reasons, and record the decision (``record``).
 
     ``drift`` is a drift report, its JSON summary, a bool, or ``None`` (unknown).
-    ``new_feedback`` defaults to the accepted feedback in the curated store since
-    ``since``, which defaults to the store's last training mark.
+    ``new_feedback`` defaults to the trusted feedback in the curated store since
+    ``since``, which defaults to the store's last training mark (the count at each step,
+    accepted to trusted, is kept in the inputs as ``feedback_counts``).
 
     Raises:
         StoreError: the curated store cannot be reached (only when it must be read).
@@ -158,12 +162,14 @@ def should_retrain(
     inputs: dict[str, Any] = {}
     drift_flag = _drift_flag(drift, inputs)
     if new_feedback is None:
-        from citeops.tasks.store.queries import accepted_feedback_since, last_training_time
+        from citeops.tasks.store.queries import feedback_counts, last_training_time
 
         if since is None:
             since = last_training_time(settings)
-        new_feedback = accepted_feedback_since(settings, since)
+        counts = feedback_counts(settings, since)
+        new_feedback = counts["trusted"]
         inputs["feedback_source"] = FEEDBACK_SOURCE
+        inputs["feedback_counts"] = counts
     inputs["since"] = since.isoformat() if since else None
     decision = decide(new_feedback, settings.trigger.min_new_feedback, drift_flag, force, inputs)
     logger.info(

@@ -24,6 +24,7 @@ LAYERS = (
     "inference",
     "registry",
     "ingest",
+    "feedback",
     "drift",
     "trigger",
     "train",

@@ -33,7 +33,7 @@ def test_decide_causes_and_reasons(feedback, drift, force, causes) -> None:
     assert decision.retrain is bool(causes) and decision.causes == causes
     text = " ".join(decision.reasons)
     if "feedback" in causes:
-        assert f"{feedback} accepted new feedback" in text and "threshold 100" in text
+        assert f"{feedback} trusted new feedback" in text and "threshold 100" in text
     if "drift" in causes:
         assert "drift found in claim_text" in text
     if "forced" in causes:

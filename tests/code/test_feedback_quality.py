@@ -1,0 +1,213 @@
+"""Feedback quality: the confident-learning rule on fixed probabilities, disagreement
+between clients, the stage on a fixed feedback file with known flips (keyword pairs whose
+right label is known; the probability source is replaced at its boundary, the scorer),
+the stage with a real tiny champion, training and the trigger leaving flagged rows out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from citeops.configs.settings import load_settings
+from citeops.tasks.data.multivers import LABEL2ID, LABELS
+from citeops.tasks.feedback.confident import find_label_issues, per_class_thresholds
+from citeops.tasks.feedback.measure import SeededLabel, measure_stored_flags, tally
+from citeops.tasks.feedback.quality import minority_labels, score_feedback
+from citeops.tasks.ingest.pipeline import ingest
+from citeops.tasks.store.feedback_quality import ClientVote
+from citeops.tasks.store.queries import feedback_counts, training_feedback_with_left_out
+from citeops.tasks.store.schema import feedback, open_store
+from citeops.tasks.train.training_set import build_training_set, rows_digest
+from citeops.tasks.trigger.decision import should_retrain
+from tests.feedback_support import KeywordScorer, flipped, keyword_pair
+from tests.ingest_support import feedback_line, write_part
+
+# given labels and probabilities worked by hand (columns SUPPORT, NEI, REFUTE)
+PROBS = np.array(
+    [
+        [0.90, 0.05, 0.05],  # 0 given SUPPORT: right
+        [0.80, 0.10, 0.10],  # 1 given SUPPORT: right
+        [0.10, 0.85, 0.05],  # 2 given SUPPORT: NEI is confident -> issue
+        [0.10, 0.80, 0.10],  # 3 given NEI: right
+        [0.20, 0.70, 0.10],  # 4 given NEI: below every threshold -> no verdict
+        [0.30, 0.30, 0.40],  # 5 given REFUTE: REFUTE reaches its threshold
+        [0.65, 0.05, 0.30],  # 6 given REFUTE: SUPPORT is confident -> issue
+    ]
+)
+GIVEN = np.array([0, 0, 0, 1, 1, 2, 2])
+
+
+def test_per_class_thresholds_are_mean_self_confidence() -> None:
+    thresholds = per_class_thresholds(PROBS, GIVEN)
+    assert thresholds == pytest.approx([0.6, 0.75, 0.35])
+    assert per_class_thresholds(PROBS[:3], GIVEN[:3])[1:].tolist() == [np.inf, np.inf]
+
+
+def test_label_issues_on_fixed_probabilities_ranked_by_self_confidence() -> None:
+    assert find_label_issues(PROBS, GIVEN).tolist() == [2, 6]  # self-confidence 0.10, 0.30
+    # another class above its threshold but less likely than the given label: no issue
+    probs = np.array([[0.5, 0.0, 0.5], [0.9, 0.0, 0.1], [0.0, 0.0, 1.0], [0.45, 0.0, 0.55]])
+    assert find_label_issues(probs, np.array([0, 0, 2, 2])).tolist() == []
+    assert find_label_issues(np.zeros((0, 3)), np.zeros(0)).tolist() == []
+    with pytest.raises(ValueError):
+        find_label_issues(PROBS, np.array([0, 3, 0, 0, 0, 0, 0]))
+
+
+def test_the_minority_of_clients_on_a_pair_is_suspect() -> None:
+    votes = [
+        ClientVote("p1", "SUPPORT", "alice", 1, False),
+        ClientVote("p1", "SUPPORT", "bob", 1, False),
+        ClientVote("p1", "REFUTE", "mallory", 9, False),  # many lines are still one client
+        ClientVote("p2", "NEI", "alice", 1, False),  # a tie: no minority
+        ClientVote("p2", "REFUTE", "bob", 1, False),
+        ClientVote("p3", "NEI", "alice", 1, False),
+        ClientVote("p3", "SUPPORT", "eve", 1, True),  # excluded: does not count
+    ]
+    assert minority_labels(votes) == {("p1", "REFUTE")}
+
+
+def test_tally_precision_and_recall() -> None:
+    measure = tally([(True, True), (True, False), (False, True), (False, False), (True, True)])
+    assert (measure.flips, measure.flagged, measure.caught, measure.correct_flagged) == (3, 3, 2, 1)
+    assert measure.precision == pytest.approx(2 / 3, abs=1e-4) and measure.recall == 0.6667
+
+
+def known_feedback(root: Path) -> tuple[list[dict], set[tuple[str, str]]]:
+    """60 keyword pairs from three clients, every tenth label flipped, plus one pair where
+    two clients agree and a third disagrees; returns the lines and the (claim, label) of
+    the rows that must be flagged, with their reason."""
+    lines, expected = [], set()
+    for i in range(60):
+        right = LABELS[i % 3]
+        claim, evidence = keyword_pair(i, right)
+        label = flipped(right, i) if i % 10 == 3 else right
+        if label != right:
+            expected.add((claim, label))
+        client = ("alice", "bob", "carol")[i % 3]
+        lines.append(
+            feedback_line(claim=claim, evidence=evidence, user_label=label, client_id=client)
+        )
+    shared = "Compound 99 has no effect on sleep.", "Trial 99 found nothing on the question."
+    for client, label in (("alice", "NEI"), ("bob", "NEI"), ("carol", "SUPPORT")):
+        line = dict(claim=shared[0], evidence=shared[1], user_label=label, client_id=client)
+        lines.append(feedback_line(**line, datetime="2026-01-05T11:00:00Z"))
+    write_part(root, "feedback", "2026-01-05", "a.jsonl", lines)
+    return lines, expected
+
+
+def flagged_rows(settings) -> dict[tuple[str, str], str]:  # noqa: ANN001
+    with open_store(settings) as engine, engine.connect() as conn:
+        stmt = select(feedback.c.claim, feedback.c.user_label, feedback.c.flag_reason)
+        rows = conn.execute(stmt.where(feedback.c.flagged.is_(True)))
+        return {(r.claim, r.user_label): r.flag_reason for r in rows}
+
+
+def test_known_flips_give_the_known_flag_set_and_stay_out_of_training(
+    citeops_env: Path,
+) -> None:
+    root = citeops_env / "logs"
+    lines, expected = known_feedback(root)
+    settings = load_settings(
+        trigger={"min_new_feedback": 55},
+        retrain={"holdout_share": 0.0},
+        train={"datasets": ["scifact"]},
+        feedback={"min_client_items": 10, "max_flagged_share": 0.5},
+    )
+    ingest(settings)
+    before = feedback_counts(settings, None)
+    assert before["accepted"] == before["trusted"] == 60  # the disputed pair is in conflict
+    assert should_retrain(settings, record=False).retrain is True
+
+    scorer = KeywordScorer()
+    report = score_feedback(settings, scorer)
+    shared = "Compound 99 has no effect on sleep."
+    flags = flagged_rows(settings)
+    assert set(flags) == expected | {(shared, "SUPPORT")}
+    assert flags[(shared, "SUPPORT")] == "client_disagreement"
+    assert {flags[key] for key in expected} == {"label_issue"}
+    assert report.scored == 62 and report.model_version == "keyword-oracle"
+    assert report.reasons == {"client_disagreement": 1, "label_issue": 6}
+    assert report.auto_excluded == [] and not any(c.suspect for c in report.clients)
+    alice = next(c for c in report.clients if c.client_id == "alice")
+    assert alice.peer_judged == 1 and alice.peer_agree == 1  # agrees with bob on pair 99
+
+    # a second run scores nothing new and flags the same rows
+    again = score_feedback(settings, scorer)
+    assert again.scored == 0 and flagged_rows(settings) == flags and scorer.calls == 1
+
+    # the 6 flipped rows leave the count; the disputed pair stays in conflict
+    assert feedback_counts(settings, None) == {
+        "accepted": 60,
+        "unflagged": 54,
+        "authenticated": 54,
+        "from_non_excluded_clients": 54,
+        "trusted": 54,
+    }
+    decision = should_retrain(settings, record=False)
+    assert decision.retrain is False and decision.inputs["feedback_counts"]["trusted"] == 54
+
+    examples, left_out = training_feedback_with_left_out(settings)
+    assert {(e.claim, e.label_name) for e in examples}.isdisjoint(set(flags))
+    assert len(examples) == 55 and left_out["flagged"] == 7  # 54 + the pair's majority
+    assert left_out["flagged_label_issue"] == 6 and left_out["flagged_client_disagreement"] == 1
+    data = build_training_set(settings)
+    # hold-out share 0: every usable example is trained on, no flagged one
+    assert data.digests["feedback-train"] == rows_digest(examples)
+    assert data.left_out_params()["feedback_left_out_flagged"] == 7
+    with_flagged = load_settings(
+        retrain={"holdout_share": 0.0},
+        train={"datasets": ["scifact"]},
+        feedback={"use_flagged": True},
+    )
+    assert (
+        build_training_set(with_flagged).digests["feedback-train"]
+        != (data.digests["feedback-train"])
+    )
+    measure = measure_stored_flags(
+        settings,
+        [
+            SeededLabel(line["claim"], line["evidence"], line["user_label"], key in expected)
+            for line in lines[:60]
+            if (key := (line["claim"], line["user_label"]))
+        ],
+    )
+    assert (measure.precision, measure.recall, measure.missing) == (1.0, 1.0, 0)
+
+
+def test_the_stage_scores_with_the_registered_champion(
+    registered_tiny_model: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real probability source: the tiny champion loaded by its alias URI."""
+    from citeops.flows.cli import main
+    from citeops.tasks.registry.register import set_alias
+
+    _, version = registered_tiny_model
+    settings = load_settings()
+    set_alias(settings, version, "champion")
+    root = Path(settings.home) / "logs"
+    write_part(
+        root,
+        "feedback",
+        "2026-01-05",
+        "a.jsonl",
+        [feedback_line(claim=f"Claim {i}", user_label=LABELS[i % 3]) for i in range(12)],
+    )
+    ingest(settings)
+    with pytest.raises(SystemExit) as done:
+        main(["feedback", "score", "--json"])
+    assert done.value.code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["scored"] == 12 and report["model_version"] == version
+    with open_store(settings) as engine, engine.connect() as conn:
+        rows = conn.execute(select(feedback)).all()
+    probs = np.array([[json.loads(r.label_probs)[k] for k in LABELS] for r in rows])
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+    assert {r.scored_by for r in rows} == {version}
+    given = np.array([LABEL2ID[r.user_label] for r in rows])
+    issues = {rows[i].id for i in find_label_issues(probs, given)}
+    assert {r.id for r in rows if r.flagged} == issues  # the stored flags follow the rule
+    assert all(r.flag_reason == "label_issue" for r in rows if r.flagged)
