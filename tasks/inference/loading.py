@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from citeops.tasks.classifier.artifact import ModelLoadError, find_hf_dir
 from citeops.tasks.inference.predictor import ClaimVerifier, Precision
+from citeops.tasks.inference.runtimes import apply_runtime
+from citeops.tasks.tracking import mlflow_client
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -20,7 +22,6 @@ def registered_version(model_uri: str, settings: Settings) -> ModelVersion | Non
     pass through."""
     if not model_uri.startswith("models:/"):
         return None
-    from citeops.tasks.tracking import mlflow_client
 
     name_part = model_uri[len("models:/") :].strip("/")
     if "@" in name_part:
@@ -79,7 +80,6 @@ def _on_runtime(verifier: ClaimVerifier, runtime: str | None, settings: Settings
     """``verifier`` given ``runtime`` while its folder (and ONNX export) still exists."""
     if runtime is None:
         return verifier
-    from citeops.tasks.inference.runtimes import apply_runtime
 
     return apply_runtime(verifier, runtime, settings)
 
@@ -124,7 +124,6 @@ def artifact_location(source: str, settings: Settings) -> str:
     reads the process-wide tracking URI); any other URI is returned as it is."""
     if not source.startswith("models:/m-"):
         return source
-    from citeops.tasks.tracking import mlflow_client
 
     model_id = source[len("models:/") :].split("/")[0]
     return mlflow_client(settings).get_logged_model(model_id).artifact_location

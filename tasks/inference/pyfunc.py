@@ -12,13 +12,14 @@ from typing import Any
 
 import mlflow.pyfunc
 
+from citeops.tasks.classifier.artifact import find_hf_dir
+from citeops.tasks.inference.predictor import ClaimVerifier
+
 
 class ClaimVerifierPyfunc(mlflow.pyfunc.PythonModel):
     """``predict(DataFrame[claim, evidence]) -> DataFrame[label, p_<LABEL>...]``."""
 
     def load_context(self, context: Any) -> None:
-        from citeops.tasks.classifier.artifact import find_hf_dir
-        from citeops.tasks.inference.predictor import ClaimVerifier
 
         self.verifier = ClaimVerifier.from_dir(find_hf_dir(Path(context.artifacts["hf_model"])))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from citeops.tasks.data.multivers import read_split, shuffled
 from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ KNOWN_PAIRS: tuple[tuple[str, str], ...] = (
 def parity_pairs(settings: Settings) -> list[tuple[str, str]]:
     """The fixed parity sample: ``registry.parity_pairs`` test pairs of the evaluation datasets
     (seeded shuffle, interleaved across datasets), or built-in pairs without data."""
-    from citeops.tasks.data.multivers import read_split, shuffled
 
     per_set: list[list[tuple[str, str]]] = []
     for dataset in settings.evaluate.datasets:

@@ -23,10 +23,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from citeops.tasks.ingest.commit import finish_run, start_run, store_object
+from citeops.tasks.ingest.leakage import benchmark_test_claims
 from citeops.tasks.ingest.plan import plan_objects
+from citeops.tasks.ingest.prefetch import Prefetcher
 from citeops.tasks.ingest.read import ChunkSource, InlineReader, bulk_gc
 from citeops.tasks.ingest.report import REPORT_KEYS, IngestReport, ObjectResult
 from citeops.tasks.ingest.sources import resolve_root
+from citeops.tasks.store.queries import new_feedback_since_last_training
 from citeops.tasks.store.schema import open_store
 
 if TYPE_CHECKING:
@@ -120,8 +123,6 @@ def open_reader(settings: Settings, objects: Sequence[LogObject]) -> Iterator[Ch
     if sum(obj.size for obj in objects) < settings.ingest.parallel_parse_min_bytes:
         yield InlineReader.build(settings)
         return
-    from citeops.tasks.ingest.leakage import benchmark_test_claims
-    from citeops.tasks.ingest.prefetch import Prefetcher
 
     with Prefetcher(settings, objects) as prefetcher:
         prefetcher.feed(benchmark_test_claims(settings))
@@ -134,7 +135,6 @@ def close_run(
     """Count the usable feedback new since the last training into ``report`` (as the
     trigger counts it: ``authenticated_only`` where credentials are required) and, when
     the run stored anything, close its ``ingest_runs`` row."""
-    from citeops.tasks.store.queries import new_feedback_since_last_training
 
     report.new_feedback_since_last_training = new_feedback_since_last_training(
         engine, authenticated_only

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.ingest.validate import BatchValidator
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -46,7 +47,6 @@ def produce(
     """Write ``("chunk", uri, PreparedChunk)`` for every chunk of every object, then
     ``("end", uri, (size, etag))`` per object; ``("error", None, error)`` on failure."""
     from citeops.tasks.ingest.read import ObjectReader, bulk_gc, prepare_chunk
-    from citeops.tasks.ingest.validate import BatchValidator
     from citeops.tasks.store.schema import utc_now
 
     def send(message: tuple[str, str | None, Any]) -> None:

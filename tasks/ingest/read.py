@@ -16,8 +16,10 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
 
 from citeops.tasks.ingest.dedupe import add_pair_keys
+from citeops.tasks.ingest.leakage import benchmark_test_claims
 from citeops.tasks.ingest.parse import ParsedChunk, Reject, parse_lines
 from citeops.tasks.ingest.sources import LineReader, LogObject, open_object
+from citeops.tasks.ingest.validate import BatchValidator
 from citeops.tasks.store.schema import utc_now
 
 if TYPE_CHECKING:
@@ -111,8 +113,6 @@ class InlineReader:
         Raises:
             DataFileError: the benchmark test sets for the leakage guard are missing.
         """
-        from citeops.tasks.ingest.leakage import benchmark_test_claims
-        from citeops.tasks.ingest.validate import BatchValidator
 
         leaked_claims = benchmark_test_claims(settings)
         return cls(settings, BatchValidator(settings), leaked_claims)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.s3 import s3_client, split_s3_uri
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -138,8 +139,6 @@ def _list_local(root: Path) -> Listing:
 def _list_s3(settings: Settings, root: str) -> list[LogObject]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from citeops.tasks.s3 import s3_client, split_s3_uri
-
     bucket, prefix = split_s3_uri(root)
     client = s3_client(settings)
     found: list[LogObject] = []
@@ -171,8 +170,6 @@ def open_object(settings: Settings, obj: LogObject) -> IO[bytes]:
     """A binary stream of the object's bytes (a local file or the S3 response body)."""
     if obj.uri.startswith("s3://"):
         from botocore.exceptions import BotoCoreError, ClientError
-
-        from citeops.tasks.s3 import s3_client, split_s3_uri
 
         bucket, key = split_s3_uri(obj.uri)
         try:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from citeops.tasks.ingest.commit import start_run
 from citeops.tasks.ingest.pipeline import IngestReport, Progress, close_run, ingest_object
 from citeops.tasks.ingest.plan import Plan, plan_objects
 from citeops.tasks.ingest.read import InlineReader
@@ -52,7 +53,6 @@ def plan_ingest(settings: Settings, source: str | None) -> Plan:
 @task(name="start-ingest-run", retry_delay_seconds=RETRY_DELAYS, cache_policy=NO_CACHE)
 def start_ingest_run(settings: Settings, plan: Plan) -> IngestRun:
     """Open the run's ``ingest_runs`` row; build the validator and the leakage guard."""
-    from citeops.tasks.ingest.commit import start_run
 
     reader = InlineReader.build(settings)
     with open_store(settings) as engine:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from citeops.tasks.classifier.artifact import PARITY_FILE, file_sha256, read_meta
+from citeops.tasks.classifier.artifact import PARITY_FILE, file_sha256, read_meta, write_meta
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.inference.engines import (
     ONNX_FILE,
@@ -21,6 +21,7 @@ from citeops.tasks.inference.engines import (
     ONNX_META_KEY,
     onnxruntime_engine,
 )
+from citeops.tasks.inference.predictor import ClaimVerifier
 from citeops.tasks.inference.runtimes import encoded_proba
 from citeops.tasks.inference.smoke import parity_pairs
 
@@ -152,8 +153,6 @@ def export_with_parity(
     ``exportable: False`` with the reason, and the ONNX file is removed. ``exporter``
     replaces :func:`export_onnx` (tests).
     """
-    from citeops.tasks.classifier.artifact import write_meta
-    from citeops.tasks.inference.predictor import ClaimVerifier
 
     folder = Path(folder)
     onnx_path = folder / ONNX_FILE

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from citeops.configs.settings import load_settings
 from citeops.tasks.classifier.artifact import HF_DIR_NAME
+from citeops.tasks.data.multivers import LABELS
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.registry.export import EXPORTABLE_TAG, export_with_parity
 from citeops.tasks.tracking import ensure_experiment, mlflow_client, require_fluent_tracking
 
 if TYPE_CHECKING:
@@ -56,8 +59,6 @@ def _signature() -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from citeops.tasks.data.multivers import LABELS
-
     inputs = Schema([ColSpec("string", "claim"), ColSpec("string", "evidence")])
     outputs = Schema([ColSpec("string", "label")] + [ColSpec("float", f"p_{x}") for x in LABELS])
     return ModelSignature(inputs=inputs, outputs=outputs)
@@ -86,8 +87,6 @@ def log_onnx_export(folder: Path, settings: Settings | None = None) -> Any:
     """Export ``folder``'s classifier to ONNX in place, check parity, and log the report
     to the active MLflow run; the :class:`~citeops.tasks.registry.export.ParityReport`."""
     import mlflow
-    from citeops.configs.settings import load_settings
-    from citeops.tasks.registry.export import EXPORTABLE_TAG, export_with_parity
 
     report = export_with_parity(folder, settings or load_settings())
     if mlflow.active_run() is not None:
@@ -171,7 +170,6 @@ def _link_logged_model(mlflow_client: MlflowClient, model_id: str, name: str, ve
 
 def _copy_export_tag(mlflow_client: MlflowClient, name: str, version: str, run_id: str) -> None:
     """Tag the version ``citeops.onnx_exportable`` as its run was tagged at export."""
-    from citeops.tasks.registry.export import EXPORTABLE_TAG
 
     value = mlflow_client.get_run(run_id).data.tags.get(EXPORTABLE_TAG)
     if value is not None:

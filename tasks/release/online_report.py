@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
+from citeops.tasks.classifier.stats import (
+    bootstrap_accuracy_difference,
+    bootstrap_accuracy_interval,
+)
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.ingest.parse import BOM
+from citeops.tasks.ingest.sources import list_objects, resolve_root
 
 if TYPE_CHECKING:
     from citeops.configs.lifecycle import PromoteSettings
@@ -121,7 +127,6 @@ class ExperimentLogs:
 def line_fields(raw: bytes) -> dict[str, Any]:
     """The JSON object of a log line the parser accepted (with the fields it does not keep:
     ``arm``, ``shadow_prediction``, ...)."""
-    from citeops.tasks.ingest.parse import BOM
 
     return orjson.loads(raw.removeprefix(BOM).strip())
 
@@ -185,7 +190,6 @@ def read_experiment_logs(
         SourceError: the log root cannot be listed or an object cannot be read.
     """
     from citeops.tasks.ingest.read import ObjectReader
-    from citeops.tasks.ingest.sources import list_objects, resolve_root
 
     logs = ExperimentLogs()
     first_day = experiment.started_at.date().isoformat()
@@ -324,7 +328,6 @@ def arm_figures(
     latency: list[float],
 ) -> ArmFigures:
     """One arm's figures; the accuracy interval from :mod:`citeops.tasks.classifier.stats`."""
-    from citeops.tasks.classifier.stats import bootstrap_accuracy_interval
 
     accuracy = low = high = None
     if right:
@@ -341,7 +344,6 @@ def accuracy_difference(
     settings: Settings, experiment: Experiment, judged: Judgement
 ) -> Difference | None:
     """Paired on the mirrored feedback (shadow), unpaired between the arms (split)."""
-    from citeops.tasks.classifier.stats import bootstrap_accuracy_difference
 
     resamples, seed = settings.stats.bootstrap_resamples, settings.stats.bootstrap_seed
     paired = experiment.mode == "shadow"

@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from citeops.tasks.s3 import s3_client, split_s3_uri
+from citeops.tasks.tracking import mlflow_client
+
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
 
@@ -32,7 +35,6 @@ def probe_mlflow(settings: Settings) -> dict[str, Any]:
     """Log a run with one parameter, one metric and one small artifact, then read the
     artifact back through the tracking server. Returns run id, artifact URI and the
     artifact's content."""
-    from citeops.tasks.tracking import mlflow_client
 
     client = mlflow_client(settings)
     name = probe_experiment_name(settings)
@@ -58,7 +60,6 @@ def probe_mlflow(settings: Settings) -> dict[str, Any]:
 
 def probe_log_root(settings: Settings) -> dict[str, Any]:
     """Write ``stack-check/<uuid>.json`` under the log root (folder or S3) and read it back."""
-    from citeops.tasks.s3 import s3_client, split_s3_uri
 
     body = json.dumps({"probe": uuid.uuid4().hex}).encode()
     key = f"stack-check/{uuid.uuid4().hex}.json"

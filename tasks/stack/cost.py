@@ -10,6 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from citeops.tasks.ingest.sources import list_objects, resolve_root
+from citeops.tasks.tracking import mlflow_client
+
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
 
@@ -49,7 +52,6 @@ class CostReport:
 
 def training_run_costs(settings: Settings, since: datetime) -> list[TrainingRunCost]:
     """Every run of the experiment since ``since`` that recorded its device-hours."""
-    from citeops.tasks.tracking import mlflow_client
 
     client = mlflow_client(settings)
     experiment = client.get_experiment_by_name(settings.mlflow.experiment)
@@ -94,7 +96,6 @@ def folder_bytes(path: Path) -> int:
 def stored_bytes(settings: Settings) -> int:
     """Bytes of the logs, the store and the model artifacts where they are local files;
     S3 log roots are listed (their objects' sizes)."""
-    from citeops.tasks.ingest.sources import list_objects, resolve_root
 
     root = resolve_root(settings, None)
     if root.startswith("s3://"):

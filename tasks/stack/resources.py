@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from citeops.tasks.redact import redact_url
+from citeops.tasks.s3 import s3_client, split_s3_uri
 from citeops.tasks.stack.errors import StackError
 
 if TYPE_CHECKING:
@@ -70,8 +71,6 @@ def require_bucket(settings: Settings, uri: str) -> None:
         StackError: the bucket is missing or the S3 API does not answer.
     """
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from citeops.tasks.s3 import s3_client, split_s3_uri
 
     bucket, _ = split_s3_uri(uri)
     endpoint = settings.s3.endpoint_url or "AWS S3"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.redact import redact_url
 from citeops.tasks.stack.balancer import BALANCER, balancer_argv, write_config
+from citeops.tasks.stack.deploy import deploy_flows, ensure_work_pools
 from citeops.tasks.stack.errors import PortTakenError, StackError
 from citeops.tasks.stack.health import (
     NOT_READY_HINT,
@@ -163,8 +164,6 @@ def _stack_up(settings: Settings, only: Iterable[str] | None, note: Note) -> lis
             if settings.stack.deploy_on_up:
                 _deploy(settings, states, note)
         if WORKER in to_start:
-            from citeops.tasks.stack.deploy import ensure_work_pools
-
             ensure_work_pools(settings)
             record = launch(WORKER)
             api, pool = str(settings.stack.prefect_api_url), settings.stack.work_pool
@@ -282,7 +281,6 @@ def _wait_http(
 
 def _deploy(settings: Settings, states: dict[str, ServiceState], note: Note) -> None:
     """Deploy prefect.yaml; a failure is reported, not fatal (the servers are fine)."""
-    from citeops.tasks.stack.deploy import deploy_flows
 
     try:
         log = deploy_flows(settings)

@@ -8,10 +8,11 @@ import pickle
 import sys
 from pathlib import Path
 
+from citeops.tasks.train.fit import build_fit
+
 
 def run_worker(job: Path) -> None:
     """Build the same fit as rank 0 and fit; nothing is logged or saved (rank 0 does)."""
-    from citeops.tasks.train.fit import build_fit
 
     settings, data = pickle.loads(job.read_bytes())
     setup = build_fit(settings, data, progress=False)

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from citeops.tasks.inference.aliases import CHALLENGER
 from citeops.tasks.stepkit import publish_artifact, settings_from
+from citeops.tasks.train.fit import fit_candidate, register_candidate
+from citeops.tasks.train.training_set import build_training_set
 
 if TYPE_CHECKING:
     from citeops.tasks.registry.register import RegisteredModel
@@ -34,7 +37,6 @@ def _candidate_markdown(candidate: Candidate) -> str:
 @task(name="training-set", cache_policy=NO_CACHE)
 def training_set(overrides: dict[str, Any] | None = None) -> TrainingSet:
     """Benchmarks + accepted feedback minus the hold-out (artifact: counts and digests)."""
-    from citeops.tasks.train.training_set import build_training_set
 
     data = build_training_set(settings_from(overrides))
     publish_artifact(
@@ -47,7 +49,6 @@ def training_set(overrides: dict[str, Any] | None = None) -> TrainingSet:
 def train_candidate(data: TrainingSet, overrides: dict[str, Any] | None = None) -> Candidate:
     """Fit a candidate and log it in an MLflow run; marks the store's training time."""
     from citeops.tasks.store.queries import mark_training
-    from citeops.tasks.train.fit import fit_candidate
 
     settings = settings_from(overrides)
     # progress on stderr: a bar on a terminal, a plain line every 30 s in a worker's log
@@ -65,8 +66,6 @@ def register_challenger(
     candidate: Candidate, overrides: dict[str, Any] | None = None
 ) -> RegisteredModel:
     """A new registered version with alias ``challenger``; no other alias moves."""
-    from citeops.tasks.inference.aliases import CHALLENGER
-    from citeops.tasks.train.fit import register_candidate
 
     registered = register_candidate(settings_from(overrides), candidate, CHALLENGER)
     publish_artifact(

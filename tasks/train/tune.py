@@ -18,7 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from citeops.configs.settings import TrainSettings
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
+from citeops.tasks.train.fit import fit_candidate
+from citeops.tasks.train.training_set import build_training_set
 
 if TYPE_CHECKING:
     import optuna
@@ -87,7 +91,6 @@ def suggest(trial: optuna.Trial, space: dict[str, SearchDimension]) -> dict[str,
 def trial_settings(settings: Settings, values: dict[str, Any], max_minutes: float) -> Settings:
     """``settings`` with the trial's ``train`` values, its time cap, no model registration
     and the tune experiment."""
-    from citeops.configs.settings import TrainSettings
 
     train = TrainSettings.model_validate(
         settings.train.model_dump() | values | {"max_minutes": max_minutes, "register_alias": None}
@@ -99,7 +102,6 @@ def trial_settings(settings: Settings, values: dict[str, Any], max_minutes: floa
 def search_data(settings: Settings) -> TrainingSet:
     """The benchmark train/dev splits every trial uses (no feedback: the recipe is for the
     benchmarks), capped by ``tune.max_examples`` / ``tune.max_eval_examples``."""
-    from citeops.tasks.train.training_set import build_training_set
 
     train = settings.train.model_copy(
         update={
@@ -140,7 +142,6 @@ def run_trial(
     settings: Settings, data: TrainingSet, trial: optuna.Trial, max_minutes: float
 ) -> TrialRecord:
     """Fit one trial's recipe (an MLflow run, no model logged) and score it on dev."""
-    from citeops.tasks.train.fit import fit_candidate
 
     values = suggest(trial, settings.tune.space)
     started = time.perf_counter()
@@ -284,7 +285,6 @@ def log_summary(settings: Settings, result: TuneResult) -> str:
     """One ``tune-summary`` run in the tune experiment: best values, the trials table and
     the recipe; its id."""
     import mlflow
-    from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
     require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings, settings.tune.experiment)

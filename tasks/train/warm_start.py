@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from citeops.tasks.classifier.siamese import SiameseBertForSequenceClassification
+from citeops.tasks.train.batching import collate_padded, sorted_batches
 
 if TYPE_CHECKING:
     from citeops.tasks.train.batching import EncodedPair
@@ -62,7 +63,6 @@ def fit_head_on_pairs(
     bf16: bool = False,
 ) -> int:
     """:func:`fit_head` on tokenised training pairs, scored in length-sorted batches."""
-    from citeops.tasks.train.batching import collate_padded, sorted_batches
 
     batches = (
         collate_padded([pairs[i] for i in rows], pad_token_id)

@@ -65,6 +65,5 @@ def recorded_decision(
 @task(name="decide-retraining", cache_policy=NO_CACHE)
 def decide_retraining(force: bool, overrides: dict[str, Any] | None = None) -> RetrainDecision:
     """The trigger rule now: new feedback since the last training, or forced."""
-    from citeops.tasks.trigger.decision import should_retrain
 
     return should_retrain(settings_from(overrides), force=force, record=False)

@@ -21,6 +21,20 @@ import numpy as np
 
 from citeops.tasks.classifier import stats
 from citeops.tasks.data.multivers import Example, read_split, shuffled
+from citeops.tasks.inference.loading import load_verifier, registered_version
+from citeops.tasks.registry.describe import (
+    GATE_TAG,
+    TRAINING_RUN_TAG,
+    VALIDATION_RUN_TAG,
+    VERSION_TAG,
+    set_section,
+    tag_run,
+    tag_version,
+    version_label,
+)
+from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
+from citeops.tasks.validate.behaviour import run_behaviour_checks
+from citeops.tasks.validate.gate import BenchmarkPredictions, LatencyComparison, decide
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -120,9 +134,6 @@ def validate_against_champion(
         ModelLoadError: a model cannot be loaded (e.g. weights missing).
         DataFileError: a dataset file is missing or corrupt.
     """
-    from citeops.tasks.inference.loading import load_verifier
-    from citeops.tasks.validate.behaviour import run_behaviour_checks
-    from citeops.tasks.validate.gate import BenchmarkPredictions, LatencyComparison
 
     runtime = settings.serve.runtime
     candidate = load_verifier(candidate_uri, settings, runtime=runtime)
@@ -176,8 +187,6 @@ def log_validation(settings: Settings, validation: Validation, decision: Any) ->
     decision (metrics, ``gate.json``, ``gate.md``) and its thresholds as parameters; then
     linked to the candidate's version (:func:`link_validation`)."""
     import mlflow
-    from citeops.tasks.registry.describe import version_label
-    from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
     require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings)
@@ -209,16 +218,6 @@ def link_validation(settings: Settings, validation: Validation, decision: Any) -
     """Tie the validation run to the candidate's registered version (when the candidate
     is one): tags both ways with its training run, and the description's "Gate" section
     (verdict, reasons, the table)."""
-    from citeops.tasks.inference.loading import registered_version
-    from citeops.tasks.registry.describe import (
-        GATE_TAG,
-        TRAINING_RUN_TAG,
-        VALIDATION_RUN_TAG,
-        VERSION_TAG,
-        set_section,
-        tag_run,
-        tag_version,
-    )
 
     found = registered_version(validation.candidate_uri, settings)
     if found is None or validation.run_id is None:
@@ -240,7 +239,6 @@ def link_validation(settings: Settings, validation: Validation, decision: Any) -
 def judge(settings: Settings, validation: Validation) -> Any:
     """The gate's decision on ``validation`` (``gate`` settings), logged to MLflow with both
     models' figures (:func:`log_validation`); raising is left to ``require_gate``."""
-    from citeops.tasks.validate.gate import decide
 
     decision = decide(
         validation.benchmarks,

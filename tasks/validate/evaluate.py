@@ -25,6 +25,9 @@ from citeops.tasks.classifier.stats import (
     majority_baseline,
 )
 from citeops.tasks.data.multivers import Example, read_split, shuffled
+from citeops.tasks.inference.loading import load_verifier
+from citeops.tasks.registry.describe import TRAINING_RUN_TAG, version_label
+from citeops.tasks.tracking import ensure_experiment, mlflow_client, require_fluent_tracking
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -310,8 +313,6 @@ def confusion_figure(result: EvaluationResult) -> Any:
 def log_evaluation_run(settings: Settings, result: EvaluationResult) -> str:
     """An MLflow run (``evaluate``) with the model URI, per-dataset metrics and the JSON."""
     import mlflow
-    from citeops.tasks.registry.describe import TRAINING_RUN_TAG, version_label
-    from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 
     require_fluent_tracking(settings)
     experiment_id = ensure_experiment(settings)
@@ -362,8 +363,6 @@ def training_run_of(settings: Settings, model_uri: str, verifier: ClaimVerifier)
         return None
     from mlflow.exceptions import MlflowException
 
-    from citeops.tasks.tracking import mlflow_client
-
     name = model_uri[len("models:/") :].strip("/").split("@")[0].split("/")[0]
     try:
         found = mlflow_client(settings).get_model_version(name, verifier.model_version)
@@ -389,7 +388,6 @@ def evaluate_model(
         DataFileError: a dataset file is missing or corrupt.
         RuntimeUnavailable: the runtime is not installed.
     """
-    from citeops.tasks.inference.loading import load_verifier
 
     verifier = load_verifier(model_uri, settings, precision=precision, runtime=runtime)
     result = EvaluationResult(

@@ -8,6 +8,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from citeops.tasks.stepkit import publish_artifact, settings_from
+from citeops.tasks.validate.compare import judge, validate_against_champion
+from citeops.tasks.validate.gate import require_gate
 
 if TYPE_CHECKING:
     from citeops.tasks.data.multivers import Example
@@ -40,7 +42,6 @@ def validate_candidate(
     overrides: dict[str, Any] | None = None,
 ) -> Validation:
     """Candidate and champion on the same benchmark examples and feedback hold-out."""
-    from citeops.tasks.validate.compare import validate_against_champion
 
     settings = settings_from(overrides)
     validation = validate_against_champion(settings, candidate_uri, champion_uri, holdout)
@@ -58,8 +59,6 @@ def validate_candidate(
 def gate_candidate(validation: Validation, overrides: dict[str, Any] | None = None) -> GateDecision:
     """Decide, log the decision to MLflow and as the "candidate vs champion" artifact,
     then raise :class:`GateFailed` when the candidate is refused."""
-    from citeops.tasks.validate.compare import judge
-    from citeops.tasks.validate.gate import require_gate
 
     decision = judge(settings_from(overrides), validation)
     publish_artifact(
