@@ -102,6 +102,8 @@ class DemoSummary:
     traffic: Traffic
     endpoint: str
     wall_seconds: float = 0.0
+    # the feedback-quality flags on this run's seeded flips: precision and recall
+    flagging: dict[str, Any] | None = None
     where: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -211,10 +213,18 @@ def write_cursor(settings: Settings, value: int) -> None:
 
 
 def send_feedback(
-    settings: Settings, base: str, count: int, budget: DemoBudget, traffic: Traffic
+    settings: Settings,
+    base: str,
+    count: int,
+    budget: DemoBudget,
+    traffic: Traffic,
+    seeded: list[Any] | None = None,
 ) -> None:
-    """``count`` users from where the last run stopped (so feedback is never repeated)."""
+    """``count`` users from where the last run stopped (so feedback is never repeated);
+    each label sent is appended to ``seeded`` with whether it was flipped on purpose."""
     import httpx
+
+    from citeops.tasks.feedback.measure import SeededLabel
 
     pairs = user_pairs(settings, budget.seed)
     start = read_cursor(settings)
@@ -225,7 +235,11 @@ def send_feedback(
             example = pairs[(start + offset) % len(pairs)]
             label = user_label(example, rng, budget.flip_share)
             key = keys[offset % len(keys)]  # users spread over the app's clients
+            sent = traffic.feedback
             ask_and_tell(client, base, example, label, traffic, key)
+            if seeded is not None and traffic.feedback > sent:
+                flip = label != example.label_name
+                seeded.append(SeededLabel(example.claim, example.evidence, label, flip))
     write_cursor(settings, start + count)
 
 
@@ -358,10 +372,11 @@ def run_demo(
             progress(f"champion: version {before} (the endpoint starts on it)")
         decision: dict[str, Any] = {}
         drift: dict[str, Any] = {}
+        seeded: list[Any] = []
         for round_ in range(1, budget.feedback_rounds + 1):
             count = int(settings.trigger.min_new_feedback * 1.2)
             progress(f"simulated users: {count} Citation-Integrity pairs -> /predict, /feedback")
-            send_feedback(settings, base, count, budget, traffic)
+            send_feedback(settings, base, count, budget, traffic, seeded)
             time.sleep(3.0)  # the endpoint publishes its log parts every 2 s
             progress("monitor: ingest the logs, check drift, decide")
             result = monitor()
@@ -370,6 +385,7 @@ def run_demo(
             if decision["retrain"]:
                 break
             progress(f"the trigger did not fire (round {round_}); more users")
+        flagging = seeded_flip_flagging(settings, seeded)
         if decision.get("retrain"):
             progress(
                 "retrain: SciFact + Citation-Integrity + accepted feedback, from the "
@@ -397,6 +413,7 @@ def run_demo(
         traffic=traffic,
         endpoint=f"http://{settings.serve.host}:{port} (stopped)",
         wall_seconds=time.perf_counter() - started,
+        flagging=flagging,
         where={
             "mlflow": f"{runnable('mlflow')} ui --backend-store-uri {settings.mlflow.tracking_uri}",
             "history": f"{runnable('citeops')} history",
@@ -406,6 +423,15 @@ def run_demo(
             "serve_log": str(serve_log),
         },
     )
+
+
+def seeded_flip_flagging(settings: Settings, seeded: list[Any]) -> dict[str, Any]:
+    """How the feedback-quality stage (run by ``monitor``) flagged this run's labels: the
+    seeded flips caught (recall) and the correct labels flagged (precision)."""
+    from citeops.tasks.feedback.measure import measure_stored_flags
+
+    measure = measure_stored_flags(settings, seeded)
+    return measure.to_dict() | {"line": measure.line()}
 
 
 def runnable(script: str) -> str:
@@ -453,6 +479,8 @@ def summary_text(summary: DemoSummary) -> str:
         f"requests     {t.predictions} predictions, {t.feedback} feedback, {t.failed} failed"
         + (f" ({'; '.join(t.errors)})" if t.errors else "")
     )
+    if summary.flagging:
+        lines.append(f"flagging     {summary.flagging['line']}")
     lines.append(f"wall time    {summary.wall_seconds / 60:.1f} min")
     where = summary.where
     lines.append(f"history      {where['history']}")

@@ -200,3 +200,34 @@ def _clients_table(entries: list[dict]) -> None:
         )
     if len(entries) > BREAKDOWN_ROWS:
         typer.echo(f"... {len(entries) - BREAKDOWN_ROWS:,} more (--json lists them all)")
+
+
+@feedback_app.command("measure")
+def measure(
+    split: str = typer.Option("dev", "--split", help="Citation-Integrity split the users send."),
+    pairs: int = typer.Option(600, "--pairs", min=1, help="Pairs to judge (seeded order)."),
+    flip_share: float = typer.Option(0.15, "--flip-share", min=0.0, max=1.0),
+    seed: int = typer.Option(7, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Precision and recall of the label-issue flagging on seeded flips: the demo's noisy
+    users (a seeded share of gold labels flipped) scored by the champion. Use a split the
+    champion did not train on (dev or test) for an out-of-sample figure."""
+    from citeops.tasks.data.multivers import read_split, shuffled
+    from citeops.tasks.errors import CiteopsError
+    from citeops.tasks.feedback.measure import measure_on_seeded_flips
+    from citeops.tasks.feedback.quality import champion_scorer
+
+    settings = settings_from()
+    scorer = champion_scorer(settings)
+    if scorer is None:
+        raise CiteopsError("no champion to score with: train and promote one first")
+    examples = shuffled(read_split(settings.data_dir, "citint", split), seed)[:pairs]
+    result = measure_on_seeded_flips(scorer, examples, flip_share, seed)
+    payload = result.to_dict() | {"model_version": scorer.version, "split": split}
+    if as_json:
+        print_json(payload)
+        return
+    typer.echo(
+        f"champion v{scorer.version} on {result.items} citint {split} pairs: {result.line()}"
+    )
