@@ -31,11 +31,13 @@ def monitor(
     from citeops.flows.tracking import use_mlflow
     from citeops.tasks.drift import steps as drift
     from citeops.tasks.feedback.steps import feedback_quality
+    from citeops.tasks.release.reconcile import reconcile
     from citeops.tasks.release.steps import review_online_phase
     from citeops.tasks.trigger import steps as trigger
 
     with stage_logs():
         settings = use_mlflow(load_settings())
+        reconcile(settings)  # what a killed retrain / promotion left, put right first
         ingested = ingest_feedback() if ingest else {"skipped": "ingest=False"}
         quality = feedback_quality(settings)  # flags before the trigger counts
         report = drift.drift_report(settings, current_dir, reference_datasets, model_uri)

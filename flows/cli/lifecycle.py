@@ -42,9 +42,11 @@ def retrain_command(
     """Run the retrain flow here: train, validate against the champion, gate, promote."""
     from citeops.flows.retrain import retrain
     from citeops.tasks.errors import CiteopsError
+    from citeops.tasks.stack.processes import prefect_server_dies_with_us
     from citeops.tasks.store.promotions import list_records
 
     settings = settings_from()
+    prefect_server_dies_with_us()
     info(f"retrain{' (forced)' if force else ''}: MLflow {settings.mlflow.tracking_uri}")
     try:
         with stage_progress(), quiet_refusals():
@@ -73,7 +75,9 @@ def promote_command(
 ) -> None:
     """Promote an existing version: gate, blue-green deploy with bake, aliases."""
     from citeops.flows.promote import promote
+    from citeops.tasks.stack.processes import prefect_server_dies_with_us
 
+    prefect_server_dies_with_us()
     with stage_progress(), quiet_refusals():
         record = promote(version=version, skip_gate=skip_gate)
     if as_json:
@@ -87,7 +91,9 @@ def rollback_command(
 ) -> None:
     """Undo the last promotion: endpoints back to the previous model, aliases back."""
     from citeops.flows.rollback import rollback
+    from citeops.tasks.stack.processes import prefect_server_dies_with_us
 
+    prefect_server_dies_with_us()
     with stage_progress(), quiet_refusals():
         record = rollback()
     if as_json:
@@ -104,10 +110,12 @@ def history_command(
 ) -> None:
     """Promotion records and retrain decisions, newest first: kind, outcome, version,
     cost, trigger causes."""
+    from citeops.tasks.release.reconcile import reconcile
     from citeops.tasks.store.decisions import list_decisions
     from citeops.tasks.store.promotions import list_records
 
     settings = settings_from()
+    reconcile(settings)  # a killed run's record shows as abandoned, not running for ever
     records = [r.to_dict() for r in list_records(settings, limit=limit)]
     decisions = list_decisions(settings, limit=limit)
     if as_json:

@@ -135,8 +135,12 @@ class PromotionRun:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the retrain lock for :meth:`recorded`."""
+        """Hold the retrain lock for :meth:`recorded`, after putting right what a killed
+        run left (:func:`~citeops.tasks.release.reconcile.reconcile`)."""
+        from citeops.tasks.release.reconcile import reconcile
+
         with self.recorded(), hold_lock(self.settings):
+            reconcile(self.settings, lock_held=True)
             yield
 
     @contextmanager
@@ -262,11 +266,13 @@ def promote_version(
     from citeops.tasks.inference.aliases import model_uri_for
     from citeops.tasks.registry.register import require_version
     from citeops.tasks.release.promote import move_aliases_or_roll_back, promote_blue_green
+    from citeops.tasks.release.reconcile import reconcile
     from citeops.tasks.train.training_set import build_training_set
     from citeops.tasks.validate.compare import judge, validate_against_champion
     from citeops.tasks.validate.gate import require_gate
 
     require_version(settings, version)
+    reconcile(settings, lock_held=True)
     trigger = {"causes": ["manual"], "reasons": [reason], "skip_gate": skip_gate}
     run = PromotionRun.open(settings, "promote", trigger, version=str(version))
     uri = model_uri_for(settings, version)
@@ -298,16 +304,12 @@ def rollback_last(settings: Settings) -> PromotionRecord:
         NothingToRollBack: no promotion recorded, or it had no previous version.
         PromotionFailed: an endpoint could neither roll back nor deploy the previous one.
     """
-    from citeops.tasks.inference.aliases import CHAMPION, PREVIOUS, model_uri_for
+    from citeops.tasks.inference.aliases import CHAMPION, PREVIOUS
     from citeops.tasks.registry.register import get_version_by_alias, set_alias
-    from citeops.tasks.release.promote import (
-        PromotionFailed,
-        admin_client,
-        deploy_endpoint,
-        live_version,
-        rollback_endpoint,
-    )
+    from citeops.tasks.release.promote import PromotionFailed, admin_client, put_back
+    from citeops.tasks.release.reconcile import reconcile
 
+    reconcile(settings, lock_held=True)
     last = last_promotion(settings)
     if last is None:
         raise NothingToRollBack("no promotion recorded: nothing to roll back")
@@ -327,18 +329,11 @@ def rollback_last(settings: Settings) -> PromotionRecord:
     endpoints: list[dict[str, Any]] = []
     with admin_client(settings) as client:
         for endpoint in serving_endpoints(settings):
-            how = "rollback"
             try:
-                rollback_endpoint(client, endpoint)
-                if live_version(client, endpoint) != str(target):
-                    raise PromotionFailed(f"{endpoint}: the idle slot did not hold {target}")
-            except PromotionFailed:
-                how = "deploy"
-                try:
-                    deploy_endpoint(client, endpoint, model_uri_for(settings, target))
-                except PromotionFailed as error:
-                    finish_record(settings, record, "failed", str(error))
-                    raise
+                how = put_back(settings, client, endpoint, str(target))
+            except PromotionFailed as error:
+                finish_record(settings, record, "failed", str(error))
+                raise
             endpoints.append({"endpoint": endpoint, "how": how, "live": str(target)})
             log.info("%s back on version %s (%s)", endpoint, target, how)
     set_alias(settings, target, CHAMPION)

@@ -142,6 +142,25 @@ def rollback_endpoint(client: httpx.Client, endpoint: str) -> dict[str, Any]:
     return admin_post(client, endpoint, "/admin/rollback")
 
 
+def put_back(settings: Settings, client: httpx.Client, endpoint: str, target: str) -> str:
+    """Make version ``target`` live on ``endpoint``: ``/admin/rollback`` when the idle slot
+    holds it, else ``/admin/deploy`` of it; returns how (``rollback`` | ``deploy``).
+
+    Raises:
+        PromotionFailed: the endpoint could do neither.
+    """
+    from citeops.tasks.inference.aliases import model_uri_for
+
+    try:
+        rollback_endpoint(client, endpoint)
+        if live_version(client, endpoint) != str(target):
+            raise PromotionFailed(f"{endpoint}: the idle slot did not hold {target}")
+        return "rollback"
+    except PromotionFailed:
+        deploy_endpoint(client, endpoint, model_uri_for(settings, target))
+        return "deploy"
+
+
 def live_version(client: httpx.Client, endpoint: str) -> str | None:
     """The model version live on the endpoint (``/version``), ``None`` when unknown."""
     import httpx

@@ -12,16 +12,20 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+import types
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 START_TIME_TOLERANCE_S = 0.05
 SIGINT_GRACE_S = 5.0  # how long a SIGINT stop_signal is given before SIGTERM to the group
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for the child when its parent dies
 
 
 @dataclass(frozen=True)
@@ -219,3 +223,59 @@ def tail(path: Path | str, lines: int = 8) -> str:
     except OSError:
         return ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def death_signal_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when the process starting it dies,
+    even by SIGKILL (Linux ``prctl(PR_SET_PDEATHSIG)``); ``None`` elsewhere.
+
+    libc is loaded here, in the parent: the hook runs between fork and exec, where loading
+    a library is unsafe. A parent already gone by then is caught by its pid changing."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return die_with_parent
+
+
+def prefect_server_dies_with_us() -> None:
+    """Make the temporary Prefect API server that Prefect starts for a flow run without
+    ``PREFECT_API_URL`` (a ``uvicorn`` child) die with this process: Prefect stops it at
+    exit, but a process killed with SIGKILL leaves it running for good otherwise.
+
+    Prefect starts it with ``subprocess.Popen`` and offers no hook, so its module sees a
+    ``subprocess`` whose ``Popen`` adds :func:`death_signal_hook`. Nothing is done with
+    ``PREFECT_API_URL`` set (no temporary server) or off Linux; calling it twice is harmless.
+    """
+    hook = death_signal_hook()
+    if hook is None or os.environ.get("PREFECT_API_URL"):
+        return
+    from prefect.server.api import server
+
+    if isinstance(server.subprocess, _ChildrenDieWithParent):
+        return
+    server.subprocess = _ChildrenDieWithParent(hook)
+
+
+class _ChildrenDieWithParent(types.ModuleType):
+    """:mod:`subprocess` as one module sees it, with children started by ``Popen`` dying
+    with their parent."""
+
+    def __init__(self, hook: Callable[[], None]) -> None:
+        super().__init__("subprocess")
+        self._hook = hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    def Popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen[Any]:  # noqa: N802
+        kwargs.setdefault("preexec_fn", self._hook)
+        return subprocess.Popen(*args, **kwargs)

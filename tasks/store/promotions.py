@@ -45,7 +45,9 @@ OUTCOMES = (
     "rollback",
     "online",  # the challenger started its online phase (tasks/release/online.py)
     "aborted",  # its online phase ended without promotion
+    "abandoned",  # its process died while it ran (found and closed by reconcile_records)
 )
+RUNNING_IN = "running in "  # the detail of a running record: "running in <host>:<pid>"
 JSON_FIELDS = ("trigger", "gate", "bake", "data", "mlflow_run_ids")
 
 
@@ -97,6 +99,8 @@ def _row_values(record: PromotionRecord) -> dict[str, Any]:
 
 def save_record(settings: Settings, record: PromotionRecord) -> PromotionRecord:
     """Insert the record (first call) or update it (later calls); returns it with its id."""
+    if record.id is None and record.outcome == "running" and not record.detail:
+        record.detail = f"{RUNNING_IN}{socket.gethostname()}:{os.getpid()}"
     values = _row_values(record)
     with open_store(settings) as engine, engine.begin() as conn:
         if record.id is None:
@@ -148,6 +152,55 @@ def last_promotion(settings: Settings) -> PromotionRecord | None:
     with open_store(settings) as engine, engine.connect() as conn:
         row = conn.execute(query).first()
     return _from_row(row) if row is not None else None
+
+
+def running_holder(record: PromotionRecord) -> str | None:
+    """``<host>:<pid>`` of the process that runs a ``running`` record (``None`` if unknown)."""
+    if record.outcome != "running" or not record.detail.startswith(RUNNING_IN):
+        return None
+    return record.detail[len(RUNNING_IN) :]
+
+
+def is_orphaned(record: PromotionRecord, lock_alive: bool, ttl_seconds: float) -> bool:
+    """True when a ``running`` record's process is gone: it ran on this host and its pid no
+    longer runs, or (elsewhere, or unknown) nobody holds the lock and it started longer
+    than the lock's time to live ago."""
+    if record.outcome != "running":
+        return False
+    holder = running_holder(record)
+    if holder is not None and _holder_is_dead(holder):
+        return True
+    on_this_host = holder is not None and holder.partition(":")[0] == socket.gethostname()
+    age = (datetime.now(UTC) - record.started_at).total_seconds()
+    return not on_this_host and not lock_alive and age > ttl_seconds
+
+
+def lock_is_alive(settings: Settings, name: str = RETRAIN_LOCK) -> bool:
+    """True when a live, unexpired holder has the named lock."""
+    with open_store(settings) as engine, engine.connect() as conn:
+        held = conn.execute(select(locks).where(locks.c.name == name)).first()
+    return held is not None and held.expires_at > utc_now() and not _holder_is_dead(held.owner)
+
+
+def abandon_orphaned_records(settings: Settings) -> list[PromotionRecord]:
+    """Close every ``running`` record whose process is gone (:func:`is_orphaned`) as
+    ``abandoned``, saying whose it was; returns them. A killed run leaves its record
+    ``running`` for good otherwise."""
+    lock_alive = lock_is_alive(settings)
+    ttl = settings.retrain.lock_ttl_seconds
+    query = select(promotions).where(promotions.c.outcome == "running")
+    with open_store(settings) as engine, engine.connect() as conn:
+        running = [_from_row(row) for row in conn.execute(query)]
+    closed = []
+    for record in running:
+        if is_orphaned(record, lock_alive, ttl):
+            holder = running_holder(record) or "an unknown process"
+            finish_record(settings, record, "abandoned", f"its process ({holder}) is gone")
+            log.warning(
+                "%s #%s abandoned: its process (%s) is gone", record.kind, record.id, holder
+            )
+            closed.append(record)
+    return closed
 
 
 # ---- the lock -----------------------------------------------------------------------------
