@@ -30,6 +30,11 @@ class MlflowSettings(Section):
     """Uvicorn workers of `mlflow server`."""
     db_upgrade: bool = True
     """Run `mlflow db upgrade` before the server starts."""
+    request_timeout_seconds: float = Field(30.0, gt=0)
+    """Bound of one HTTP request to the tracking server (MLFLOW_HTTP_REQUEST_TIMEOUT)."""
+    request_max_retries: int = Field(2, ge=0)
+    """Retries of a failed request to the tracking server (MLFLOW_HTTP_REQUEST_MAX_RETRIES):
+    with the timeout, how long an unreachable server can hold a run up."""
 
 
 class S3Settings(Section):
