@@ -13,10 +13,17 @@ its online phase on every endpoint; ``monitor`` promotes or aborts it on the A/B
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 
+from citeops.flows.params import (
+    OnlineMode,
+    RetrainOverrides,
+    RetrainTrigger,
+    TrainOverrides,
+    given,
+)
 from citeops.tasks.release import steps as release
 from citeops.tasks.train import steps as train_steps
 from citeops.tasks.trigger.steps import decide_retraining
@@ -26,10 +33,10 @@ from citeops.tasks.validate import steps as validate
 @flow(name="retrain")
 def retrain(
     force: bool = False,
-    trigger: dict[str, Any] | None = None,
-    train: dict[str, Any] | None = None,
-    overrides: dict[str, Any] | None = None,
-    online: Literal["none", "shadow", "ab"] | None = None,
+    trigger: RetrainTrigger | None = None,
+    train: TrainOverrides | None = None,  # type: ignore[valid-type]
+    overrides: RetrainOverrides | None = None,
+    online: OnlineMode | None = None,
 ) -> dict[str, Any]:
     """Retrain when the trigger fires (or ``force``), and promote the candidate if the
     gate passes. ``trigger``: the decision that started the run (from ``monitor``);
@@ -40,7 +47,7 @@ def retrain(
     from citeops.flows.logs import stage_logs
 
     with stage_logs():
-        return _retrain(force, trigger, train, overrides, online)
+        return _retrain(force, given(trigger) or None, given(train), given(overrides), online)
 
 
 def _retrain(
