@@ -24,6 +24,7 @@ from citeops.serving.http_errors import add_error_handlers
 from citeops.serving.middleware import MetricsAndLimits
 from citeops.serving.routes import include_routers
 from citeops.serving.state import build_state
+from citeops.serving.ui.blocks import mount_app
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -98,7 +99,5 @@ def create_app(
     add_error_handlers(app)
     include_routers(app)
     if ui:
-        from citeops.serving.ui.blocks import mount_app
-
         mount_app(app, state)
     return app

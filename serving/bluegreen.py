@@ -41,6 +41,7 @@ from citeops.serving.slots import (
 )
 from citeops.tasks.data.multivers import LABELS
 from citeops.tasks.inference.aliases import alias_uri
+from citeops.tasks.inference.loading import load_verifier
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -111,7 +112,6 @@ def default_loader(settings: Settings) -> Loader:
     checkpoint with missing or unexpected weights is refused by the loader."""
 
     def load(model_uri: str) -> ClaimVerifier:
-        from citeops.tasks.inference.loading import load_verifier
 
         return load_verifier(model_uri, settings, runtime=settings.serve.runtime)
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.logcontract import DATETIME, STREAMS
+from citeops.tasks.s3 import s3_client, split_s3_uri
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -120,7 +121,6 @@ class S3Sink(PartSink):
     """Parts are spooled locally and uploaded whole (one PUT) to ``s3://bucket/prefix/key``."""
 
     def __init__(self, settings: Settings, uri: str, spool: Path) -> None:
-        from citeops.tasks.s3 import s3_client, split_s3_uri
 
         self.bucket, self.prefix = split_s3_uri(uri)
         self.client = s3_client(settings)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, PlainValidator, StrictStr, WithJsonSchema
 
+from citeops.tasks.classifier.preprocess import as_text
 from citeops.tasks.logcontract import MAX_META_CHARS
 
 if TYPE_CHECKING:
@@ -80,7 +81,6 @@ class PredictRequest(BaseModel):
     @property
     def evidence_text(self) -> str:
         """The evidence as one text (sentences joined by spaces): what is checked and logged."""
-        from citeops.tasks.classifier.preprocess import as_text
 
         return as_text(self.evidence)
 

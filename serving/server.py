@@ -8,6 +8,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from citeops.serving.bluegreen import default_loader, startup_uri
+from citeops.tasks.errors import CiteopsError
+from citeops.tasks.inference.engines import resolve_device
+
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
     from citeops.tasks.inference.predictor import ClaimVerifier
@@ -43,9 +47,6 @@ def load_first_model(
             the URI: no model could load).
         CiteopsError: ``model_uri`` was given and cannot be loaded.
     """
-    from citeops.serving.bluegreen import default_loader, startup_uri
-    from citeops.tasks.errors import CiteopsError
-    from citeops.tasks.inference.engines import resolve_device
 
     serve = settings.serve
     device = resolve_device(serve.device, serve.precision)
