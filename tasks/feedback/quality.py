@@ -33,6 +33,9 @@ import numpy as np
 from citeops.tasks.data.multivers import LABEL2ID, LABELS
 from citeops.tasks.feedback.confident import confident_classes, find_label_issues
 from citeops.tasks.feedback.confident import per_class_thresholds as thresholds_of
+from citeops.tasks.inference.aliases import CHAMPION, alias_uri
+from citeops.tasks.inference.loading import load_verifier
+from citeops.tasks.registry.register import get_version_by_alias
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -72,9 +75,6 @@ def champion_scorer(settings: Settings) -> ChampionScorer | None:
     Raises:
         ModelLoadError: the champion's files cannot be loaded.
     """
-    from citeops.tasks.inference.aliases import CHAMPION, alias_uri
-    from citeops.tasks.inference.loading import load_verifier
-    from citeops.tasks.registry.register import get_version_by_alias
 
     version = get_version_by_alias(settings, CHAMPION)
     if version is None:

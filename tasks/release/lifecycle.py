@@ -15,8 +15,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from citeops.configs.settings import load_settings
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.inference.aliases import CHAMPION, PREVIOUS, model_uri_for
+from citeops.tasks.registry.describe import (
+    OUTCOME_TAG,
+    PROMOTION_TAG,
+    VALIDATION_RUN_TAG,
+    set_section,
+    tag_run,
+    tag_version,
+    version_tags,
+)
+from citeops.tasks.registry.register import get_version_by_alias, require_version, set_alias
 from citeops.tasks.release.endpoints import serving_endpoints
+from citeops.tasks.release.promote import (
+    PromotionFailed,
+    admin_client,
+    move_aliases_or_roll_back,
+    one_line,
+    promote_blue_green,
+    put_back,
+)
+from citeops.tasks.release.reconcile import reconcile
 from citeops.tasks.store.promotions import (
     PromotionRecord,
     finish_record,
@@ -24,6 +45,10 @@ from citeops.tasks.store.promotions import (
     last_promotion,
     save_record,
 )
+from citeops.tasks.train.fit import describe_trained
+from citeops.tasks.train.training_set import build_training_set
+from citeops.tasks.validate.compare import judge, validate_against_champion
+from citeops.tasks.validate.gate import require_gate
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -62,7 +87,6 @@ def release_text(record: PromotionRecord) -> str:
 def promotion_outcome(error: BaseException, default: str) -> str:
     """``failed`` for a refused deploy that switched no endpoint (nothing to roll back),
     else ``default``."""
-    from citeops.tasks.release.promote import PromotionFailed
 
     if isinstance(error, PromotionFailed) and not error.rolled_back:
         return "failed"
@@ -83,7 +107,6 @@ def flow_run_id() -> str | None:
 
 
 def load(overrides: dict[str, Any] | None = None) -> Settings:
-    from citeops.configs.settings import load_settings
 
     return load_settings(**(overrides or {}))
 
@@ -118,8 +141,6 @@ class PromotionRun:
         overrides: dict[str, Any] | None = None,
     ) -> PromotionRun:
         """:meth:`start` with settings already built (a promotion of ``version``)."""
-        from citeops.tasks.inference.aliases import CHAMPION, model_uri_for
-        from citeops.tasks.registry.register import get_version_by_alias
 
         champion = get_version_by_alias(settings, CHAMPION)
         record = PromotionRecord(
@@ -137,7 +158,6 @@ class PromotionRun:
     def locked(self) -> Iterator[None]:
         """Hold the retrain lock for :meth:`recorded`, after putting right what a killed
         run left (:func:`~citeops.tasks.release.reconcile.reconcile`)."""
-        from citeops.tasks.release.reconcile import reconcile
 
         with self.recorded(), hold_lock(self.settings):
             reconcile(self.settings, lock_held=True)
@@ -176,8 +196,6 @@ class PromotionRun:
     def trained(self, data: TrainingSet, candidate: Candidate, challenger: RegisteredModel) -> None:
         """Record the challenger; in MLflow, name its run ``retrain v3 · feedback+drift``
         and describe its version with the trigger and the data (linked to this record)."""
-        from citeops.tasks.registry.describe import PROMOTION_TAG
-        from citeops.tasks.train.fit import describe_trained
 
         self.record.version = challenger.version
         self.record.data = data.summary()
@@ -217,7 +235,6 @@ class PromotionRun:
     @contextmanager
     def describing(self) -> Iterator[None]:
         """MLflow bookkeeping that must not fail the run it describes: a failure is logged."""
-        from citeops.tasks.release.promote import one_line
 
         try:
             yield
@@ -229,15 +246,6 @@ class PromotionRun:
     def describe_release(self) -> None:
         """The version's "Release" section (outcome, who, when, the record) and the links
         of record, validation run and version (tags ``citeops.promotion_id``)."""
-        from citeops.tasks.registry.describe import (
-            OUTCOME_TAG,
-            PROMOTION_TAG,
-            VALIDATION_RUN_TAG,
-            set_section,
-            tag_run,
-            tag_version,
-            version_tags,
-        )
 
         record, version = self.record, self.record.version
         if not version or record.outcome == "skipped":
@@ -263,13 +271,6 @@ def promote_version(
         RegistryError: the version does not exist.
         GateFailed, PromotionFailed, BakeFailed: refused; recorded, nothing moved.
     """
-    from citeops.tasks.inference.aliases import model_uri_for
-    from citeops.tasks.registry.register import require_version
-    from citeops.tasks.release.promote import move_aliases_or_roll_back, promote_blue_green
-    from citeops.tasks.release.reconcile import reconcile
-    from citeops.tasks.train.training_set import build_training_set
-    from citeops.tasks.validate.compare import judge, validate_against_champion
-    from citeops.tasks.validate.gate import require_gate
 
     require_version(settings, version)
     reconcile(settings, lock_held=True)
@@ -304,10 +305,6 @@ def rollback_last(settings: Settings) -> PromotionRecord:
         NothingToRollBack: no promotion recorded, or it had no previous version.
         PromotionFailed: an endpoint could neither roll back nor deploy the previous one.
     """
-    from citeops.tasks.inference.aliases import CHAMPION, PREVIOUS
-    from citeops.tasks.registry.register import get_version_by_alias, set_alias
-    from citeops.tasks.release.promote import PromotionFailed, admin_client, put_back
-    from citeops.tasks.release.reconcile import reconcile
 
     reconcile(settings, lock_held=True)
     last = last_promotion(settings)

@@ -28,6 +28,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.inference.aliases import CHALLENGER, CHAMPION, model_uri_for
+from citeops.tasks.registry.register import (
+    delete_alias,
+    get_version_by_alias,
+    require_version,
+    set_alias,
+)
 from citeops.tasks.release.online_report import (
     MODES,
     Experiment,
@@ -35,7 +42,12 @@ from citeops.tasks.release.online_report import (
     build_report,
     read_experiment_logs,
 )
-from citeops.tasks.release.promote import PromotionFailed, admin_post
+from citeops.tasks.release.promote import (
+    PromotionFailed,
+    admin_post,
+    move_aliases_or_roll_back,
+    promote_blue_green,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -225,8 +237,6 @@ def start_experiment(
             refused (the experiment was aborted where it had started).
         RegistryError: the version does not exist.
     """
-    from citeops.tasks.inference.aliases import CHALLENGER, CHAMPION, model_uri_for
-    from citeops.tasks.registry.register import get_version_by_alias, require_version, set_alias
 
     version, mode = str(plan.version), plan.mode
     if mode not in MODES:
@@ -365,8 +375,6 @@ def abort_experiment(
     run: PromotionRun, client: httpx.Client, endpoints: list[str], reason: str
 ) -> dict[str, Any]:
     """Abort on ``endpoints`` (the champion stays live), drop the ``challenger`` alias."""
-    from citeops.tasks.inference.aliases import CHALLENGER
-    from citeops.tasks.registry.register import delete_alias, get_version_by_alias
 
     problems = stop_on(client, endpoints, "abort")
     if problems:
@@ -399,8 +407,6 @@ def promote_experiment(
         PromotionFailed, BakeFailed: recorded (``failed`` / ``rolled_back``); the champion
             is live again everywhere.
     """
-    from citeops.tasks.inference.aliases import model_uri_for
-    from citeops.tasks.release.promote import move_aliases_or_roll_back, promote_blue_green
 
     version = str(run.record.version)
 

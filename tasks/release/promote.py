@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.errors import CiteopsError
-from citeops.tasks.inference.aliases import CHALLENGER, CHAMPION, PREVIOUS
+from citeops.tasks.inference.aliases import CHALLENGER, CHAMPION, PREVIOUS, model_uri_for
+from citeops.tasks.registry.register import delete_alias, get_version_by_alias, set_alias
 from citeops.tasks.release.endpoints import serving_endpoints
 
 if TYPE_CHECKING:
@@ -149,7 +150,6 @@ def put_back(settings: Settings, client: httpx.Client, endpoint: str, target: st
     Raises:
         PromotionFailed: the endpoint could do neither.
     """
-    from citeops.tasks.inference.aliases import model_uri_for
 
     try:
         rollback_endpoint(client, endpoint)
@@ -330,7 +330,6 @@ class AliasMove:
 
 def move_aliases(settings: Settings, new_champion: str) -> AliasMove:
     """``champion`` → ``new_champion``, ``previous`` → the old champion, ``challenger`` removed."""
-    from citeops.tasks.registry.register import delete_alias, get_version_by_alias, set_alias
 
     old = get_version_by_alias(settings, CHAMPION)
     set_alias(settings, new_champion, CHAMPION)
@@ -361,7 +360,6 @@ def move_aliases_or_roll_back(
     Raises:
         AliasMoveFailed: the registry's error (one line) and any rollback problem.
     """
-    from citeops.tasks.registry.register import get_version_by_alias
 
     old = get_version_by_alias(settings, CHAMPION)
     try:
@@ -382,7 +380,6 @@ def move_aliases_or_roll_back(
 def _restore_champion(settings: Settings, old: str | None) -> list[str]:
     """Point ``champion`` back at ``old`` if a partial move left it elsewhere; the
     problem, if the registry cannot even be read, as a one-item list."""
-    from citeops.tasks.registry.register import get_version_by_alias, set_alias
 
     try:
         if old is not None and get_version_by_alias(settings, CHAMPION) != old:

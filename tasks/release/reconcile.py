@@ -15,6 +15,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from citeops.tasks.inference.aliases import CHAMPION
+from citeops.tasks.registry.register import get_version_by_alias
+from citeops.tasks.release.endpoints import serving_endpoints
+from citeops.tasks.release.promote import (
+    PromotionFailed,
+    admin_client,
+    live_version,
+    one_line,
+    put_back,
+)
+
 if TYPE_CHECKING:
     import httpx
 
@@ -56,10 +67,6 @@ def reconcile(settings: Settings, lock_held: bool = False) -> Reconciled:
 
 
 def _reconcile_endpoints(settings: Settings, done: Reconciled) -> None:
-    from citeops.tasks.inference.aliases import CHAMPION
-    from citeops.tasks.registry.register import get_version_by_alias
-    from citeops.tasks.release.endpoints import serving_endpoints
-    from citeops.tasks.release.promote import admin_client, one_line
 
     try:
         champion = get_version_by_alias(settings, CHAMPION)
@@ -78,7 +85,6 @@ def _reconcile_endpoint(
     settings: Settings, client: httpx.Client, endpoint: str, champion: str, done: Reconciled
 ) -> None:
     """Put one endpoint back on ``champion`` when it serves another version."""
-    from citeops.tasks.release.promote import PromotionFailed, live_version, put_back
 
     live = live_version(client, endpoint)
     if live is None or live == champion:

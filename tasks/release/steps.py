@@ -7,6 +7,19 @@ from typing import TYPE_CHECKING, Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from citeops.tasks.release.endpoints import serving_endpoints
+from citeops.tasks.release.online import (
+    ExperimentPlan,
+    online_mode,
+    review_experiment,
+    start_experiment,
+)
+from citeops.tasks.release.online_report import report_text
+from citeops.tasks.release.promote import (
+    admin_client,
+    move_aliases_or_roll_back,
+    promote_blue_green,
+)
 from citeops.tasks.stepkit import publish_artifact, settings_from
 
 if TYPE_CHECKING:
@@ -18,7 +31,6 @@ if TYPE_CHECKING:
 @task(name="promote-blue-green", cache_policy=NO_CACHE)
 def promote_candidate(model_uri: str, overrides: dict[str, Any] | None = None) -> Promotion:
     """Deploy to every endpoint, bake, roll back on failure (aliases untouched)."""
-    from citeops.tasks.release.promote import promote_blue_green
 
     promotion = promote_blue_green(settings_from(overrides), model_uri)
     publish_artifact(
@@ -34,7 +46,6 @@ def move_champion(
     """``champion`` → the new version, ``previous`` → the old one, ``challenger`` removed;
     if the registry refuses, ``endpoints`` (default every one) are rolled back
     (:class:`~citeops.tasks.release.promote.AliasMoveFailed`)."""
-    from citeops.tasks.release.promote import move_aliases_or_roll_back
 
     return move_aliases_or_roll_back(settings_from(overrides), version, endpoints)
 
@@ -43,9 +54,6 @@ def move_champion(
 def start_online_phase(version: str, overrides: dict[str, Any] | None = None) -> Experiment:
     """The gated challenger in its online phase (``promote.online``: ab -> split, shadow)
     on every endpoint, all or nothing; the champion keeps serving."""
-    from citeops.tasks.release.endpoints import serving_endpoints
-    from citeops.tasks.release.online import ExperimentPlan, online_mode, start_experiment
-    from citeops.tasks.release.promote import admin_client
 
     settings = settings_from(overrides)
     mode = online_mode(settings)
@@ -59,10 +67,6 @@ def start_online_phase(version: str, overrides: dict[str, Any] | None = None) ->
 def review_online_phase(settings: Settings) -> dict[str, Any]:
     """The A/B report of the running online phase and, on its verdict, promotion
     (bake, auto-rollback, aliases, record) or abort; ``{"active": False}`` when none runs."""
-    from citeops.tasks.release.endpoints import serving_endpoints
-    from citeops.tasks.release.online import review_experiment
-    from citeops.tasks.release.online_report import report_text
-    from citeops.tasks.release.promote import admin_client
 
     with admin_client(settings) as client:
         review = review_experiment(settings, client, serving_endpoints(settings))

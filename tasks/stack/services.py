@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import citeops.configs as configs
 from citeops.tasks.release.endpoints import REPLICAS_FILE
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ class ServiceSpec:
 
 def project_dir() -> Path:
     """The folder holding prefect.yaml, mlflow/ and the flows (the repository root)."""
-    import citeops.configs as configs
-
     return Path(configs.__file__).resolve().parent.parent
 
 

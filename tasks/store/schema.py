@@ -50,6 +50,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, P
 
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.logcontract import MAX_META_CHARS
+from citeops.tasks.redact import redact_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -325,8 +326,6 @@ def _create_engine(url: str, **options: Any) -> Engine:
     try:
         return create_engine(url, **options)
     except (ArgumentError, NoSuchModuleError) as error:
-        from citeops.tasks.redact import redact_url
-
         raise StoreError(
             f"setting store_url (CITEOPS_STORE_URL) {redact_url(url)!r}: {error}; use "
             "sqlite:///<path> or postgresql+psycopg://<user>@<host>/<database>"

@@ -23,7 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from citeops.tasks.classifier.preprocess import META_KEY, EvidenceSelection
+from citeops.tasks.classifier.artifact import ModelLoadError, find_hf_dir, save_hf_folder
+from citeops.tasks.classifier.base import load_base
+from citeops.tasks.classifier.preprocess import META_KEY, EvidenceSelection, EvidenceSelector
+from citeops.tasks.data.augment import augment
 from citeops.tasks.data.multivers import (
     LABELS,
     Example,
@@ -32,6 +35,18 @@ from citeops.tasks.data.multivers import (
     files_digest,
     label_counts,
 )
+from citeops.tasks.inference.loading import download_model
+from citeops.tasks.registry.describe import (
+    TRAINING_RUN_TAG,
+    VERSION_TAG,
+    name_run,
+    set_section,
+    tag_version,
+)
+from citeops.tasks.registry.register import log_verifier, register_version, set_alias
+from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
+from citeops.tasks.train.batching import class_weights
+from citeops.tasks.train.ddp import ddp_ranks
 from citeops.tasks.train.training_set import (
     FEEDBACK_DATASET,
     TrainingError,
@@ -302,8 +317,6 @@ def initial_weights(settings: Settings) -> Iterator[ModelSettings]:
     if not uri:
         yield settings.model
         return
-    from citeops.tasks.classifier.artifact import ModelLoadError, find_hf_dir
-    from citeops.tasks.inference.loading import download_model
 
     with tempfile.TemporaryDirectory(prefix="citeops-init-") as tmp:
         try:
@@ -352,9 +365,6 @@ def prepare_process(settings: Settings) -> None:
 def build_module(settings: Settings, train: Sequence[Example], dev: Sequence[Example]) -> Any:
     """The starting weights (:func:`initial_weights`) wrapped in the Lightning module and
     data module; ``(module, datamodule, tokenizer)``."""
-    from citeops.tasks.classifier.base import load_base
-    from citeops.tasks.classifier.preprocess import EvidenceSelector
-    from citeops.tasks.train.batching import class_weights
     from citeops.tasks.train.module import ClaimDataModule, ClaimVerifierModule, OptimConfig
 
     cfg = settings.train
@@ -413,7 +423,6 @@ def build_callbacks(settings: Settings, with_dev: bool) -> tuple[Any, list[Any]]
 
 def build_fit(settings: Settings, data: TrainingSet, progress: bool) -> FitSetup:
     """Seeds, augmented examples, weights, modules and trainer for one fit."""
-    from citeops.tasks.data.augment import augment
 
     cfg = settings.train
     prepare_process(settings)
@@ -496,8 +505,6 @@ def log_fit_outcome(
 def log_fitted_model(setup: FitSetup, run_id: str) -> str:
     """Save the fitted model with its ``citeops.json`` and log it in the active run; its
     logged model URI."""
-    from citeops.tasks.classifier.artifact import save_hf_folder
-    from citeops.tasks.registry.register import log_verifier
 
     settings = setup.settings
     meta = {
@@ -535,8 +542,6 @@ def fit_candidate(
         TrackingNotSet: MLflow's process default is not the settings' store.
     """
     import mlflow
-    from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
-    from citeops.tasks.train.ddp import ddp_ranks
 
     started = time.perf_counter()
     require_fluent_tracking(settings)
@@ -581,7 +586,6 @@ def register_candidate(
     settings: Settings, candidate: Candidate, alias: str | None = None
 ) -> RegisteredModel:
     """Register the candidate's logged model as a new version; point ``alias`` at it."""
-    from citeops.tasks.registry.register import register_version, set_alias
 
     if candidate.logged_model_uri is None:
         raise TrainingError(f"run {candidate.run_id} logged no model: nothing to register")
@@ -605,13 +609,6 @@ def describe_trained(
     """Name the training run ``run_name`` (its version is only known now), link run and
     version both ways (plus ``tags`` on both), and write the version description's
     "Trained" section: the run, the dev figures, the trigger and the data digests."""
-    from citeops.tasks.registry.describe import (
-        TRAINING_RUN_TAG,
-        VERSION_TAG,
-        name_run,
-        set_section,
-        tag_version,
-    )
 
     name_run(settings, candidate.run_id, run_name, {VERSION_TAG: version, **(tags or {})})
     tag_version(settings, version, {TRAINING_RUN_TAG: candidate.run_id, **(tags or {})})

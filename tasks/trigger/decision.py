@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.store.decisions import save_decision
+from citeops.tasks.store.queries import feedback_counts, last_training_time
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -162,8 +163,6 @@ def should_retrain(
     inputs: dict[str, Any] = {}
     drift_flag = _drift_flag(drift, inputs)
     if new_feedback is None:
-        from citeops.tasks.store.queries import feedback_counts, last_training_time
-
         if since is None:
             since = last_training_time(settings)
         counts = feedback_counts(settings, since)

@@ -49,9 +49,10 @@ def source_files() -> Iterator[Path]:
         yield from sorted((ROOT / folder).rglob("*.py"))
 
 
-def imported_modules(path: Path, known: set[str]) -> set[str]:
+def imported_modules(path: Path, known: set[str], module_level: bool = False) -> set[str]:
     """Every module ``path`` imports (ours resolved to a module of ``known``; libraries by
-    their top-level name), wherever the statement is (module level or in a function);
+    their top-level name), wherever the statement is (module level or in a function), or
+    only the module-level ones (``module_level``: what importing ``path`` runs);
     annotations-only imports under ``if TYPE_CHECKING:`` are not executed and not counted."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
@@ -63,7 +64,8 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
         for inner in ast.walk(node)
     }
-    for node in ast.walk(tree):
+    nodes = tree.body if module_level else ast.walk(tree)
+    for node in nodes:
         if id(node) in type_only:  # ``if TYPE_CHECKING:`` imports never run
             continue
         if isinstance(node, ast.Import):
@@ -191,3 +193,36 @@ def test_the_graph_sees_function_local_imports(tmp_path: Path) -> None:
     assert "citeops.tasks.inference.runtimes" in imported_modules(sample, known)
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# libraries slow enough to import that a light command (``citeops --help``, ``history``)
+# must not pay for them: the only reason for a function-local import of our own modules
+HEAVY = frozenset(
+    "torch mlflow lightning transformers onnx onnxruntime openvino gradio great_expectations "
+    "optuna prefect sklearn matplotlib sentence_transformers scipy pandas boto3 botocore "
+    "sqlalchemy alembic psycopg pypdf playwright jinja2 httpx uvicorn fastapi psutil "
+    "safetensors tokenizers huggingface_hub".split()
+)
+
+
+def heavy_on_import(module: str, edges: dict[str, set[str]]) -> set[str]:
+    """The heavy libraries importing ``module`` loads, through our modules or directly."""
+    return {m for m in reachable(edges, {module}) if m in HEAVY}
+
+
+def test_local_imports_of_our_modules_only_keep_heavy_libraries_off_the_path(
+    graph: dict[str, set[str]],
+) -> None:
+    """A function-local import of one of our modules is there to keep a heavy library off
+    the importing module's path, never to hide a cycle or for no reason."""
+    files = [p for p in source_files() if p.relative_to(ROOT).parts[0] in ("tasks", "serving")]
+    known = set(graph)
+    edges = {module_name(p): imported_modules(p, known, module_level=True) for p in source_files()}
+    needless = []
+    for path in files:
+        me = module_name(path)
+        mine = heavy_on_import(me, edges)
+        for target in sorted(graph[me] - edges[me]):
+            if target in known and not heavy_on_import(target, edges) - mine:
+                needless.append(f"{me} imports {target} inside a function")
+    assert not needless, "\n".join(needless)
