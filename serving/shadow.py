@@ -90,12 +90,19 @@ class ShadowQueue:
         self.counts = ShadowCounts()
         self.high_water = 0  # the longest the queue has been
         self._queue: deque[ShadowCopy] = deque()
+        self._scoring = 0  # copies taken from the queue, their lines not written yet
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def depth(self) -> int:
+    def waiting(self) -> int:
+        """Copies in the queue (at most its size)."""
         return len(self._queue)
+
+    @property
+    def depth(self) -> int:
+        """Copies whose line is not written yet: waiting in the queue or being scored."""
+        return len(self._queue) + self._scoring
 
     def reset_counts(self) -> None:
         self.counts = ShadowCounts()
@@ -146,21 +153,25 @@ class ShadowQueue:
         copies: list[ShadowCopy] = []
         while self._queue and len(copies) < SHADOW_BATCH and self._queue[0].model is model:
             copies.append(self._queue.popleft())
+        self._scoring = len(copies)
         try:
             probs = await self.batcher.run_exclusive(score_copies, model, copies)
         except asyncio.CancelledError:
             self._queue.extendleft(reversed(copies))  # stop() writes their lines
+            self._scoring = 0
             raise
         except Exception as error:  # noqa: BLE001 - the challenger failing never fails serving
             log.warning("shadow scoring of %d copies failed: %s", len(copies), error)
             for copy in copies:
                 self._finish(copy, "dropped")
+            self._scoring = 0
             return
         labels = model.verifier.labels
         for copy, row in zip(copies, probs, strict=True):
             copy.record["shadow_prediction"] = labels[int(np.argmax(row))]
             copy.record["shadow_model_version"] = model.model_version
             self._finish(copy, "scored")
+        self._scoring = 0
 
     def _finish(self, copy: ShadowCopy, outcome: str) -> None:
         """Write the copy's query line and count its outcome."""

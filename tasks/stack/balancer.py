@@ -80,6 +80,9 @@ def render_config(
             "    balance roundrobin",
             "    option httpchk GET /ready",
             "    http-check expect status 200",
+            # a replica that is slow to answer its check (a busy CPU) is not taken out:
+            # only a refused or failing check is
+            "    timeout check 5s",
             f"    default-server inter {check}ms fastinter {check}ms downinter {check}ms "
             "fall 2 rise 2",
             *servers,

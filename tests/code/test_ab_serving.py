@@ -238,7 +238,7 @@ def test_shadow_queue_never_grows_past_its_bound_and_every_line_is_written_once(
         queue.start()
         for i in range(200):
             queue.offer(ShadowCopy(model, "claim", "evidence", {"request_id": str(i)}))
-            assert queue.depth <= 16
+            assert queue.waiting <= 16
             await asyncio.sleep(0)  # the worker takes a batch and blocks on the gate
         blocked = queue.counts.dropped
         assert 0 < len(lines.lines) == blocked  # dropped copies are logged at once

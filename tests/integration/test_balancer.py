@@ -89,7 +89,11 @@ class Traffic:
                 try:
                     response = client.post(f"{self.base}/predict", json=body)
                     outcome = response.status_code == 200
-                    version = response.json().get("model_version") if outcome else None
+                    version = (
+                        response.json().get("model_version")
+                        if outcome
+                        else f"HTTP {response.status_code}: {response.text[:120]}"
+                    )
                 except httpx.HTTPError as error:
                     outcome, version = False, repr(error)
                 with self.lock:

@@ -14,7 +14,6 @@ import pytest
 
 from citeops.configs.settings import Settings, load_settings
 from citeops.serving.app import create_app
-from citeops.tasks.inference import runtimes
 from citeops.tasks.registry import export
 from citeops.tasks.registry.register import client, register_folder
 from tests.integration.serve_support import running_server, save_tiny_model
@@ -34,7 +33,7 @@ def register_tiny(settings: Settings, seed: int, broken_export: bool = False) ->
             def fail(*args: Any) -> tuple[str, ...]:
                 raise export.ExportError("ONNX export failed: simulated")
 
-            patch.setattr(runtimes, "export_onnx", fail)
+            patch.setattr(export, "export_onnx", fail)
             return register_folder(settings, folder, run_name=f"tiny-{seed}").version
 
 

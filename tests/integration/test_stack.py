@@ -186,6 +186,7 @@ def champion(production_stack: Stack) -> dict[str, str]:
     import tempfile
 
     from citeops.configs.settings import load_settings
+    from citeops.flows.tracking import use_mlflow
     from citeops.tasks.classifier.artifact import save_hf_folder
     from citeops.tasks.classifier.base import build_tiny
     from citeops.tasks.data.multivers import LABELS
@@ -195,7 +196,7 @@ def champion(production_stack: Stack) -> dict[str, str]:
         for key, value in production_stack.env.items():
             if key.startswith("CITEOPS_"):
                 env.setenv(key, value)
-        settings = load_settings()
+        settings = use_mlflow(load_settings())  # the test is the entry point
         model, tokenizer = build_tiny(settings.model, seed=0)
         meta = {"labels": list(LABELS), "max_length": 128, "base_model": "tiny"}
         with tempfile.TemporaryDirectory(prefix="citeops-tiny-") as tmp:
@@ -334,7 +335,9 @@ def test_retrain_and_rollback_deployments_promote_and_restore_the_endpoint(
     up = citeops(production_stack.env, "up", "--no-deploy")  # serving (idempotent)
     assert up.returncode == 0, up.stdout + up.stderr
     api, serve = production_stack.prefect_api, production_stack.serve_url
-    client = MlflowClient(tracking_uri=production_stack.mlflow_url)
+    client = MlflowClient(
+        tracking_uri=production_stack.mlflow_url, registry_uri=production_stack.mlflow_url
+    )
     before = client.get_model_version_by_alias("claim-verifier", "champion").version
     assert httpx.get(f"{serve}/version").json()["live"]["model_version"] == before
     train = {"max_examples": 16, "max_steps": 2, "max_length": 64, "epochs": 1}
@@ -429,7 +432,9 @@ def test_training_deployment_on_the_gpu_pool(
         params = {"train": {"max_examples": 16, "max_steps": 2, "max_length": 64, "epochs": 1}}
         state = _run_deployment(api, "retrain/quarterly", params, 400)
         assert state["type"] == "COMPLETED", state
-    client = MlflowClient(tracking_uri=production_stack.mlflow_url)
+    client = MlflowClient(
+        tracking_uri=production_stack.mlflow_url, registry_uri=production_stack.mlflow_url
+    )
     versions = client.search_model_versions("name='claim-verifier'")
     assert max(int(v.version) for v in versions) > int(champion["version"])
     newest = max(versions, key=lambda v: int(v.version))
@@ -450,7 +455,9 @@ def test_training_deployment_on_the_gpu_pool(
 def test_no_secret_in_mlflow_params(production_stack: Stack, champion: dict[str, str]) -> None:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=production_stack.mlflow_url)
+    client = MlflowClient(
+        tracking_uri=production_stack.mlflow_url, registry_uri=production_stack.mlflow_url
+    )
     experiments = client.search_experiments()
     runs = client.search_runs([e.experiment_id for e in experiments])
     assert runs
