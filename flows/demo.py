@@ -72,6 +72,14 @@ class DemoBudget:
     traffic_interval_seconds: float = 0.5
     user_clients: int = 8  # API keys the simulated users' feedback is spread over
     seed: int = 7
+    # the gated challenger meets real traffic first: an A/B split of `online_share` of the
+    # simulated users (sticky per user), concluded once `online_feedback` feedback items
+    # judge the challenger (promote.online_min_feedback); `online` "none" swaps at once
+    online: str = "ab"
+    online_share: float = 0.5
+    online_feedback: int = 40
+    online_rounds: int = 4
+    users: int = 64  # distinct simulated users (X-Client-Id): the A/B arm is per user
 
 
 @dataclass
@@ -178,11 +186,14 @@ def ask_and_tell(
     label: str,
     traffic: Traffic,
     key: str | None = None,
+    user: str | None = None,
 ) -> None:
-    """One user: ``/predict``, then ``/feedback`` (with the app's API ``key`` for that
-    user's client, when given) with the label they believe is right."""
+    """One user: ``/predict`` (as ``user``: the ``X-Client-Id`` an A/B split keeps on one
+    arm), then ``/feedback`` (with the app's API ``key`` for that user's client, when given)
+    with the label they believe is right."""
     pair = {"claim": example.claim, "evidence": example.evidence}
-    answer = client.post(f"{base}/predict", json=pair)
+    who = {"X-Client-Id": user} if user else None
+    answer = client.post(f"{base}/predict", json=pair, headers=who)
     if answer.status_code != 200:
         traffic.failure(f"/predict {answer.status_code}")
         return
@@ -236,7 +247,8 @@ def send_feedback(
             label = user_label(example, rng, budget.flip_share)
             key = keys[offset % len(keys)]  # users spread over the app's clients
             sent = traffic.feedback
-            ask_and_tell(client, base, example, label, traffic, key)
+            user = f"demo-user-{(start + offset) % budget.users}"
+            ask_and_tell(client, base, example, label, traffic, key, user)
             if seeded is not None and traffic.feedback > sent:
                 flip = label != example.label_name
                 seeded.append(SeededLabel(example.claim, example.evidence, label, flip))
@@ -310,6 +322,8 @@ def flow_overrides(budget: DemoBudget, base: str, train: dict[str, Any]) -> dict
             "endpoints": [base],
             "bake_seconds": budget.bake_seconds,
             "bake_poll_seconds": 2.0,
+            "online_share": budget.online_share,
+            "online_min_feedback": budget.online_feedback,
         },
     }
 
@@ -396,12 +410,14 @@ def run_demo(
             overrides = flow_overrides(budget, base, train)
             with background_traffic(settings, base, budget, traffic):
                 try:
-                    retrained = retrain(trigger=decision, overrides=overrides)
+                    retrained = retrain(trigger=decision, overrides=overrides, online=budget.online)
                 except (GateFailed, PromotionFailed, BakeFailed) as refused:
                     progress(f"the candidate was refused; the champion stays: {refused}")
                     from citeops.tasks.store.promotions import list_records
 
                     retrained = list_records(settings, limit=1)[0].to_dict()
+            if retrained.get("outcome") == "online":
+                retrained = online_phase(settings, base, budget, traffic, progress, retrained)
     after = get_version_by_alias(settings, CHAMPION)
     return DemoSummary(
         champion_before=before,
@@ -423,6 +439,37 @@ def run_demo(
             "serve_log": str(serve_log),
         },
     )
+
+
+def online_phase(
+    settings: Settings,
+    base: str,
+    budget: DemoBudget,
+    traffic: Traffic,
+    progress: Progress,
+    started: dict[str, Any],
+) -> dict[str, Any]:
+    """The gated challenger's A/B phase: simulated users on both arms send feedback, the
+    ``online-review`` flow reads the A/B report until its verdict is promote or abort (at
+    most ``online_rounds`` rounds; then the phase is left running, as in production);
+    returns the record that ended the phase (or the one that started it)."""
+    from citeops.flows.online import online_review
+
+    progress(f"online phase: {started.get('detail', '')}")
+    for round_ in range(1, budget.online_rounds + 1):
+        count = max(budget.online_feedback, int(budget.online_feedback / budget.online_share))
+        progress(f"simulated users on both arms: {count} pairs -> /predict, /feedback")
+        send_feedback(settings, base, count, budget, traffic)
+        time.sleep(3.0)  # the endpoint publishes its log parts every 2 s
+        review = online_review(promote=flow_overrides(budget, base, {})["promote"])
+        report = review.get("report") or {}
+        progress(f"online review {round_}: {report.get('verdict')}: {report.get('reason')}")
+        if review.get("record"):
+            return review["record"]
+        if not review.get("active"):
+            break
+    progress("the online phase is still running: `citeops ab report` / `citeops ab stop`")
+    return started
 
 
 def seeded_flip_flagging(settings: Settings, seeded: list[Any]) -> dict[str, Any]:
@@ -464,6 +511,11 @@ def summary_text(summary: DemoSummary) -> str:
         table = (record.get("gate") or {}).get("text_table")
         if table:
             lines += ["", table, ""]
+        online = ((record.get("gate") or {}).get("online") or {}).get("report")
+        if online:
+            from citeops.tasks.release.online_report import report_text
+
+            lines += [report_text(online), ""]
         lines.append(f"outcome      {record['outcome']}: {record.get('detail', '')}")
         if record.get("cost_usd") is not None:
             lines.append(f"train cost   ${record['cost_usd']:.4f} (estimated)")

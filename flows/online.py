@@ -11,14 +11,19 @@ from typing import Any
 
 from prefect import flow
 
+from citeops.flows.params import PromoteOverrides, given
+
 
 @flow(name="online-review")
-def online_review() -> dict[str, Any]:
-    """Review the online phase citeops started: ``continue``, or promote / abort it."""
+def online_review(promote: PromoteOverrides | None = None) -> dict[str, Any]:  # type: ignore[valid-type]
+    """Review the online phase citeops started: ``continue``, or promote / abort it.
+    ``promote``: overrides of the ``promote`` settings for this run (endpoints, bake)."""
     from citeops.configs.settings import load_settings
     from citeops.flows.logs import stage_logs
     from citeops.flows.tracking import use_mlflow
     from citeops.tasks.release.steps import review_online_phase
 
+    overrides = given(promote)
     with stage_logs():
-        return review_online_phase(use_mlflow(load_settings()))
+        settings = load_settings(**({"promote": overrides} if overrides else {}))
+        return review_online_phase(use_mlflow(settings))

@@ -12,6 +12,9 @@ from citeops.flows.logs import quiet_terminal, run_log_path
 log = logging.getLogger("citeops.demo")
 
 
+ONLINE_MODES = ("ab", "shadow", "none")
+
+
 def demo_command(
     first_examples: int | None = typer.Option(
         None,
@@ -27,6 +30,11 @@ def demo_command(
         help="Test pairs per benchmark for the gate (same for both models; default: all).",
     ),
     bake_seconds: float = typer.Option(20.0, min=0, help="Bake window after the swap."),
+    online: str = typer.Option(
+        "ab",
+        help="The challenger's online phase before the swap: ab (a sticky half of the users), "
+        "shadow (scores a copy of their requests), none (swap once gated).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train a champion on SciFact + Citation-Integrity, serve it, send users through the
@@ -35,6 +43,10 @@ def demo_command(
     The terminal shows the progress lines and the summary; the full log of the run goes to
     <home>/run-logs/demo-<time>.log (named at the start and in the summary)."""
     from citeops.flows.demo import DemoBudget, run_demo, summary_text
+    from citeops.tasks.errors import CiteopsError
+
+    if online not in ONLINE_MODES:
+        raise CiteopsError(f"--online {online!r}: choose one of {', '.join(ONLINE_MODES)}")
 
     settings = settings_from()
     base = DemoBudget()
@@ -43,6 +55,7 @@ def demo_command(
         retrain=base.retrain | cap(retrain_examples),
         evaluate_max_examples=eval_examples,
         bake_seconds=bake_seconds,
+        online=online,
     )
     log_path = run_log_path(settings.home, "demo")
     info(f"citeops demo: home {settings.home}, base model {settings.model.base_model}")

@@ -168,3 +168,67 @@ def test_pdf_upload_retrieves_the_claims_sentences(page: tuple[Any, str], tmp_pa
     assert "Daily aspirin use was associated with fewer colorectal cancers" in retrieved
     assert "Funding came from" not in retrieved  # only the top sentence (k = 1)
     assert "model version" in answer
+
+
+def next_answer(page: Any, previous: str | None) -> str:
+    """Verify the pair again and wait for an answer other than ``previous`` (each answer
+    names its own request id)."""
+    if previous is None:
+        return verify(page, CLAIM, EVIDENCE)
+    page.click("#verify")
+    answer = wait_for(lambda: (text := page.inner_text("#answer")) != previous and text, 30.0)
+    assert answer, "the app gave no new answer within 30 s"
+    return answer
+
+
+def test_a_blue_green_swap_while_the_app_is_in_use_loses_no_request(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The app answers through the same slots as /predict: a deploy in the middle of a
+    user's checks switches the version they see and fails none of them."""
+    import threading
+
+    import httpx
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium): the browser test needs it")
+    from playwright.sync_api import sync_playwright
+
+    token = "app-swap-token"
+    first = save_tiny_model(tmp_path / "model-a")
+    second = save_tiny_model(tmp_path / "model-b", seed=1)
+    with_token = load_settings(
+        home=settings.home,
+        admin_token=token,
+        serve={"log_part_max_seconds": 0.3, "precision": "fp32"},
+    )
+    app = create_app(with_token, str(first))
+    answers: list[str] = []
+    with running_server(app) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(base + "/app/")
+
+            def deploy() -> None:
+                time.sleep(1.0)
+                headers = {"Authorization": f"Bearer {token}"}
+                body = {"model_uri": str(second)}
+                response = httpx.post(f"{base}/admin/deploy", json=body, headers=headers,
+                                      timeout=120)  # fmt: skip
+                assert response.status_code == 200, response.text
+
+            swap = threading.Thread(target=deploy)
+            swap.start()
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and (swap.is_alive() or len(answers) < 12):
+                answers.append(next_answer(page, answers[-1] if answers else None))
+            swap.join(120)
+        finally:
+            browser.close()
+    versions = [re.search(r"model version (\S+)", a).group(1) for a in answers]  # type: ignore[union-attr]
+    assert len(answers) >= 12  # every check answered: none failed or hung
+    assert versions[0] == "model-a" and versions[-1] == "model-b"
+    assert versions == sorted(versions)  # one switch, never back
