@@ -60,6 +60,9 @@ class BenchOptions:
     batch_tokens: tuple[int, ...] = ()
     sweep_runtimes: tuple[str, ...] | None = None
     sweep_clients: int = 16
+    # the shadow phase's cost: a server mirroring every request to a shadow challenger
+    # against one that does not, at this many clients (0: not run)
+    shadow_clients: int = 0
 
 
 @dataclass
@@ -476,6 +479,54 @@ def token_sweep(
     return table
 
 
+def shadow_overhead(
+    serve_cmd: list[str],
+    env: dict[str, str],
+    workdir: Path,
+    folder: Path,
+    pairs: Sequence[tuple[str, str]],
+    token: str,
+    options: BenchOptions,
+    progress: Progress,
+) -> dict[str, Any]:
+    """p95 of a server whose every request is mirrored to a shadow challenger (the same
+    model in the idle slot, ``/admin/ab/start`` mode shadow, share 1) against the same
+    server without, driven in alternating slices at ``options.shadow_clients``; with the
+    shadow copies scored and dropped."""
+    import httpx
+
+    servers = {}
+    try:
+        for name in ("serve", "shadow"):
+            port = free_port()
+            progress(f"shadow overhead: starting citeops serve ({name})")
+            cmd = [*serve_cmd, "--port", str(port)]
+            servers[name] = start_server(cmd, env, port, workdir, "/ready")
+        headers = {"Authorization": f"Bearer {token}"}
+        body = {"model_uri": str(folder), "share": 1.0, "mode": "shadow"}
+        started = httpx.post(f"{servers['shadow'].base_url}/admin/ab/start", json=body,
+                             headers=headers, timeout=600)  # fmt: skip
+        if started.status_code != 200:
+            raise BenchError(f"the shadow experiment did not start: {started.text[:200]}")
+        clients = options.shadow_clients
+        urls = {name: server.base_url for name, server in servers.items()}
+        levels, _ = run_levels(urls, pairs, dataclasses.replace(options, clients=(clients,)),
+                               progress)  # fmt: skip
+        copies = httpx.get(f"{urls['shadow']}/admin/ab", headers=headers, timeout=30).json()
+    finally:
+        for server in servers.values():
+            server.stop()
+    plain, mirrored = levels["serve"][str(clients)], levels["shadow"][str(clients)]
+    overhead = mirrored["p95_ms"] / plain["p95_ms"] - 1 if plain["p95_ms"] else None
+    return {
+        "clients": clients,
+        "serve": plain,
+        "shadow": mirrored,
+        "p95_overhead": None if overhead is None else round(overhead, 3),
+        "copies": copies.get("shadow", {}),
+    }
+
+
 def run_serve_bench(
     settings: Settings, options: BenchOptions, progress: Progress
 ) -> dict[str, Any]:
@@ -575,6 +626,9 @@ def run_serve_bench(
                 "seconds": options.seconds,
                 "runtimes": token_sweep(serve_cmd, env, workdir, pairs, sweep, progress),
             }
+        if options.shadow_clients:
+            report["shadow"] = shadow_overhead(serve_cmd, env, workdir, folder, pairs, token,
+                                               options, progress)  # fmt: skip
         if options.swap_requests:
             servers.pop(0).stop()
             progress(
@@ -631,6 +685,17 @@ def format_report(report: dict[str, Any]) -> str:
         speed = f"{swap['throughput']} pairs/s, p95 {swap['p95_ms']} ms"
         longest = f"longest across a swap {swap['longest_across_swap_ms']} ms"
         lines.append(f"swap test: {counts}, {speed}, {longest} (overall max {swap['max_ms']} ms)")
+    if "shadow" in report:
+        shadow = report["shadow"]
+        copies = shadow["copies"]
+        overhead = shadow["p95_overhead"]
+        change = "n/a" if overhead is None else f"{overhead:+.1%}"
+        lines.append(
+            f"shadow at {shadow['clients']} clients: p95 {shadow['serve']['p95_ms']} ms without, "
+            f"{shadow['shadow']['p95_ms']} ms with every request mirrored "
+            f"({change}); copies scored {copies.get('scored')}, "
+            f"dropped {copies.get('dropped')}"
+        )
     return "\n".join(lines)
 
 

@@ -147,6 +147,13 @@ def bench_serve(
         None, help="Comma-separated runtimes of the sweep (default: those of --runtimes)."
     ),
     sweep_clients: int = typer.Option(16, min=1, help="Concurrent clients in the sweep."),
+    shadow_clients: int = typer.Option(
+        0,
+        min=0,
+        help="Concurrent clients of the shadow-overhead run: one server with every request "
+        "mirrored to a shadow challenger against one without, in alternating slices "
+        "(0: not run).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Throughput and latency of `citeops serve` against a per-request transformers
@@ -172,6 +179,7 @@ def bench_serve(
         batch_tokens=_token_budgets(batch_tokens),
         sweep_runtimes=swept,
         sweep_clients=sweep_clients,
+        shadow_clients=shadow_clients,
     )
     report = run_serve_bench(settings, options, progress=info)
     if as_json:

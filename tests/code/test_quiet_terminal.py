@@ -46,9 +46,11 @@ def make_noise() -> None:
 
     assert tiny_flow() == 2  # Prefect logs "Finished in state Completed()" per task and flow
 
-    class NoHints(mlflow.pyfunc.PythonModel):  # MLflow: "Add type hints ..." (UserWarning)
+    class NoHints(mlflow.pyfunc.PythonModel):  # MLflow: "Add type hints ..." (UserWarning),
         def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
-            return model_input
+            return model_input  # once per process: a library warning of our own as well
+
+    warnings.warn("a library's UserWarning", UserWarning, stacklevel=1)
 
     hf_logging.get_logger("transformers.modeling_utils").warning("BertModel LOAD REPORT from: x")
     hf_logging.get_logger("transformers.tokenization_utils_base").warning(
@@ -87,7 +89,7 @@ def test_quiet_terminal_shows_our_lines_and_logs_everything_else(
         "LOAD REPORT",
         "Token indices sequence length",
         "UserWarning",
-        "Add type hints to the `predict` method",
+        "a library's UserWarning",
         "a bar left on",
         "a print to stdout",
         "child stderr",

@@ -168,6 +168,7 @@ def test_a_stopped_replica_leaves_the_rotation(env) -> None:
         assert len(traffic.failed) <= clients, traffic.failed
 
 
+@pytest.mark.slow  # about 40 s: two `citeops serve` processes start and stop
 def test_up_with_replicas_starts_them_behind_the_balancer_and_down_stops_all(env) -> None:
     from citeops.tasks.release.endpoints import serving_endpoints
     from citeops.tasks.stack.stack import stack_down, stack_status, stack_up

@@ -138,8 +138,13 @@ def test_bench_serve_runs_on_the_model_the_default_recipe_trains(tmp_path: Path)
         warmup_requests=2,
         slice_seconds=1.0,
         runtimes=(),
+        shadow_clients=2,
     )
     report = run_serve_bench(settings, bench, progress=lambda _: None)
+    shadow = report["shadow"]  # the same model mirrored as its own shadow challenger
+    assert shadow["serve"]["failed"] == shadow["shadow"]["failed"] == 0
+    assert shadow["copies"]["scored"] + shadow["copies"]["dropped"] > 0
+    assert "shadow at 2 clients" in format_report(report)
     assert report["baseline"]["2"]["failed"] == 0 and report["serve"]["2"]["failed"] == 0
     assert report["baseline"]["2"]["requests"] > 0
     assert report["agreement"] >= 0.99 and report["agreement_pairs"] > 0
