@@ -63,6 +63,24 @@ def _selector(component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": component}
 
 
+def _deployment(
+    meta: dict[str, Any], component: str, pod: dict[str, Any], **spec: Any
+) -> dict[str, Any]:
+    """A Deployment of ``component``'s pods (``pod``: the pod spec); one replica unless
+    ``spec`` says otherwise."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": 1,
+            **spec,
+            "selector": {"matchLabels": _selector(component)},
+            "template": {"metadata": {"labels": _selector(component)}, "spec": pod},
+        },
+    }
+
+
 def secret_env(k8s: K8sSettings, keys: dict[str, str]) -> list[dict[str, Any]]:
     """Environment variables read from the operator's Secret (``optional``: a key the
     deployment does not use, say AWS keys with IRSA, may be absent)."""
@@ -100,27 +118,16 @@ def serving_deployment(settings: Settings) -> dict[str, Any]:
         "startupProbe": _probe("/health", k8s.serving_port, period=5, failures=60),
         "resources": {"requests": resources, "limits": resources},
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(SERVING, k8s, "serving"),
-        "spec": {
-            "replicas": k8s.serving_replicas,
-            "selector": {"matchLabels": _selector("serving")},
-            # a replica leaves only once its successor is ready: capacity never drops
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-            },
-            "template": {
-                "metadata": {"labels": _selector("serving")},
-                "spec": {
-                    "terminationGracePeriodSeconds": 60,
-                    "containers": [container],
-                },
-            },
-        },
-    }
+    pod = {"terminationGracePeriodSeconds": 60, "containers": [container]}
+    # a replica leaves only once its successor is ready: capacity never drops
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    return _deployment(
+        _meta(SERVING, k8s, "serving"),
+        "serving",
+        pod,
+        replicas=k8s.serving_replicas,
+        strategy=rolling,
+    )
 
 
 def serving_disruption_budget(settings: Settings) -> dict[str, Any]:
@@ -166,41 +173,26 @@ def worker_objects(settings: Settings) -> list[dict[str, Any]]:
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": [*read, "create", "delete"]},
         {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": read},
     ]
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta,
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": _selector("prefect-worker")},
-            "template": {
-                "metadata": {"labels": _selector("prefect-worker")},
-                "spec": {
-                    "serviceAccountName": WORKER,
-                    "containers": [
-                        {
-                            "name": "worker",
-                            "image": k8s.image,
-                            "command": [
-                                "prefect",
-                                "worker",
-                                "start",
-                                "--pool",
-                                k8s.work_pool,
-                                "--type",
-                                "kubernetes",
-                            ],  # fmt: skip
-                            "env": [{"name": "PREFECT_API_URL", "value": k8s.prefect_api_url}],
-                            "resources": {
-                                "requests": {"cpu": "250m", "memory": "512Mi"},
-                                "limits": {"cpu": "1", "memory": "1Gi"},
-                            },
-                        }
-                    ],
-                },
-            },
+    container = {
+        "name": "worker",
+        "image": k8s.image,
+        "command": [
+            "prefect",
+            "worker",
+            "start",
+            "--pool",
+            k8s.work_pool,
+            "--type",
+            "kubernetes",
+        ],  # fmt: skip
+        "env": [{"name": "PREFECT_API_URL", "value": k8s.prefect_api_url}],
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
         },
     }
+    pod = {"serviceAccountName": WORKER, "containers": [container]}
+    deployment = _deployment(meta, "prefect-worker", pod)
     binding = {"kind": "ServiceAccount", "name": WORKER, "namespace": k8s.namespace}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
@@ -293,34 +285,19 @@ def mlflow_objects(settings: Settings) -> list[dict[str, Any]]:
         "mlflow server --host 0.0.0.0 --port 5000 --backend-store-uri "
         '"$MLFLOW_BACKEND_STORE_URI" --artifacts-destination "$MLFLOW_ARTIFACTS_DESTINATION"',
     ]  # fmt: skip
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta,
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": _selector("mlflow")},
-            "template": {
-                "metadata": {"labels": _selector("mlflow")},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "mlflow",
-                            "image": k8s.mlflow_image,
-                            "command": command,
-                            "ports": [{"name": "http", "containerPort": MLFLOW_PORT}],
-                            "env": secret_env(k8s, MLFLOW_SECRET_ENV),
-                            "readinessProbe": _probe("/health", MLFLOW_PORT, 10, 3),
-                            "resources": {
-                                "requests": {"cpu": "500m", "memory": "1Gi"},
-                                "limits": {"cpu": "2", "memory": "2Gi"},
-                            },
-                        }
-                    ]
-                },
-            },
+    container = {
+        "name": "mlflow",
+        "image": k8s.mlflow_image,
+        "command": command,
+        "ports": [{"name": "http", "containerPort": MLFLOW_PORT}],
+        "env": secret_env(k8s, MLFLOW_SECRET_ENV),
+        "readinessProbe": _probe("/health", MLFLOW_PORT, 10, 3),
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "1Gi"},
+            "limits": {"cpu": "2", "memory": "2Gi"},
         },
     }
+    deployment = _deployment(meta, "mlflow", {"containers": [container]})
     service = {
         "apiVersion": "v1",
         "kind": "Service",
