@@ -218,16 +218,22 @@ def test_a_blue_green_swap_while_the_app_is_in_use_loses_no_request(
                 body = {"model_uri": str(second)}
                 response = httpx.post(f"{base}/admin/deploy", json=body, headers=headers,
                                       timeout=120)  # fmt: skip
-                assert response.status_code == 200, response.text
+                deployed.append((response.status_code, response.text[:300]))
 
+            deployed: list[tuple[int, str]] = []
+            answers.append(next_answer(page, None))  # on the first model, before the swap
             swap = threading.Thread(target=deploy)
             swap.start()
             deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and (swap.is_alive() or len(answers) < 12):
-                answers.append(next_answer(page, answers[-1] if answers else None))
+            after = 0  # answers asked for once the deploy had returned
+            while time.monotonic() < deadline and (after < 3 or len(answers) < 12):
+                done = not swap.is_alive()
+                answers.append(next_answer(page, answers[-1]))
+                after += done
             swap.join(120)
         finally:
             browser.close()
+    assert deployed and deployed[0][0] == 200, deployed
     versions = [re.search(r"model version (\S+)", a).group(1) for a in answers]  # type: ignore[union-attr]
     assert len(answers) >= 12  # every check answered: none failed or hung
     assert versions[0] == "model-a" and versions[-1] == "model-b"
