@@ -4,7 +4,8 @@ promote or abort).
 
 Deployed daily; keyword arguments in, a JSON-able dict out (the ingest report, the
 feedback-quality summary, the drift summary and the recorded decision, with the
-retraining flow run it started).
+retraining flow run it started). When the Prefect API cannot start that run, the decision
+is recorded with a ``pending`` launch and the next run of this flow starts it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def monitor(
         report = drift.alert_drift(settings, report)
         drift.publish_drift_report(report)
         decision = trigger.retrain_decision(settings, report, force)
-        launch = trigger.retraining_run(settings, decision) if decision.retrain else None
+        launch = trigger.launch_retraining(settings, decision) if decision.retrain else None
         decision = trigger.recorded_decision(settings, decision, launch, report.mlflow_run_id)
         online = review_online_phase(settings) if review_online else {"skipped": True}
     return {

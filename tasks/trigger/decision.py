@@ -38,12 +38,14 @@ FEEDBACK_SOURCE = "curated store"
 @dataclass
 class RetrainLaunch:
     """What became of starting the retraining deployment: the flow run it started
-    (``deployment``, ``flow_run_id``), or why none was started (``reason``)."""
+    (``deployment``, ``flow_run_id``), or why none was started (``reason``); ``pending``:
+    the start failed (Prefect API unavailable) and the next ``monitor`` run retries it."""
 
     started: bool
     deployment: str | None = None
     flow_run_id: str | None = None
     reason: str | None = None
+    pending: bool = False
 
 
 @dataclass

@@ -3,7 +3,10 @@
 The deployment is ``trigger.retrain_deployment`` when set, else ``retrain/on-demand``,
 else the first deployment of the ``retrain`` flow; the run gets the decision as its
 ``trigger`` parameter, so its promotion record says what caused it. With no deployment,
-nothing starts and the launch says why (the decision is still recorded).
+nothing starts and the launch says why (the decision is still recorded). When the Prefect
+API does not answer, the launch is recorded as ``pending`` with the decision, and the next
+``monitor`` run starts it (:func:`pending_decision`, :func:`carry_pending`): a decision to
+retrain is never lost to an outage.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from citeops.tasks.store.decisions import list_decisions
 from citeops.tasks.trigger.decision import RetrainDecision, RetrainLaunch
 
 if TYPE_CHECKING:
@@ -84,3 +88,40 @@ def start_retraining(settings: Settings, decision: RetrainDecision) -> RetrainLa
     )
     logger.info("retraining started: deployment %s, flow run %s", name, run.id)
     return RetrainLaunch(True, deployment=name, flow_run_id=str(run.id))
+
+
+def deferred_launch(error: BaseException | str) -> RetrainLaunch:
+    """The launch of a decision whose start failed after its retries: ``pending``, with
+    the Prefect API's error in one line."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    reason = f"Prefect API unavailable ({text}): decision kept, the next monitor run starts it"
+    logger.warning("retraining not started: %s", reason)
+    return RetrainLaunch(False, reason=reason, pending=True)
+
+
+def pending_decision(settings: Settings) -> dict[str, Any] | None:
+    """The latest recorded decision when it wanted a retrain whose start is ``pending``
+    (the Prefect API was down), else ``None``: a later decision supersedes it."""
+    latest = list_decisions(settings, limit=1)
+    if not latest:
+        return None
+    launch = latest[0].get("deployment") or {}
+    return latest[0] if latest[0]["retrain"] and launch.get("pending") else None
+
+
+def carry_pending(decision: RetrainDecision, pending: dict[str, Any] | None) -> RetrainDecision:
+    """``decision``, made to retrain for ``pending``'s causes too (with a reason naming
+    the decision retried and its id in ``inputs["retried_decision"]``); unchanged when
+    nothing is pending."""
+    if not pending:
+        return decision
+    if not decision.retrain:  # "no cause fired" no longer holds
+        decision.reasons = [r for r in decision.reasons if not r.startswith("no cause fired")]
+    decision.retrain = True
+    decision.causes = list(dict.fromkeys([*decision.causes, *pending["causes"]]))
+    decision.reasons.append(
+        f"retried: decision #{pending['id']} of {pending['decided_at']} could not start the "
+        f"retraining ({(pending.get('deployment') or {}).get('reason')})"
+    )
+    decision.inputs["retried_decision"] = pending["id"]
+    return decision

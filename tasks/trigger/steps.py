@@ -18,7 +18,12 @@ from citeops.tasks.trigger.decision import (
     record_decision,
     should_retrain,
 )
-from citeops.tasks.trigger.launch import start_retraining
+from citeops.tasks.trigger.launch import (
+    carry_pending,
+    deferred_launch,
+    pending_decision,
+    start_retraining,
+)
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -32,8 +37,11 @@ START_RETRY_DELAYS = [2, 5]
 def retrain_decision(
     settings: Settings, drift: DriftReport | None, force: bool = False
 ) -> RetrainDecision:
-    """:func:`~citeops.tasks.trigger.decision.should_retrain`, not yet recorded."""
-    return should_retrain(settings, force=force, drift=drift, record=False)
+    """:func:`~citeops.tasks.trigger.decision.should_retrain`, not yet recorded; a
+    retraining an earlier run decided on but could not start (Prefect API down) is
+    carried into it (:func:`~citeops.tasks.trigger.launch.carry_pending`)."""
+    decision = should_retrain(settings, force=force, drift=drift, record=False)
+    return carry_pending(decision, pending_decision(settings))
 
 
 @task(
@@ -46,6 +54,20 @@ def retraining_run(settings: Settings, decision: RetrainDecision) -> RetrainLaun
     """:func:`~citeops.tasks.trigger.launch.start_retraining`, retried when the Prefect
     API fails (the idempotency key keeps it to one flow run)."""
     return start_retraining(settings, decision)
+
+
+def launch_retraining(settings: Settings, decision: RetrainDecision) -> RetrainLaunch:
+    """:func:`retraining_run` with its retries; when they are spent (the Prefect API does
+    not answer), a ``pending`` launch that the next ``monitor`` run retries, so that the
+    flow still records the decision instead of failing before it."""
+    state = retraining_run(settings, decision, return_state=True)
+    if state.is_completed():
+        return state.result()
+    try:
+        state.result()
+    except Exception as error:  # whatever the client raised once the retries were spent
+        return deferred_launch(error)
+    return deferred_launch(state.message or str(state.type))
 
 
 @task(name="record-decision", cache_policy=NO_CACHE)

@@ -105,4 +105,5 @@ def test_decision_record_keeps_the_retraining_run() -> None:
         "deployment": "retrain/daily",
         "flow_run_id": "abc",
         "reason": None,
+        "pending": False,
     }
