@@ -23,18 +23,26 @@ read the files, load the reference, run every check, write the HTML + JSON repor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import pickle
 import random
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from citeops.benchmarks.drift_calibration import fit_standin
+from citeops.benchmarks.memory import own_peak_rss_mb
 from citeops.benchmarks.settings import BenchSettings, load_bench_settings
 from citeops.tasks.data.multivers import LABELS, Example, corpus_file, read_splits
 from citeops.tasks.drift.checks import token_lengths
@@ -51,6 +59,7 @@ PART_LINES = 10_000
 SCENARIOS = ("same", "mixed")
 MAX_REDRAWS = 50  # draws per query before the generator gives up on distinctness
 EVIDENTLY_SCRIPT = Path(__file__).parent / "evidently_compare.py"
+CHILD = "from citeops.benchmarks.drift import drift_worker_main; drift_worker_main()"
 # our check -> Evidently's column, for comparing verdicts
 SAME_QUESTION = {
     "claim_text": "claim",
@@ -75,6 +84,30 @@ class DatasetPool:
     claims: list[list[str]]
     abstracts: list[list[str]]
     pairs: list[tuple[int, int]]
+
+
+def write_scored_queries(
+    folder: Path, queries: Iterable[tuple[str, str]], predict: Callable[..., Any]
+) -> int:
+    """Score ``queries`` part by part and write them as query-log parts of ``PART_LINES``
+    lines under one date (memory: one part); returns the rows written."""
+    day = folder / "queries" / "date=2026-11-20"
+    day.mkdir(parents=True, exist_ok=True)
+    written = 0
+    iterator = iter(queries)
+    while batch := list(islice(iterator, PART_LINES)):
+        records = query_records(batch, predict, start=written)
+        with (day / f"part-{written // PART_LINES:05d}.jsonl").open("wb") as handle:
+            handle.writelines(orjson.dumps(row) + b"\n" for row in records)
+        written += len(batch)
+    return written
+
+
+def read_records(folder: Path) -> Iterator[dict[str, Any]]:
+    """The query-log records written under ``folder``, in order."""
+    for path in sorted((folder / "queries").rglob("*.jsonl")):
+        with path.open("rb") as handle:
+            yield from (orjson.loads(line) for line in handle if line.strip())
 
 
 def write_queries(folder: Path, records: list[dict[str, Any]]) -> None:
@@ -151,10 +184,11 @@ def mixed_evidence(abstracts: list[list[str]], index: int, rng: random.Random) -
     return " ".join(sentences)
 
 
-def distinct_queries(
+def iter_distinct_queries(
     pools: Sequence[DatasetPool], weights: Sequence[float], rows: int, seed: int
-) -> list[tuple[str, str]]:
-    """``rows`` distinct (claim, evidence) pairs; each query's dataset drawn by ``weights``.
+) -> Iterator[tuple[str, str]]:
+    """``rows`` distinct (claim, evidence) pairs, streamed; each query's dataset drawn by
+    ``weights``. Only a 16-byte digest of each pair generated is remembered.
 
     Raises:
         BenchDriftError: ``MAX_REDRAWS`` draws in a row gave pairs already generated (the
@@ -162,9 +196,8 @@ def distinct_queries(
     """
     rng = random.Random(seed)
     chosen = rng.choices(range(len(pools)), weights=weights, k=rows)
-    seen: set[tuple[str, str]] = set()
-    queries: list[tuple[str, str]] = []
-    for k in chosen:
+    seen: set[bytes] = set()
+    for made, k in enumerate(chosen):
         pool = pools[k]
         for _ in range(MAX_REDRAWS):
             claim, abstract = pool.pairs[rng.randrange(len(pool.pairs))]
@@ -172,16 +205,23 @@ def distinct_queries(
                 splice_claim(pool.claims, claim, rng),
                 mixed_evidence(pool.abstracts, abstract, rng),
             )
-            if pair not in seen:
+            digest = hashlib.blake2b(f"{pair[0]}\x1f{pair[1]}".encode(), digest_size=16).digest()
+            if digest not in seen:
                 break
         else:
             raise BenchDriftError(
                 f"bench drift: no new distinct query after {MAX_REDRAWS} draws at row "
-                f"{len(queries)}; ask for fewer --rows"
+                f"{made}; ask for fewer --rows"
             )
-        seen.add(pair)
-        queries.append(pair)
-    return queries
+        seen.add(digest)
+        yield pair
+
+
+def distinct_queries(
+    pools: Sequence[DatasetPool], weights: Sequence[float], rows: int, seed: int
+) -> list[tuple[str, str]]:
+    """:func:`iter_distinct_queries` as a list."""
+    return list(iter_distinct_queries(pools, weights, rows, seed))
 
 
 def scenario_weights(
@@ -202,13 +242,14 @@ def scenario_weights(
 
 
 def query_records(
-    queries: Sequence[tuple[str, str]], predict: Callable[..., Any]
+    queries: Sequence[tuple[str, str]], predict: Callable[..., Any], start: int = 0
 ) -> list[dict[str, Any]]:
-    """Query-log lines for ``queries``, scored by ``predict`` (probabilities per label)."""
+    """Query-log lines for ``queries``, scored by ``predict`` (probabilities per label);
+    request ids numbered from ``start``."""
     probs = predict([c for c, _ in queries], [e for _, e in queries])
     return [
         {
-            "request_id": f"bench-{n}",
+            "request_id": f"bench-{start + n}",
             "datetime": "2026-11-20T12:00:00+00:00",
             "claim": claim,
             "evidence": evidence,
@@ -222,6 +263,69 @@ def query_records(
     ]
 
 
+@dataclass(frozen=True)
+class DriftJob:
+    """What the timed drift run gets from the parent (pickled over stdin)."""
+
+    settings: Settings
+    root: Path
+    datasets: tuple[str, ...]
+    predictions: ReferencePredictions
+
+
+def drift_worker_main() -> None:
+    """Child process of :func:`run_speed_bench`: the timed drift run on the job read from
+    stdin (what ``citeops drift`` does, MLflow and alerts excluded); prints its figures and
+    its peak RSS as one JSON line."""
+    job: DriftJob = pickle.load(sys.stdin.buffer)
+    settings = job.settings
+    t0 = time.perf_counter()
+    window = read_query_folder(
+        job.root, sample_size=settings.drift.text_sample_size, seed=settings.drift.seed
+    )
+    t1 = time.perf_counter()
+    reference = load_reference(settings, job.datasets, job.predictions)
+    t2 = time.perf_counter()
+    report = detect_drift(reference, window, settings.drift)
+    t3 = time.perf_counter()
+    write_report(report, job.root / "reports")
+    t4 = time.perf_counter()
+    figures = {
+        "rows": len(window),
+        "distinct_rows": window.distinct_rows(),
+        "distinct_claims": window.distinct_claims(),
+        "distinct_evidences": window.distinct_evidences(),
+        "seconds": t4 - t0,
+        "read_seconds": t1 - t0,
+        "reference_seconds": t2 - t1,
+        "checks_seconds": t3 - t2,
+        "report_seconds": t4 - t3,
+        "peak_rss_mb": own_peak_rss_mb(),
+        "drift": report.drift,
+        "checks": {c.name: c.drift for c in report.checks},
+    }
+    print(json.dumps(figures))
+
+
+def _timed_run(job: DriftJob) -> dict[str, Any]:
+    """Run :func:`drift_worker_main` in a child process (so that its peak RSS is the drift
+    run's alone, not the generator's); its figures.
+
+    Raises:
+        BenchDriftError: the child failed.
+    """
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        input=pickle.dumps(job),
+        capture_output=True,
+        check=False,
+    )
+    if child.returncode != 0:
+        tail = child.stderr.decode(errors="replace").strip()[-800:]
+        raise BenchDriftError(f"bench drift: the timed run failed: {tail}")
+    return json.loads(child.stdout.decode().strip().splitlines()[-1])
+
+
 def run_speed_bench(
     settings: Settings,
     rows: int,
@@ -231,16 +335,19 @@ def run_speed_bench(
     datasets: tuple[str, ...] | None = None,
     bench: BenchSettings | None = None,
 ) -> dict[str, Any]:
-    """Generate ``rows`` distinct queries, time a drift run on them, compare with Evidently;
-    the goals come from ``bench`` (default: the environment's benchmark settings).
+    """Generate ``rows`` distinct queries (streamed to disk), time a drift run on them in a
+    child process, compare with Evidently; the goals come from ``bench`` (default: the
+    environment's benchmark settings).
 
     Returns the JSON-able figures: ``rows``, ``distinct_rows`` (distinct (claim, evidence)
-    pairs read back), ``seconds`` and its parts, the goals (``target_seconds``,
-    ``target_distinct_rows``) and whether they were met (``goals_met``), the verdicts,
-    and ``evidently`` (its figures, or why it was skipped).
+    pairs read back), ``seconds`` and its parts, ``peak_rss_mb`` of the drift run, the
+    goals (``target_seconds``, ``target_distinct_rows``, ``target_peak_rss_mb``) and
+    whether they were met (``goals_met``), the verdicts, and ``evidently`` (its figures,
+    or why it was skipped).
 
     Raises:
-        BenchDriftError: unknown scenario, or too little data for ``rows`` distinct queries.
+        BenchDriftError: unknown scenario, too little data for ``rows`` distinct queries,
+            or the timed run failed.
         DataFileError: a dataset file is missing or corrupt.
     """
     say = progress or (lambda _msg: None)
@@ -252,10 +359,7 @@ def run_speed_bench(
     train = read_splits(data, datasets, "train")
     pools = dataset_pools(data, pool)
     weights = scenario_weights(pools, pool, train, scenario)
-    say(f"generating {rows:,} distinct queries from {len(pool):,} {'+'.join(datasets)} pairs")
-    queries = distinct_queries(pools, weights, rows, seed)
     predict = fit_standin(train, seed)
-    records = query_records(queries, predict)
     held = holdout_examples(settings, datasets)
     preds = ReferencePredictions(
         "stand-in: tf-idf + logistic regression",
@@ -267,34 +371,35 @@ def run_speed_bench(
     )
     with tempfile.TemporaryDirectory(prefix="citeops-bench-drift-") as tmp:
         root = Path(tmp)
-        write_queries(root, records)
-        say(f"{rows:,} queries written; timing the drift run")
-        t0 = time.perf_counter()
-        window = read_query_folder(root)
-        t1 = time.perf_counter()
-        reference = load_reference(settings, datasets, preds)
-        t2 = time.perf_counter()
-        report = detect_drift(reference, window, settings.drift)
-        t3 = time.perf_counter()
-        write_report(report, root / "reports")
-        t4 = time.perf_counter()
-        distinct_rows = len(set(zip(window.claims, window.evidences, strict=True)))
+        say(f"generating {rows:,} distinct queries from {len(pool):,} {'+'.join(datasets)} pairs")
+        started = time.perf_counter()
+        write_scored_queries(root, iter_distinct_queries(pools, weights, rows, seed), predict)
+        generated = time.perf_counter() - started
+        size = sum(path.stat().st_size for path in root.rglob("*.jsonl"))
+        say(f"{rows:,} queries written ({size / 1e6:,.0f} MB); timing the drift run")
+        run = _timed_run(DriftJob(settings, root, datasets, preds))
         target_distinct = math.ceil(bench.drift_min_distinct_share * rows)
         result: dict[str, Any] = {
-            "rows": len(window),
-            "distinct_rows": distinct_rows,
-            "distinct_claims": len(set(window.claims)),
-            "distinct_evidences": len(set(window.evidences)),
-            "seconds": round(t4 - t0, 2),
-            "read_seconds": round(t1 - t0, 2),
-            "reference_seconds": round(t2 - t1, 2),
-            "checks_seconds": round(t3 - t2, 2),
-            "report_seconds": round(t4 - t3, 2),
+            "rows": run["rows"],
+            "distinct_rows": run["distinct_rows"],
+            "distinct_claims": run["distinct_claims"],
+            "distinct_evidences": run["distinct_evidences"],
+            "seconds": round(run["seconds"], 2),
+            "read_seconds": round(run["read_seconds"], 2),
+            "reference_seconds": round(run["reference_seconds"], 2),
+            "checks_seconds": round(run["checks_seconds"], 2),
+            "report_seconds": round(run["report_seconds"], 2),
+            "peak_rss_mb": round(run["peak_rss_mb"], 1),
+            "input_mb": round(size / 1e6, 1),
+            "generate_seconds": round(generated, 2),
+            "load_average_1min": round(os.getloadavg()[0], 1),
             "target_seconds": bench.drift_target_seconds,
             "target_distinct_rows": target_distinct,
+            "target_peak_rss_mb": bench.drift_target_peak_rss_mb,
             "goals_met": {
-                "seconds": t4 - t0 <= bench.drift_target_seconds,
-                "distinct_rows": distinct_rows >= target_distinct,
+                "seconds": run["seconds"] <= bench.drift_target_seconds,
+                "distinct_rows": run["distinct_rows"] >= target_distinct,
+                "peak_rss_mb": run["peak_rss_mb"] <= bench.drift_target_peak_rss_mb,
             },
             "distinct_pairs": len({(e.claim, e.evidence) for e in pool}),
             "text_sample_rows": min(rows, settings.drift.text_sample_size),
@@ -303,10 +408,13 @@ def run_speed_bench(
             "current": f"distinct queries recombined from {'+'.join(datasets)} dev+test pairs "
             "(spliced claims, abstracts with sentences of other abstracts)"
             + (", datasets in training proportions" if scenario == "same" else ", pool mix"),
-            "drift": report.drift,
-            "checks": {c.name: c.drift for c in report.checks},
+            "drift": run["drift"],
+            "checks": run["checks"],
         }
-        result["evidently"] = _evidently(evidently_python, root, reference, records, preds, say)
+        reference = load_reference(settings, datasets, preds) if evidently_python else None
+        result["evidently"] = _evidently(
+            evidently_python, root, reference, read_records(root), preds, say
+        )
     if isinstance(result["evidently"], dict) and "columns" in result["evidently"]:
         cols = result["evidently"]["columns"]
         result["verdicts_agree"] = {
@@ -323,7 +431,7 @@ def _evidently(
     python: str | None,
     root: Path,
     reference: Any,
-    records: list[dict[str, Any]],
+    records: Iterable[dict[str, Any]],
     preds: ReferencePredictions,
     say: Callable[[str], None],
 ) -> dict[str, Any] | str:
@@ -332,6 +440,7 @@ def _evidently(
         return "skipped: no --evidently-python (a venv with evidently==0.7.23, pandas==2.3.3)"
     if not Path(python).exists():
         return f"skipped: {python} does not exist"
+    records = list(records)
     ref_rows = len(reference.claims)
     conf, labels = preds.confidences, preds.predicted
     ref_lines = [

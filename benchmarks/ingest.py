@@ -1,6 +1,7 @@
-"""`citeops bench ingest`: generate realistic feedback logs, ingest them into a fresh SQLite
-store in a child process, and report lines/s and the child's peak memory beside a baseline
-(reading the same files and JSON-parsing each line, nothing else) in the same run.
+"""`citeops bench ingest`: generate realistic feedback logs, ingest them into a fresh store
+(SQLite, PostgreSQL, or each in turn) in a child process, and report lines/s and the
+child's peak memory beside a baseline (reading the same files and JSON-parsing each line,
+nothing else) in the same run.
 
 The generated lines mix claims of the training splits with 1-2 sentence evidence from the
 corpora, a few percent exact duplicates, conflicting labels, benchmark test claims (leaks)
@@ -19,13 +20,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from citeops.benchmarks.memory import ChildPeaks, own_peak_rss_mb
 from citeops.benchmarks.settings import BenchSettings, load_bench_settings
 from citeops.tasks.data.multivers import LABELS, normalise_claim, read_split
 from citeops.tasks.errors import CiteopsError
@@ -221,38 +224,180 @@ def worker_main() -> None:
 
     settings = load_settings()
     started = time.perf_counter()
-    report = ingest(settings)
+    with ChildPeaks() as children:
+        report = ingest(settings)
     seconds = time.perf_counter() - started
     own = resource.getrusage(resource.RUSAGE_SELF)
-    reader = resource.getrusage(resource.RUSAGE_CHILDREN)  # the reader child
-    own_kb, reader_kb = own.ru_maxrss, reader.ru_maxrss
+    reader = resource.getrusage(resource.RUSAGE_CHILDREN)  # the reader child, if any
+    own_mb = own_peak_rss_mb()
+    # ru_maxrss of a child counts this process's size when it started it: sampled instead
+    reader_mb = children.peak_mb
+    if reader_mb is None:
+        reader_mb = reader.ru_maxrss / 1024
     result = {
         "report": report.to_dict(),
         "seconds": seconds,
         "store_process_cpu_seconds": own.ru_utime + own.ru_stime,
         "reader_process_cpu_seconds": reader.ru_utime + reader.ru_stime,
-        "peak_rss_mb": (own_kb + reader_kb) / 1024,
-        "store_process_peak_rss_mb": own_kb / 1024,
-        "reader_process_peak_rss_mb": reader_kb / 1024,
+        "peak_rss_mb": own_mb + reader_mb,
+        "store_process_peak_rss_mb": own_mb,
+        "reader_process_peak_rss_mb": reader_mb,
+        "store_size_bytes": _store_size(settings),
     }
     print(json.dumps(result))
+
+
+def _store_size(settings: Settings) -> int:
+    """Bytes the store takes: the SQLite file, or the PostgreSQL database's size."""
+    from sqlalchemy import create_engine, text
+
+    url = settings.store_url or ""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).stat().st_size
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar())
+    finally:
+        engine.dispose()
+
+
+def store_label(spec: str) -> str:
+    """A store as named in the results: ``sqlite``, ``postgresql`` (or its URL's dialect)."""
+    return spec.split(":", 1)[0].split("+", 1)[0]
+
+
+def _libpq_url(url: str) -> str:
+    """A SQLAlchemy ``postgresql+driver://`` URL as libpq takes it (``postgresql://``)."""
+    scheme, rest = url.split("://", 1)
+    return f"{scheme.split('+', 1)[0]}://{rest}"
+
+
+@contextmanager
+def fresh_store(spec: str, work: Path, bench: BenchSettings) -> Iterator[str]:
+    """A fresh, empty store for one benchmark run; yields its SQLAlchemy URL.
+
+    ``spec`` is ``sqlite`` (a new file under ``work``), ``postgresql``
+    (``bench.ingest_postgres_url``) or a ``postgresql+psycopg://`` URL: on PostgreSQL a
+    database of its own is created through that URL's server (so nothing collides with
+    other users of the database named there) and dropped afterwards.
+
+    Raises:
+        BenchError: an unknown store, or PostgreSQL cannot be reached or refuses the
+            database.
+    """
+    if spec == "sqlite":
+        yield f"sqlite:///{work / 'bench.db'}"
+        return
+    url = bench.ingest_postgres_url if spec == "postgresql" else spec
+    if not url.startswith("postgresql"):
+        raise BenchError(f"bench ingest: unknown store {spec!r}: sqlite, postgresql or a URL")
+    import psycopg
+
+    name = f"citeops_bench_{os.getpid()}_{int(time.time() * 1000)}"
+    try:
+        admin = psycopg.connect(_libpq_url(url), autocommit=True, connect_timeout=10)
+    except psycopg.Error as error:
+        raise BenchError(f"bench ingest: cannot connect to {_safe(url)}: {error}") from None
+    with admin:
+        try:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        except psycopg.Error as error:
+            raise BenchError(f"bench ingest: cannot create a database: {error}") from None
+        try:
+            scheme, rest = url.split("://", 1)
+            server = rest.split("/", 1)[0]
+            yield f"{scheme}://{server}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _safe(url: str) -> str:
+    """``url`` without its password."""
+    scheme, rest = url.split("://", 1)
+    if "@" not in rest:
+        return url
+    credentials, host = rest.rsplit("@", 1)
+    return f"{scheme}://{credentials.split(':', 1)[0]}@{host}"
+
+
+def _ingest_child(settings: Settings, work: Path, logs: Path, url: str) -> dict[str, Any]:
+    """Run :func:`worker_main` on ``logs`` into store ``url``; its JSON line.
+
+    Raises:
+        BenchError: the child failed.
+    """
+    env = os.environ | {
+        "CITEOPS_HOME": str(work / "home"),
+        "CITEOPS_LOG_ROOT": str(logs),
+        "CITEOPS_STORE_URL": url,
+        "CITEOPS_DATA_DIR": str(settings.data_dir),
+    }
+    started = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, "-c", "from citeops.benchmarks.ingest import worker_main; worker_main()"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - started
+    if child.returncode != 0:
+        raise BenchError(f"bench ingest child failed: {child.stderr.strip()[-500:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1]) | {"process_seconds": wall}
+
+
+def _store_figures(
+    name: str, out: dict[str, Any], settings: Settings, bench: BenchSettings
+) -> dict[str, Any]:
+    """One store's figures as reported, goals included."""
+    report = out["report"]
+    return {
+        "store": name,
+        "lines": report["lines"],
+        "seconds": round(out["seconds"], 2),
+        "lines_per_second": round(report["lines"] / out["seconds"]),
+        "peak_rss_mb": round(out["peak_rss_mb"], 1),  # store + reader processes, summed
+        "store_process_peak_rss_mb": round(out["store_process_peak_rss_mb"], 1),
+        "reader_process_peak_rss_mb": round(out["reader_process_peak_rss_mb"], 1),
+        # CPU time of each process: on an idle 2-core machine the wall time approaches the
+        # larger of the two (they overlap); under contention `seconds` is much longer
+        "store_process_cpu_seconds": round(out["store_process_cpu_seconds"], 1),
+        "reader_process_cpu_seconds": round(out["reader_process_cpu_seconds"], 1),
+        "load_average_1min": round(os.getloadavg()[0], 1),
+        "process_seconds": round(out["process_seconds"], 2),
+        "store_mb": round(out["store_size_bytes"] / 1e6, 1),
+        "chunk_lines": settings.ingest.chunk_lines,
+        "goals_met": {
+            "seconds": out["seconds"] <= bench.ingest_target_seconds,
+            "peak_rss_mb": out["peak_rss_mb"] <= bench.ingest_target_peak_rss_mb,
+        },
+        "report": report,
+    }
 
 
 def run_bench(
     settings: Settings,
     progress: Callable[[str], None] = lambda _: None,
     bench: BenchSettings | None = None,
+    stores: Sequence[str] = ("sqlite",),
 ) -> dict[str, Any]:
-    """Generate ``bench.ingest_lines`` lines, baseline, ingest in a child process, check
-    the tally; return the figures (``bench`` default: the environment's).
+    """Generate ``bench.ingest_lines`` lines, baseline, then ingest them into each of
+    ``stores`` (see :func:`fresh_store`), each in a fresh store and a child process, and
+    check every report against the generator's tally (``bench`` default: the
+    environment's).
+
+    Returns the first store's figures at the top level, every store's under ``stores``,
+    the baseline beside them.
 
     Raises:
-        BenchError: the child failed or its report differs from the generator's tally.
+        BenchError: a child failed, a report differs from the generator's tally, or a store
+            cannot be made.
     """
     bench = bench or load_bench_settings()
     lines = bench.ingest_lines
     work = settings.home / "bench" / f"ingest-{os.getpid()}-{int(time.time())}"
     logs = work / "logs"
+    figures: list[dict[str, Any]] = []
     try:
         progress(f"bench ingest: generating {lines:,} lines under {logs}")
         started = time.perf_counter()
@@ -261,53 +406,26 @@ def run_bench(
         size = sum(p.stat().st_size for p in logs.rglob("*.jsonl"))
         progress(f"bench ingest: {size / 1e6:,.0f} MB in {generated:.1f} s; baseline")
         base = baseline(logs)
-        progress("bench ingest: ingesting in a child process")
-        env = os.environ | {
-            "CITEOPS_HOME": str(work / "home"),
-            "CITEOPS_LOG_ROOT": str(logs),
-            "CITEOPS_STORE_URL": f"sqlite:///{work / 'bench.db'}",
-            "CITEOPS_DATA_DIR": str(settings.data_dir),
-        }
-        started = time.perf_counter()
-        child = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "from citeops.benchmarks.ingest import worker_main; worker_main()",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        wall = time.perf_counter() - started
-        if child.returncode != 0:
-            raise BenchError(f"bench ingest child failed: {child.stderr.strip()[-500:]}")
-        out = json.loads(child.stdout.strip().splitlines()[-1])
-        report = out["report"]
-        _check(report, tally)
-        db_size = (work / "bench.db").stat().st_size
+        for spec in stores:
+            name = store_label(spec)
+            run_dir = work / f"run-{len(figures)}"
+            run_dir.mkdir(parents=True)
+            with fresh_store(spec, run_dir, bench) as url:
+                progress(f"bench ingest: ingesting into a fresh {name} store in a child process")
+                out = _ingest_child(settings, run_dir, logs, url)
+            _check(out["report"], tally)
+            figures.append(_store_figures(name, out, settings, bench))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {
-        "lines": report["lines"],
-        "seconds": round(out["seconds"], 2),
-        "lines_per_second": round(report["lines"] / out["seconds"]),
-        "peak_rss_mb": round(out["peak_rss_mb"], 1),  # store + reader processes, summed
-        "store_process_peak_rss_mb": round(out["store_process_peak_rss_mb"], 1),
-        # CPU time of each process: on an idle 2-core machine the wall time approaches the
-        # larger of the two (they overlap); under contention `seconds` is much longer
-        "store_process_cpu_seconds": round(out["store_process_cpu_seconds"], 1),
-        "reader_process_cpu_seconds": round(out["reader_process_cpu_seconds"], 1),
-        "load_average_1min": round(os.getloadavg()[0], 1),
-        "reader_process_peak_rss_mb": round(out["reader_process_peak_rss_mb"], 1),
-        "process_seconds": round(wall, 2),
+    extra = {
         "input_mb": round(size / 1e6, 1),
-        "store_mb": round(db_size / 1e6, 1),
         "generate_seconds": round(generated, 2),
-        "chunk_lines": settings.ingest.chunk_lines,
+        "target_seconds": bench.ingest_target_seconds,
+        "target_peak_rss_mb": bench.ingest_target_peak_rss_mb,
         "baseline": base,
-        "report": report,
+        "stores": figures,
     }
+    return figures[0] | extra
 
 
 def _check(report: dict[str, Any], tally: dict[str, Any]) -> None:

@@ -39,10 +39,19 @@ class BenchSettings(BaseSettings):
     """Share of generated lines that repeat another."""
     ingest_conflict_fraction: float = Field(0.005, ge=0, lt=1)
     """Share of generated lines that give another label to a pair already labelled."""
-    drift_rows: int = Field(100_000, ge=30)
+    ingest_target_seconds: float = Field(60.0, gt=0)
+    """Goal: seconds to ingest `ingest_lines` lines, on each store."""
+    ingest_target_peak_rss_mb: float = Field(1000.0, gt=0)
+    """Goal: peak RSS of the ingest (store and reader processes summed), on each store."""
+    ingest_postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    """The PostgreSQL server `bench ingest --store-url postgresql` uses: each run creates a
+    database of its own through it and drops it afterwards."""
+    drift_rows: int = Field(1_000_000, ge=30)
     """Generated, mostly distinct queries `bench drift` checks."""
-    drift_target_seconds: int = Field(30, ge=1)
+    drift_target_seconds: int = Field(60, ge=1)
     """Goal: seconds of a drift run on `drift_rows` queries."""
+    drift_target_peak_rss_mb: float = Field(2000.0, gt=0)
+    """Goal: peak RSS of the drift run (its own process) on `drift_rows` queries."""
     drift_min_distinct_share: float = Field(0.9, ge=0, le=1)
     """Goal: distinct queries / rows of the generated workload."""
     train_quality_dataset: str = "scifact"

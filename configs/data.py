@@ -22,8 +22,9 @@ class IngestSettings(Section):
     """How far in the future a line's datetime may be."""
     conflict_rule: Literal["latest", "majority", "drop"] = "latest"
     """Which label wins when the same pair got different labels."""
-    chunk_lines: int = Field(50_000, ge=1)
-    """Lines validated and stored per chunk."""
+    chunk_lines: int = Field(20_000, ge=1)
+    """Lines validated and stored per chunk (bounds the ingest's memory: about 8 KB per
+    line in the reader while a chunk is validated)."""
     parallel_parse_min_bytes: int = Field(32_000_000, ge=0)
     """Inputs at least this large are read, parsed and validated in a child process while
     the parent stores; smaller ones in-process (the child costs a GX import)."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +122,20 @@ def store_snapshot(settings: Any) -> dict[str, list[tuple[Any, ...]]]:
                 lambda r: (r.pair_key, r.user_label, r.client_id, r.votes, r.last_datetime),
             ),
         }
+
+
+@contextmanager
+def fresh_postgres_database(admin_url: str) -> Iterator[str]:
+    """A database of its own on the PostgreSQL server of ``admin_url`` (a libpq URL),
+    dropped afterwards; yields its SQLAlchemy URL (psycopg 3)."""
+    import psycopg
+
+    name = f"citeops_test_{uuid.uuid4().hex[:12]}"
+    scheme, rest = admin_url.split("://", 1)
+    server = rest.split("/", 1)[0]
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg://{server}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -210,34 +210,63 @@ def _token_budgets(value: str) -> tuple[int, ...]:
 @app.command("ingest")
 def bench_ingest(
     lines: int | None = typer.Option(None, "--lines", help="Lines to generate (1,000,000)."),
+    stores: str | None = typer.Option(
+        None,
+        "--stores",
+        help="Comma-separated stores to ingest the same lines into, each fresh: sqlite, "
+        "postgresql (default: sqlite, or postgresql when --store-url is given).",
+    ),
+    store_url: str | None = typer.Option(
+        None,
+        "--store-url",
+        help="PostgreSQL server for `postgresql` (postgresql+psycopg://...; default "
+        "bench.ingest_postgres_url); each run makes a database of its own there and drops it.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Generate realistic feedback lines, ingest them into a fresh SQLite store, and report
-    lines/s and peak memory beside the baseline of reading and JSON-parsing them only."""
+    """Generate realistic feedback lines, ingest them into a fresh store of each kind asked
+    for, and report lines/s and peak memory beside the baseline of reading and
+    JSON-parsing them only."""
     from citeops.benchmarks.ingest import run_bench
 
     result = run_bench(
-        settings_from(), progress=info, bench=load_bench_settings(ingest_lines=lines)
+        settings_from(),
+        progress=info,
+        bench=load_bench_settings(ingest_lines=lines),
+        stores=_bench_stores(stores, store_url),
     )
     if as_json:
         print_json(result)
         return
-    typer.echo(
-        f"ingest   {result['lines']:>10,} lines in {result['seconds']:7.1f} s  "
-        f"{result['lines_per_second']:>10,.0f} lines/s  peak RSS {result['peak_rss_mb']:,.0f} MB"
-    )
+    for store in result["stores"]:
+        typer.echo(
+            f"{store['store']:<10} {store['lines']:>10,} lines in {store['seconds']:7.1f} s  "
+            f"{store['lines_per_second']:>10,.0f} lines/s  "
+            f"peak RSS {store['peak_rss_mb']:,.0f} MB"
+        )
     base = result["baseline"]
     typer.echo(
-        f"baseline {result['lines']:>10,} lines in {base['seconds']:7.1f} s  "
+        f"{'baseline':<10} {result['lines']:>10,} lines in {base['seconds']:7.1f} s  "
         f"{base['lines_per_second']:>10,.0f} lines/s  (read + JSON parse only)"
     )
-    typer.echo(f"report   {result['report']}")
+    typer.echo(f"report     {result['report']}")
+
+
+def _bench_stores(stores: str | None, store_url: str | None) -> list[str]:
+    """The stores `bench ingest` runs on: names, with `postgresql` as ``store_url``."""
+    names = _names(stores) or (["postgresql"] if store_url else ["sqlite"])
+    unknown = sorted(set(names) - {"sqlite", "postgresql"})
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown stores {unknown}: sqlite, postgresql", param_hint="--stores"
+        )
+    return [store_url if name == "postgresql" and store_url else name for name in names]
 
 
 @app.command("drift")
 def bench_drift(
     rows: int | None = typer.Option(
-        None, "--rows", min=30, help="current queries to check (bench.drift_rows, 100000)"
+        None, "--rows", min=30, help="current queries to check (bench.drift_rows, 1000000)"
     ),
     evidently_python: str | None = typer.Option(
         None,

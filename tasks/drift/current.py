@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import re
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.times import parse_utc_or_none
@@ -40,25 +43,106 @@ class QueryWindowError(CiteopsError):
     """The current window cannot be read (missing folder, unsupported log root)."""
 
 
+DEFAULT_SAMPLE_SIZE = 5000  # drift.text_sample_size's default; callers pass the setting
+LENGTH_CACHE_TEXTS = 20_000  # texts whose token counts are remembered (evidence recurs)
+
+
 @dataclass
 class QueryWindow:
-    """Production queries, column by column."""
+    """Production queries, column by column, in memory that does not grow with the texts:
+    per row only token lengths, prediction, confidence, model version and 64-bit hashes of
+    claim and evidence are kept (duplicates collapse when counting distinct rows); the texts
+    themselves only for a seeded uniform sample of ``sample_size`` rows (reservoir
+    sampling), which is all the text checks read. A window of a million queries takes tens
+    of MB, whatever their texts' size."""
 
-    claims: list[str] = field(default_factory=list)
-    evidences: list[str] = field(default_factory=list)
-    predictions: list[str | None] = field(default_factory=list)
-    confidences: list[float] = field(default_factory=list)  # max probability; NaN if absent
-    model_versions: list[str | None] = field(default_factory=list)
     source: str = ""
     since: str | None = None
     files: int = 0
     skipped_lines: int = 0
+    sample_size: int = DEFAULT_SAMPLE_SIZE
+    seed: int = 0
+    claim_lengths: array[int] = field(default_factory=lambda: array("l"))
+    evidence_lengths: array[int] = field(default_factory=lambda: array("l"))
+    predictions: list[str | None] = field(default_factory=list)
+    confidences: array[float] = field(default_factory=lambda: array("d"))  # max p; NaN if absent
+    model_versions: list[str | None] = field(default_factory=list)
+    claim_hashes: array[int] = field(default_factory=lambda: array("q"))
+    evidence_hashes: array[int] = field(default_factory=lambda: array("q"))
+    _sample: list[tuple[int, str, str]] = field(default_factory=list, repr=False)
+    _rng: random.Random | None = field(default=None, repr=False)
+    _lengths: dict[str, int] = field(default_factory=dict, repr=False)
+    _names: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
-        return len(self.claims)
+        return len(self.claim_lengths)
 
     def confidence_array(self) -> np.ndarray:
-        return np.asarray(self.confidences, dtype=float)
+        return np.array(self.confidences, dtype=float)
+
+    def claim_length_array(self) -> np.ndarray:
+        """Whitespace token counts of every row's claim."""
+        return np.array(self.claim_lengths, dtype=np.int64)
+
+    def evidence_length_array(self) -> np.ndarray:
+        """Whitespace token counts of every row's evidence."""
+        return np.array(self.evidence_lengths, dtype=np.int64)
+
+    @property
+    def sample_claims(self) -> list[str]:
+        """The claims of the sampled rows, in row order."""
+        return [claim for _, claim, _ in sorted(self._sample)]
+
+    @property
+    def sample_evidences(self) -> list[str]:
+        """The evidences of the sampled rows, in row order (aligned with the claims)."""
+        return [evidence for _, _, evidence in sorted(self._sample)]
+
+    def distinct_rows(self) -> int:
+        """Distinct (claim, evidence) pairs, counted by their hashes."""
+        if not self:
+            return 0
+        pairs = np.stack(
+            [
+                np.array(self.claim_hashes, np.int64),
+                np.array(self.evidence_hashes, np.int64),
+            ],
+            axis=1,
+        )
+        return len(np.unique(pairs, axis=0))
+
+    def distinct_claims(self) -> int:
+        return len(np.unique(np.array(self.claim_hashes, np.int64))) if self else 0
+
+    def distinct_evidences(self) -> int:
+        return len(np.unique(np.array(self.evidence_hashes, np.int64))) if self else 0
+
+    def _length(self, text: str) -> int:
+        n = self._lengths.get(text)
+        if n is None:
+            if len(self._lengths) >= LENGTH_CACHE_TEXTS:
+                self._lengths.clear()
+            n = self._lengths[text] = len(text.split())
+        return n
+
+    def _keep_sample(self, row: int, claim: str, evidence: str) -> None:
+        """Reservoir sampling (algorithm R): every row is in the sample with the same
+        probability, seeded, in one pass of unknown length."""
+        if len(self._sample) < self.sample_size:
+            self._sample.append((row, claim, evidence))
+            return
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        slot = self._rng.randrange(row + 1)
+        if slot < self.sample_size:
+            self._sample[slot] = (row, claim, evidence)
+
+    def _name(self, value: Any) -> str | None:
+        """``value`` as a string, one object per distinct value (labels, versions)."""
+        if value is None:
+            return None
+        text = value if isinstance(value, str) else str(value)
+        return self._names.setdefault(text, text)
 
     def add(self, row: Mapping[str, Any]) -> bool:
         """Append one query-log record; ``False`` (and counted as skipped) when unusable."""
@@ -78,12 +162,14 @@ class QueryWindow:
                 best = max(values, key=values.__getitem__)
                 confidence = values[best]
                 prediction = prediction if isinstance(prediction, str) else best
-        self.claims.append(claim)
-        self.evidences.append(evidence)
-        self.predictions.append(prediction if isinstance(prediction, str) else None)
+        self._keep_sample(len(self), claim, evidence)
+        self.claim_lengths.append(self._length(claim))
+        self.evidence_lengths.append(self._length(evidence))
+        self.claim_hashes.append(hash(claim))
+        self.evidence_hashes.append(hash(evidence))
+        self.predictions.append(self._name(prediction) if isinstance(prediction, str) else None)
         self.confidences.append(confidence)
-        version = row.get("model_version")
-        self.model_versions.append(None if version is None else str(version))
+        self.model_versions.append(self._name(row.get("model_version")))
         return True
 
     def describe(self) -> dict[str, Any]:
@@ -99,10 +185,14 @@ class QueryWindow:
 
 
 def window_from_records(
-    records: Iterable[Mapping[str, Any]], source: str = "records"
+    records: Iterable[Mapping[str, Any]],
+    source: str = "records",
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
 ) -> QueryWindow:
-    """A window of query-log records (mappings with the query-log fields)."""
-    window = QueryWindow(source=source)
+    """A window of query-log records (mappings with the query-log fields); the texts of
+    ``sample_size`` of them kept (seeded by ``seed``)."""
+    window = QueryWindow(source=source, sample_size=sample_size, seed=seed)
     for row in records:
         window.add(row)
     return window
@@ -130,14 +220,33 @@ def query_log_files(folder: Path, since: datetime | None = None) -> list[Path]:
     return files
 
 
-def _lines(paths: Iterable[Path]) -> Iterator[str]:
+def _lines(paths: Iterable[Path]) -> Iterator[bytes]:
     for path in paths:
-        with path.open(encoding="utf-8", errors="replace") as handle:
+        with path.open("rb") as handle:
             yield from handle
 
 
-def read_query_folder(folder: Path | str, since: datetime | None = None) -> QueryWindow:
-    """Read every complete query-log file under ``folder`` (queries at or after ``since``).
+def _parse(line: bytes) -> Any:
+    """One JSON line; invalid UTF-8 replaced (as a text reader would) rather than refused.
+
+    Raises:
+        ValueError: not JSON.
+    """
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line.decode("utf-8", errors="replace"))
+
+
+def read_query_folder(
+    folder: Path | str,
+    since: datetime | None = None,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+) -> QueryWindow:
+    """Read every complete query-log file under ``folder`` (queries at or after ``since``),
+    streaming: memory holds the per-row figures of :class:`QueryWindow` and the texts of
+    ``sample_size`` rows (seeded by ``seed``), never the whole files.
 
     Raises:
         QueryWindowError: the folder does not exist.
@@ -149,14 +258,17 @@ def read_query_folder(folder: Path | str, since: datetime | None = None) -> Quer
         root = root / "queries"
     files = query_log_files(root, since)
     window = QueryWindow(
-        source=str(root), files=len(files), since=since.isoformat() if since else None
+        source=str(root),
+        files=len(files),
+        since=since.isoformat() if since else None,
+        sample_size=sample_size,
+        seed=seed,
     )
-    loads = json.loads
     for line in _lines(files):
         if not line.strip():
             continue
         try:
-            row = loads(line)
+            row = _parse(line)
         except ValueError:
             window.skipped_lines += 1
             continue
@@ -194,12 +306,13 @@ def load_current_window(
         QueryWindowError: ``current_dir`` does not exist.
         StoreError: the curated store cannot be reached.
     """
+    size, seed = settings.drift.text_sample_size, settings.drift.seed
     if current_dir is not None:
-        return read_query_folder(current_dir, since)
+        return read_query_folder(current_dir, since, size, seed)
     from citeops.tasks.store.queries import load_queries
 
     start = window_start(settings, since)
-    window = window_from_records(load_queries(settings, start), "query store")
+    window = window_from_records(load_queries(settings, start), "query store", size, seed)
     window.since = start.isoformat()
     logger.info("current window: %d queries in the query store since %s", len(window), start)
     return window

@@ -22,7 +22,6 @@ from citeops.tasks.drift.checks import (
     overall_verdict,
     pair_components,
     skipped,
-    token_lengths,
 )
 from citeops.tasks.drift.current import QueryWindow
 from citeops.tasks.drift.reference import Reference
@@ -103,7 +102,8 @@ def detect_drift(
     verdict (``drift=None``). Prediction checks that need the model's reference
     predictions are skipped with the reason "no reference predictions" when there are none.
     Text checks (domain classifier, OOV) use a seeded sample of at most
-    ``text_sample_size`` current rows; length, label and confidence checks use every row.
+    ``text_sample_size`` current rows (the window keeps only a sample's texts); length,
+    label and confidence checks use every row.
     """
     started = time.perf_counter()
     rows = len(current)
@@ -131,9 +131,10 @@ def detect_drift(
         return DriftReport(
             NOT_ENOUGH_DATA, None, checks, seconds=time.perf_counter() - started, **base
         )
-    idx = _sample_indices(rows, settings.text_sample_size, settings.seed)
-    claims = [current.claims[i] for i in idx]
-    evidences = [current.evidences[i] for i in idx]
+    sample_claims, sample_evidences = current.sample_claims, current.sample_evidences
+    idx = _sample_indices(len(sample_claims), settings.text_sample_size, settings.seed)
+    claims = [sample_claims[i] for i in idx]
+    evidences = [sample_evidences[i] for i in idx]
     all_claims = reference.claims + claims
     sides = [0] * len(reference.claims) + [1] * len(claims)
     groups = pair_components(all_claims, reference.evidences + evidences)
@@ -147,7 +148,7 @@ def detect_drift(
             "claim_length",
             "length",
             reference.claim_lengths,
-            token_lengths(current.claims),
+            current.claim_length_array(),
             settings,
             settings.length_ks_pvalue,
         ),
@@ -155,7 +156,7 @@ def detect_drift(
             "evidence_length",
             "length",
             reference.evidence_lengths,
-            token_lengths(current.evidences),
+            current.evidence_length_array(),
             settings,
             settings.length_ks_pvalue,
         ),

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from citeops.tasks.store.schema import (
     feedback,
@@ -91,9 +92,17 @@ def bulk_insert(
 ) -> None:
     """Insert many rows given as tuples in ``columns`` order. On SQLite the rows go straight
     to the driver (SQLAlchemy's per-row parameter processing costs more than the insert
-    itself; datetimes must come through :func:`datetime_param`); elsewhere through
-    SQLAlchemy."""
+    itself; datetimes must come through :func:`datetime_param`); on PostgreSQL through
+    psycopg 3 they are streamed with ``COPY`` (:func:`copy_rows`); elsewhere through
+    SQLAlchemy.
+
+    Raises:
+        sqlalchemy.exc.IntegrityError: a row breaks a unique constraint (on every store).
+    """
     if not rows:
+        return
+    if _copies(conn):
+        copy_rows(conn, table, columns, rows)
         return
     if conn.dialect.name != "sqlite":
         conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
@@ -101,6 +110,36 @@ def bulk_insert(
     names = ", ".join(f'"{c}"' for c in columns)
     sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})"
     conn.exec_driver_sql(sql, list(rows))
+
+
+def _copies(conn: Connection) -> bool:
+    """Whether ``conn`` is PostgreSQL through psycopg 3 (``COPY`` and arrays available)."""
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+
+
+def copy_rows(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """Stream ``rows`` into ``table`` with PostgreSQL's ``COPY ... FROM STDIN`` on the
+    connection's own psycopg 3 connection, inside the caller's transaction (an order of
+    magnitude faster than row-by-row ``INSERT``). psycopg adapts each value as it would
+    for a parameter (datetimes, booleans, ``None`` as NULL).
+
+    Raises:
+        sqlalchemy.exc.IntegrityError: a row breaks a unique constraint (as an ``INSERT``
+            through SQLAlchemy would raise it, so callers handle both stores alike).
+    """
+    import psycopg  # only PostgreSQL stores get here
+
+    names = ", ".join(f'"{c}"' for c in columns)
+    statement = f"COPY {table.name} ({names}) FROM STDIN"
+    raw = conn.connection.driver_connection
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.IntegrityError as error:
+        raise IntegrityError(statement, None, error) from None
 
 
 def datetime_param(conn: Connection) -> Callable[[datetime], Any]:
@@ -215,6 +254,11 @@ def known_labels(conn: Connection, keys: Iterable[str]) -> dict[str, set[str]]:
             for key, label in conn.exec_driver_sql(sql, tuple(batch)):
                 known.setdefault(key, set()).add(label)
         return known
+    if _copies(conn):  # one array parameter instead of thousands of placeholders
+        sql = "SELECT pair_key, user_label FROM feedback WHERE pair_key = ANY(%(keys)s)"
+        for key, label in conn.exec_driver_sql(sql, {"keys": keys}):
+            known.setdefault(key, set()).add(label)
+        return known
     stmt = select(feedback.c.pair_key, feedback.c.user_label).where(
         feedback.c.pair_key.in_(bindparam("keys", expanding=True))
     )
@@ -228,6 +272,10 @@ def known_query_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
     """The given query dedupe keys that are already stored."""
     keys = list(keys)
     seen: set[str] = set()
+    if _copies(conn):
+        sql = "SELECT dedupe_key FROM queries WHERE dedupe_key = ANY(%(keys)s)"
+        seen.update(key for (key,) in conn.exec_driver_sql(sql, {"keys": keys}))
+        return seen
     stmt = select(queries.c.dedupe_key).where(
         queries.c.dedupe_key.in_(bindparam("keys", expanding=True))
     )
@@ -253,6 +301,9 @@ def add_votes(conn: Connection, votes: Mapping[tuple[str, str], tuple[int, datet
     row and move its ``last_datetime`` forward when the latest is later."""
     if not votes:
         return
+    if _copies(conn):  # one statement over arrays instead of one UPDATE per pair
+        _add_votes_postgresql(conn, votes)
+        return
     conn.execute(
         update(feedback)
         .where(feedback.c.pair_key == bindparam("k"), feedback.c.user_label == bindparam("l"))
@@ -264,6 +315,25 @@ def add_votes(conn: Connection, votes: Mapping[tuple[str, str], tuple[int, datet
             ),
         ),
         [{"k": k, "l": label, "n": n, "dt": dt} for (k, label), (n, dt) in votes.items()],
+    )
+
+
+def _add_votes_postgresql(
+    conn: Connection, votes: Mapping[tuple[str, str], tuple[int, datetime]]
+) -> None:
+    """:func:`add_votes` as one ``UPDATE ... FROM unnest(...)`` (pairs are distinct)."""
+    keys, labels, extra, latest = [], [], [], []
+    for (key, label), (n, when) in votes.items():
+        keys.append(key)
+        labels.append(label)
+        extra.append(n)
+        latest.append(when)
+    conn.exec_driver_sql(
+        "UPDATE feedback AS f SET votes = f.votes + v.n, "
+        "last_datetime = GREATEST(f.last_datetime, v.dt) "
+        "FROM unnest(%(k)s::text[], %(l)s::text[], %(n)s::int[], %(dt)s::timestamp[]) "
+        "AS v(k, l, n, dt) WHERE f.pair_key = v.k AND f.user_label = v.l",
+        {"k": keys, "l": labels, "n": extra, "dt": latest},
     )
 
 
@@ -314,6 +384,10 @@ def add_client_votes(conn: Connection, votes: ClientVotes) -> None:
 def flag_conflicts(conn: Connection, pair_keys: Iterable[str]) -> None:
     """Mark every stored row of the given pairs as in conflict."""
     keys = sorted(pair_keys)
+    if _copies(conn) and keys:
+        sql = "UPDATE feedback SET conflict = true WHERE pair_key = ANY(%(keys)s)"
+        conn.exec_driver_sql(sql, {"keys": keys})
+        return
     stmt = (
         update(feedback)
         .where(feedback.c.pair_key.in_(bindparam("keys", expanding=True)))

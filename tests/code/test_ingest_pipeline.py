@@ -1,10 +1,11 @@
-"""The ingest pipeline on a local log root with the default SQLite store."""
+"""The ingest pipeline on a local log root, on both stores: SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,11 +15,32 @@ from sqlalchemy import select
 from citeops.configs.settings import load_settings
 from citeops.tasks.data.multivers import read_split
 from citeops.tasks.ingest.pipeline import REPORT_KEYS, ingest
-from tests.ingest_support import feedback_line, query_line, store_snapshot, write_part
+from tests.ingest_support import (
+    feedback_line,
+    fresh_postgres_database,
+    query_line,
+    store_snapshot,
+    write_part,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(
+    request: pytest.FixtureRequest, citeops_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Each test on both stores: the default SQLite file, and a fresh PostgreSQL database
+    (written with COPY; skipped where PostgreSQL is not running)."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    with fresh_postgres_database(admin_url) as url:
+        monkeypatch.setenv("CITEOPS_STORE_URL", url)
+        yield "postgresql"
 
 
 @pytest.fixture
-def log_root(citeops_env: Path) -> Path:
+def log_root(citeops_env: Path, store: str) -> Path:
     root = citeops_env / "logs"
     root.mkdir(parents=True)
     return root

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 
 import boto3
 import pytest
 
 from citeops.configs.settings import load_settings
-from tests.ingest_support import feedback_line, query_line, store_snapshot, write_part
+from tests.ingest_support import (
+    feedback_line,
+    fresh_postgres_database,
+    query_line,
+    store_snapshot,
+    write_part,
+)
 
 pytestmark = pytest.mark.integration
-
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture
@@ -22,18 +25,8 @@ def pg_database(postgres_admin_url: str) -> Iterator[str]:
     """A fresh database with a unique name; dropped afterwards. Yields its SQLAlchemy URL.
 
     Skips (named once in the session summary) when PostgreSQL is not on this machine."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"citeops_ingest_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as error:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for this test: {error}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database(postgres_admin_url) as url:
+        yield url
 
 
 def test_production_profile_on_postgresql_equals_sqlite(
