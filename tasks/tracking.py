@@ -23,6 +23,43 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
+class TrackingUnavailable(CiteopsError):
+    """The MLflow tracking server did not answer within ``mlflow.request_timeout_seconds``
+    and ``mlflow.request_max_retries`` (down, killed, unreachable)."""
+
+
+def is_failed_request(error: BaseException) -> bool:
+    """True when ``error`` is an HTTP request to the tracking server that failed for good
+    (MLflow's REST client gave up after its retries, or ``requests`` raised)."""
+    library = type(error).__module__.split(".", 1)[0]
+    return library == "requests" or (
+        library == "mlflow" and str(error).lstrip().startswith("API request to")
+    )
+
+
+def tracking_outage(settings: Settings, error: BaseException) -> str | None:
+    """One line naming the tracking server and why it did not answer, when ``error`` is a
+    failed request to it (:func:`is_failed_request`); else
+    ``None`` (any other error is not an outage and keeps its own type and message)."""
+    if not is_failed_request(error):
+        return None
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    for marker in ("Caused by ", "failed with exception "):  # the innermost cause is the news
+        if marker in reason:
+            reason = reason.rsplit(marker, 1)[-1].strip("()'\" ")
+    reason = reason if len(reason) <= 200 else reason[:197] + "..."
+    return f"MLflow tracking server {settings.mlflow.tracking_uri} did not answer ({reason})"
+
+
+def tracking_unavailable(settings: Settings, error: BaseException) -> TrackingUnavailable | None:
+    """``error`` as a :class:`TrackingUnavailable` (one line, what to do) when it is a
+    failed request to the tracking server (:func:`tracking_outage`), else ``None``."""
+    outage = tracking_outage(settings, error)
+    if outage is None:
+        return None
+    return TrackingUnavailable(f"{outage}: run the command again once it answers")
+
+
 class TrackingNotSet(CiteopsError):
     """MLflow's process default is not the store the settings name (an entry point did
     not call :func:`citeops.flows.tracking.use_mlflow`)."""

@@ -13,6 +13,7 @@ import typer
 
 from citeops.configs.settings import Settings, SettingsError, load_settings
 from citeops.tasks.errors import CiteopsError
+from citeops.tasks.tracking import is_failed_request
 
 
 def settings_from(**overrides: Any) -> Settings:
@@ -56,10 +57,12 @@ def stage_progress(
 
 class _NoRefusalTracebacks(logging.Filter):
     """Drop the traceback of a log record about a :class:`CiteopsError` (a refusal or a
-    user-facing problem: its message says it all); keep the message."""
+    user-facing problem: its message says it all) or about a tracking server that did not
+    answer (the command reports it in one line); keep the message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], CiteopsError):
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and (isinstance(error, CiteopsError) or is_failed_request(error)):
             record.exc_info = None
             record.exc_text = None
         return True

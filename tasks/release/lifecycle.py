@@ -45,6 +45,7 @@ from citeops.tasks.store.promotions import (
     last_promotion,
     save_record,
 )
+from citeops.tasks.tracking import tracking_unavailable
 from citeops.tasks.train.fit import describe_trained
 from citeops.tasks.train.training_set import build_training_set
 from citeops.tasks.validate.compare import judge, validate_against_champion
@@ -169,8 +170,12 @@ class PromotionRun:
         try:
             yield
         except BaseException as error:
+            outage = tracking_unavailable(self.settings, error)
             if not self.finished:
-                self.finish("failed", f"{type(error).__name__}: {error}")
+                detail = str(outage) if outage else f"{type(error).__name__}: {one_line(error)}"
+                self.finish("failed", detail)
+            if outage is not None:  # one line for the user, not MLflow's traceback
+                raise outage from None
             raise
 
     @contextmanager

@@ -24,6 +24,7 @@ from citeops.tasks.errors import CiteopsError
 from citeops.tasks.inference.aliases import CHALLENGER, CHAMPION, PREVIOUS, model_uri_for
 from citeops.tasks.registry.register import delete_alias, get_version_by_alias, set_alias
 from citeops.tasks.release.endpoints import serving_endpoints
+from citeops.tasks.tracking import tracking_outage
 
 if TYPE_CHECKING:
     import httpx
@@ -240,24 +241,48 @@ def bake_figures(
     return BakeFigures(endpoint, requests, errors, rate, p95, ready, breach)
 
 
+def _unreachable(endpoint: str, error: Exception) -> BakeFigures:
+    """The figures of an endpoint whose metrics could not be read: a breach."""
+    reason = f"{endpoint}: unreachable during the bake window ({one_line(error, 150)})"
+    return BakeFigures(endpoint, 0, 0, 0.0, None, False, reason)
+
+
+def _poll(
+    settings: Settings, client: httpx.Client, endpoint: str, start: Snapshot | None
+) -> BakeFigures:
+    """One endpoint's figures since ``start``; an endpoint that stopped answering (killed,
+    its node gone) breaks the bake instead of failing the promotion half-way."""
+    import httpx
+
+    try:
+        if start is None:
+            raise httpx.ConnectError("no metrics at the start of the bake")
+        return bake_figures(
+            settings, endpoint, start, read_snapshot(client, endpoint), is_ready(client, endpoint)
+        )
+    except (httpx.HTTPError, ValueError) as error:
+        return _unreachable(endpoint, error)
+
+
+def _first_snapshot(client: httpx.Client, endpoint: str) -> Snapshot | None:
+    import httpx
+
+    try:
+        return read_snapshot(client, endpoint)
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
 def bake(settings: Settings, client: httpx.Client, endpoints: list[str]) -> list[BakeFigures]:
-    """Watch every endpoint for ``promote.bake_seconds``; stop at the first breach."""
+    """Watch every endpoint for ``promote.bake_seconds``; stop at the first breach (an
+    endpoint that does not answer is one)."""
     cfg = settings.promote
-    start = {endpoint: read_snapshot(client, endpoint) for endpoint in endpoints}
+    start = {endpoint: _first_snapshot(client, endpoint) for endpoint in endpoints}
     deadline = time.monotonic() + cfg.bake_seconds
     log.info("baking for %.0f s on %d endpoint(s)", cfg.bake_seconds, len(endpoints))
     while True:
         last = time.monotonic() >= deadline
-        figures = [
-            bake_figures(
-                settings,
-                endpoint,
-                start[endpoint],
-                read_snapshot(client, endpoint),
-                is_ready(client, endpoint),
-            )
-            for endpoint in endpoints
-        ]
+        figures = [_poll(settings, client, endpoint, start[endpoint]) for endpoint in endpoints]
         if last or any(f.breach for f in figures):
             return figures
         time.sleep(min(cfg.bake_poll_seconds, max(0.0, deadline - time.monotonic())))
@@ -361,11 +386,12 @@ def move_aliases_or_roll_back(
         AliasMoveFailed: the registry's error (one line) and any rollback problem.
     """
 
-    old = get_version_by_alias(settings, CHAMPION)
+    old = None
     try:
+        old = get_version_by_alias(settings, CHAMPION)
         return move_aliases(settings, new_champion)
     except Exception as error:  # whatever the registry raised, the endpoints must go back
-        reason = one_line(error)
+        reason = tracking_outage(settings, error) or one_line(error)
     log.warning("aliases not moved (%s): rolling every endpoint back", reason)
     problems = _restore_champion(settings, old)
     with admin_client(settings) as client:
