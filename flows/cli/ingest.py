@@ -26,9 +26,15 @@ def ingest(
     """Ingest new feedback and query logs: validate, dedupe, quarantine, store."""
     from citeops.tasks.ingest.pipeline import ingest as run_ingest
     from citeops.tasks.ingest.report import SKIPPED_KEY
+    from citeops.tasks.store.schema import StoreUnreachable
 
-    with stage_progress(name="citeops.tasks.ingest", fmt="%(message)s"):
-        report = run_ingest(settings_from(), source)
+    try:
+        with stage_progress(name="citeops.tasks.ingest", fmt="%(message)s"):
+            report = run_ingest(settings_from(), source)
+    except StoreUnreachable as error:  # each object commits whole: the rerun is exact
+        raise StoreUnreachable(
+            f"{error}; nothing was half-written, rerun the same command"
+        ) from None
     for change in report.changed:
         info(
             f"warning: {change.uri} changed after it was ingested "

@@ -17,6 +17,8 @@ PostgreSQL; :func:`utc_naive` converts aware values on the way in.
 
 from __future__ import annotations
 
+import logging
+import sys
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +48,14 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+)
 
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.logcontract import MAX_META_CHARS
@@ -59,8 +68,17 @@ if TYPE_CHECKING:
     from citeops.configs.settings import Settings
 
 
+log = logging.getLogger(__name__)
+
+
 class StoreError(CiteopsError):
     """The curated store cannot be opened or is newer than this version of citeops."""
+
+
+class StoreUnreachable(StoreError):
+    """The store's server could not be reached, or it dropped the connection while a
+    command used it (restarted, stopped, network lost). The open transaction was rolled
+    back by the server; what committed before stays."""
 
 
 metadata = MetaData()
@@ -317,14 +335,17 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def _create_engine(url: str, **options: Any) -> Engine:
-    """:func:`create_engine`, with a URL SQLAlchemy cannot use as a :class:`StoreError`.
+    """:func:`create_engine` with ``hide_parameters`` (a failed statement's error, printed
+    or logged, shows its SQL but never its values: users' claims and evidence), and a
+    URL SQLAlchemy cannot use as a :class:`StoreError`.
 
     Raises:
         StoreError: the URL is malformed or names a database or driver that is not
             installed (the message masks a password).
     """
     try:
-        return create_engine(url, **options)
+        # an error's message never carries the statement's parameters (users' texts)
+        return create_engine(url, hide_parameters=True, **options)
     except (ArgumentError, NoSuchModuleError) as error:
         raise StoreError(
             f"setting store_url (CITEOPS_STORE_URL) {redact_url(url)!r}: {error}; use "
@@ -441,18 +462,79 @@ def upgrade(engine: Engine) -> str:
         _check_known(engine, revision)
         return revision if revision == head_revision() else _migrate(engine)
     except (OperationalError, ProgrammingError) as error:
-        raise StoreError(
+        kind = StoreUnreachable if _connection_lost(error) else StoreError
+        raise kind(
             f"cannot open the curated store {_describe(engine)}: "
             f"{str(error.orig).strip().splitlines()[0] if error.orig else error}"
         ) from None
 
 
+def _driver_connection_errors() -> tuple[type[BaseException], ...]:
+    """psycopg's own connection errors, raised unwrapped by code that uses the driver
+    directly (``COPY``); empty when psycopg was never imported."""
+    if "psycopg" not in sys.modules:
+        return ()
+    import psycopg
+
+    return (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of the driver's message (a reason, never the SQL or its values),
+    at most 200 characters."""
+    orig = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    lines = str(orig).strip().splitlines()
+    return (lines[0] if lines else type(orig).__name__)[:200]
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` says the server is gone: SQLAlchemy invalidated the connection,
+    or the driver lost it (no SQLSTATE: refused, closed) or the server ended it
+    (SQLSTATE class 08 connection exception, 57P operator intervention: shutdown)."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    orig = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    if not isinstance(orig, _driver_connection_errors()):
+        return False
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    return not sqlstate or sqlstate.startswith(("08", "57P"))
+
+
+def store_failure(engine: Engine, error: BaseException) -> StoreError | None:
+    """The one-line :class:`StoreError` for a database error ``error`` met while using
+    ``engine``, or ``None`` when ``error`` is not one (a bug, or a constraint the caller
+    handles): a lost or refused connection is :class:`StoreUnreachable`; another
+    operational error of the database (SQLite: locked, disk full) a :class:`StoreError`.
+    The message names the store (password masked) and the driver's reason only, never
+    the statement or its values."""
+    if _connection_lost(error):
+        return StoreUnreachable(
+            f"the curated store {_describe(engine)} is unreachable (connection lost: "
+            f"{_first_line(error)})"
+        )
+    if isinstance(error, OperationalError | InterfaceError):
+        return StoreError(f"the curated store {_describe(engine)} failed: {_first_line(error)}")
+    return None
+
+
 @contextmanager
 def open_store(settings: Settings) -> Iterator[Engine]:
-    """The store's engine with its schema brought up to date; disposed on exit."""
+    """The store's engine with its schema brought up to date; disposed on exit.
+
+    Raises:
+        StoreUnreachable: the server cannot be reached or dropped the connection while
+            the block used it (the block's open transaction is rolled back).
+        StoreError: the store cannot be opened or another database failure.
+    """
     engine = make_engine(settings)
     try:
         upgrade(engine)
         yield engine
+    except (DBAPIError, *_driver_connection_errors()) as error:
+        failure = store_failure(engine, error)
+        if failure is None:
+            raise
+        log.debug("store error: %s", type(error).__name__)
+        raise failure from None
     finally:
         engine.dispose()
