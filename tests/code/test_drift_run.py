@@ -89,6 +89,39 @@ def test_query_folder_skips_partial_files_and_old_partitions(
     assert len(read_query_folder(plain)) == 3
 
 
+def test_window_keeps_per_row_figures_and_the_texts_of_a_seeded_sample(tmp_path: Path) -> None:
+    examples = [
+        Example(f"claim number {i} " + "word " * (i % 7), f"evidence {i % 150} text", 0)
+        for i in range(300)
+    ]
+    rows = query_records(examples)
+    rows += rows[:40]  # repeated queries: 340 rows, 300 distinct
+    write_query_log(tmp_path, rows)
+    window = read_query_folder(tmp_path, sample_size=50, seed=1)
+    assert len(window) == 340
+    assert (window.distinct_rows(), window.distinct_claims(), window.distinct_evidences()) == (
+        300,
+        300,
+        150,
+    )
+    assert list(window.claim_length_array()) == [len(r["claim"].split()) for r in rows]
+    assert list(window.evidence_length_array()) == [len(r["evidence"].split()) for r in rows]
+    assert window.confidence_array()[5] == pytest.approx(max(rows[5]["probabilities"].values()))
+    # only the sample's texts are kept: aligned pairs of real rows, drawn from the whole
+    # window (reservoir), not its head, and the same for the same seed
+    claims, evidences = window.sample_claims, window.sample_evidences
+    assert len(claims) == len(evidences) == 50
+    pairs = {(r["claim"], r["evidence"]) for r in rows}
+    assert set(zip(claims, evidences, strict=True)) <= pairs
+    late = {r["claim"] for r in rows[200:300]}
+    assert any(c in late for c in claims)
+    assert read_query_folder(tmp_path, sample_size=50, seed=1).sample_claims == claims
+    assert read_query_folder(tmp_path, sample_size=50, seed=2).sample_claims != claims
+    assert window_from_records(rows[:30], sample_size=50).sample_claims == [
+        r["claim"] for r in rows[:30]
+    ]
+
+
 def test_small_window_gives_not_enough_data(scifact_dev: list[Example]) -> None:
     settings = load_settings()
     reference = load_reference(settings, ["scifact"])

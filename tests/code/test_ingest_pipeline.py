@@ -347,3 +347,28 @@ def test_parts_written_by_the_serving_log_writer_are_ingested(citeops_env: Path)
 
     assert sorted(q["request_id"] for q in load_queries(settings)) == ["r0", "r1", "r2"]
     assert [e.label_name for e in training_feedback(settings)] == ["SUPPORT"]
+
+
+def test_a_repeated_pair_is_an_integrity_error_and_leaves_nothing(log_root: Path) -> None:
+    """COPY (PostgreSQL) and INSERT (SQLite) both raise SQLAlchemy's IntegrityError on a
+    unique violation (what tells a concurrent run apart), and the transaction leaves
+    nothing behind."""
+    from sqlalchemy.exc import IntegrityError
+
+    from citeops.tasks.store.schema import feedback, ingest_objects, open_store
+    from citeops.tasks.store.writer import begin_object, datetime_param, insert_feedback
+
+    settings = load_settings()
+    now = datetime(2026, 1, 5, 10, 0)
+    with open_store(settings) as engine:
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            object_id = begin_object(conn, "file:///x.jsonl", "feedback", None, now)
+            at = datetime_param(conn)(now)
+            row = (object_id, 1, "c", "e", "NEI", None, None, at, at, None, None, None)
+            row += ("0" * 32, 1, False, False, at)
+            insert_feedback(conn, [row, row[:1] + (2,) + row[2:]])
+        with engine.connect() as conn:
+            assert conn.execute(select(feedback)).first() is None
+            assert conn.execute(select(ingest_objects)).first() is None
+    write_part(log_root, "feedback", "2026-01-05", "a.jsonl", [feedback_line()])
+    assert ingest(settings).to_dict()["accepted"] == 1  # the store is usable afterwards

@@ -1,4 +1,5 @@
-"""A real `kill -9` of `citeops ingest` mid-run, then a rerun: the store equals one clean run."""
+"""A real `kill -9` of `citeops ingest` mid-run, then a rerun: the store equals one clean run
+(on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -14,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from citeops.configs.settings import load_settings
-from tests.ingest_support import store_snapshot
+from tests.ingest_support import fresh_postgres_database, store_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +38,22 @@ def committed(settings) -> tuple[int, int, int]:  # noqa: ANN001
     return int(objects), int(stored), int(rows)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(
+    request: pytest.FixtureRequest, citeops_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The killed run's store: the default SQLite file, or a fresh PostgreSQL database
+    (where the server must roll back the dead connection's open transaction)."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    with fresh_postgres_database(request.getfixturevalue("postgres_admin_url")) as url:
+        monkeypatch.setenv("CITEOPS_STORE_URL", url)
+        yield "postgresql"
+
+
 def test_killed_ingest_then_rerun_equals_one_clean_run(
-    citeops_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: str, citeops_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from citeops.benchmarks.ingest import generate
     from citeops.benchmarks.settings import load_bench_settings
