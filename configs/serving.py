@@ -96,6 +96,16 @@ class ServeSettings(Section):
     """Least label agreement with PyTorch fp32 for auto to choose a runtime."""
     calibration_pairs: int = Field(32, ge=1)
     """auto times each runtime on the first this many pairs of the parity sample."""
+    evidence_cache_mb: float = Field(64.0, ge=0)
+    """Siamese head: megabytes of evidence embeddings kept per loaded model, so that a
+    claim checked against an evidence seen before costs a claim pass only (0: none kept);
+    counted in /metrics (citeops_evidence_cache)."""
+    shadow_batch_size: int = Field(4, ge=1)
+    """Shadow scoring: copies per challenger pass (smaller passes delay a live batch
+    less)."""
+    shadow_nice: int = Field(10, ge=0, le=19)
+    """Shadow scoring: niceness added to the thread that scores the shadow copies (0: the
+    same priority as live inference)."""
 
     @field_validator("batching", mode="before")
     @classmethod

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -42,6 +44,19 @@ class _Pending:
     model: LoadedModel
     ids: Sequence[int]
     future: asyncio.Future[np.ndarray]
+
+
+def lower_priority(nice: int) -> None:
+    """Add ``nice`` to the calling thread's niceness (Linux: per thread); a platform or
+    a sandbox that refuses it leaves the priority as it is."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(current + nice, 19))
+    except OSError as error:
+        log.warning("background inference thread keeps its priority: %s", error)
 
 
 def plan_batches(
@@ -89,7 +104,9 @@ class MicroBatcher:
         metrics: ServingMetrics | None = None,
         max_pad_ratio: float = 1.3,
         max_batch_tokens: int | None = None,
+        background_nice: int = 10,
     ) -> None:
+        """``background_nice``: niceness added to the thread of :meth:`run_background`."""
         self.default = BatchBudget(max_batch_size, max_batch_tokens, max_wait_ms)
         self.queue_size = queue_size
         self.max_pad_ratio = max_pad_ratio
@@ -98,6 +115,8 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citeops-infer")
+        self.background_nice = background_nice
+        self._background: ThreadPoolExecutor | None = None  # made at the first use
         self.last_batch_done: float = time.monotonic()
         self.busy_since: float | None = None
 
@@ -118,6 +137,8 @@ class MicroBatcher:
                 item.future.set_exception(QueueFull("server shutting down"))
         self._queue.clear()
         self._executor.shutdown(wait=True)
+        if self._background is not None:
+            self._background.shutdown(wait=True)
 
     @property
     def running(self) -> bool:
@@ -126,6 +147,11 @@ class MicroBatcher:
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def idle(self) -> bool:
+        """No pair waits and no live batch is being run."""
+        return not self._queue and self.busy_since is None
 
     # ---- request side -------------------------------------------------------------------
     def submit_many(
@@ -153,6 +179,20 @@ class MicroBatcher:
     async def run_exclusive(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the inference thread, between batches (for smoke checks)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run_background(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on a background inference thread of lower priority
+        (``background_nice``): work that must yield to live batches (shadow scoring)
+        runs beside them instead of ahead of them. PyTorch's OpenMP workers, started by
+        that thread, inherit its priority."""
+        if self._background is None:
+            self._background = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix="citeops-background",
+                initializer=lower_priority,
+                initargs=(self.background_nice,),
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._background, fn, *args)
 
     # ---- batching loop ------------------------------------------------------------------
     async def _run(self) -> None:

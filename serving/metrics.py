@@ -70,6 +70,7 @@ class ServingMetrics:
     batch_budget: Any = None  # citeops_slot_batch_budget (None: not reported)
     usage: UsageMetrics | None = None  # predictions, feedback, clients (None: not reported)
     shadow: Any = None  # citeops_shadow_copies_total{outcome} (None: not reported)
+    evidence_cache: Any = None  # citeops_evidence_cache{slot, stat} (None: not reported)
 
     def count_shadow(self, outcome: str) -> None:
         """Count one shadow copy ``scored`` or ``dropped``."""
@@ -350,6 +351,13 @@ def build_metrics(
             ["outcome"],
             registry=registry,
         ),
+        evidence_cache=Gauge(
+            "citeops_evidence_cache",
+            "Evidence-embedding cache of each slot's siamese model since it was loaded: "
+            "hits, misses, evictions (lookups), entries and bytes held now.",
+            ["slot", "stat"],
+            registry=registry,
+        ),
     )
 
 
@@ -360,7 +368,7 @@ def refresh_gauges(
     before the registry is rendered."""
     info = metrics.model_info
     info.clear()
-    for gauge in (metrics.runtime_info, metrics.batch_budget):
+    for gauge in (metrics.runtime_info, metrics.batch_budget, metrics.evidence_cache):
         if gauge is not None:
             gauge.clear()
     live_name = slots.live[0]
@@ -369,6 +377,7 @@ def refresh_gauges(
             uri = public_model_uri(model.model_uri)  # no paths: /metrics is public
             info.labels(name, model.model_version, uri).set(int(name == live_name))
             _slot_runtime(metrics, name, model, live=name == live_name)
+            _slot_cache(metrics, name, model)
     for stream, count in log_stats.lines.items():
         metrics.log_lines.labels(stream).set(count)
     metrics.log_dropped.set(log_stats.dropped)
@@ -384,3 +393,12 @@ def _slot_runtime(metrics: ServingMetrics, slot: str, model: LoadedModel, live: 
         for limit, value in model.batching.as_dict().items():
             if value is not None:
                 metrics.batch_budget.labels(slot, model.runtime, limit).set(value)
+
+
+def _slot_cache(metrics: ServingMetrics, slot: str, model: LoadedModel) -> None:
+    """The slot's evidence-cache counts (a siamese model with a cache only)."""
+    cache = getattr(model.verifier, "evidence_cache", None)
+    if metrics.evidence_cache is None or cache is None:
+        return
+    for stat, value in cache.stats().as_dict().items():
+        metrics.evidence_cache.labels(slot, stat).set(value)

@@ -2,9 +2,12 @@
 
 The request path only offers a copy (:meth:`ShadowQueue.offer`) and never waits: the copy
 joins a bounded queue, or, when the queue is full, is dropped and counted. A worker task
-takes the copies in small batches and scores them on the inference thread between the
-live batches, and only while no live pair is waiting (live traffic goes first; under
-sustained load the queue fills and copies are dropped, never delayed answers).
+takes the copies in small batches (``serve.shadow_batch_size``) and scores them only while
+the champion's batcher is idle (no pair waiting, no live batch running), on the batcher's
+background thread, whose priority is lowered (``serve.shadow_nice``): a live batch that
+arrives during a shadow pass runs beside it at full priority instead of waiting for it.
+Live traffic goes first; under sustained load the queue fills and copies are dropped,
+never delayed answers.
 
 A mirrored request's query line is written by this queue, once, with the shadow
 prediction added (``shadow_prediction``, ``shadow_model_version``), or without them when
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Copies waiting for the challenger; past this, copies are dropped (and counted).
 SHADOW_QUEUE_SIZE = 256
-SHADOW_BATCH = 8  # copies per shadow pass: bounds how long a live batch can wait for one
+SHADOW_BATCH = 4  # copies per shadow pass (serve.shadow_batch_size's default)
 IDLE_POLL_SECONDS = 0.002  # how often the worker looks whether live pairs still wait
 
 
@@ -74,6 +77,7 @@ class ShadowQueue:
         writer: where the completed query lines go.
         size: the most copies waiting; past it a copy is dropped.
         on_outcome: called with ``scored`` or ``dropped`` for each copy (metrics).
+        batch_size: the most copies per shadow pass.
     """
 
     def __init__(
@@ -82,8 +86,10 @@ class ShadowQueue:
         writer: LogWriter,
         size: int = SHADOW_QUEUE_SIZE,
         on_outcome: Any = None,
+        batch_size: int = SHADOW_BATCH,
     ) -> None:
         self.batcher = batcher
+        self.batch_size = batch_size
         self.writer = writer
         self.size = size
         self.on_outcome = on_outcome
@@ -143,19 +149,29 @@ class ShadowQueue:
             if not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            while self.batcher.depth > 0:  # live pairs first
+            while not self._champion_idle():  # live pairs first
                 await asyncio.sleep(IDLE_POLL_SECONDS)
             await self._score_next()
 
+    def _champion_idle(self) -> bool:
+        """No live pair waits (and, for the micro-batcher, no live batch runs)."""
+        idle = getattr(self.batcher, "idle", None)
+        return bool(idle) if idle is not None else self.batcher.depth == 0
+
+    def _runner(self) -> Any:
+        """Where shadow passes run: the batcher's low-priority background thread, else
+        its inference thread between batches."""
+        return getattr(self.batcher, "run_background", None) or self.batcher.run_exclusive
+
     async def _score_next(self) -> None:
-        """Score the oldest copies of one model (at most :data:`SHADOW_BATCH`)."""
+        """Score the oldest copies of one model (at most ``batch_size``)."""
         model = self._queue[0].model
         copies: list[ShadowCopy] = []
-        while self._queue and len(copies) < SHADOW_BATCH and self._queue[0].model is model:
+        while self._queue and len(copies) < self.batch_size and self._queue[0].model is model:
             copies.append(self._queue.popleft())
         self._scoring = len(copies)
         try:
-            probs = await self.batcher.run_exclusive(score_copies, model, copies)
+            probs = await self._runner()(score_copies, model, copies)
         except asyncio.CancelledError:
             self._queue.extendleft(reversed(copies))  # stop() writes their lines
             self._scoring = 0

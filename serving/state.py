@@ -54,6 +54,7 @@ def build_state(settings: Settings, loader: Loader | None = None) -> ServingStat
         serve.queue_size,
         metrics,
         max_batch_tokens=serve.max_batch_tokens,
+        background_nice=serve.shadow_nice,
     )
     writer = build_log_writer(settings)
     bluegreen = BlueGreen(
@@ -63,7 +64,10 @@ def build_state(settings: Settings, loader: Loader | None = None) -> ServingStat
         batcher,
         metrics,
     )
-    online = OnlinePhase(bluegreen, ShadowQueue(batcher, writer, on_outcome=metrics.count_shadow))
+    shadow = ShadowQueue(
+        batcher, writer, on_outcome=metrics.count_shadow, batch_size=serve.shadow_batch_size
+    )
+    online = OnlinePhase(bluegreen, shadow)
     limits = TextLimits.from_settings(settings)
     predictions = PredictionService(bluegreen, batcher, writer, limits, online=online)
     feedback = FeedbackIntake.from_settings(settings, predictions, writer)

@@ -30,6 +30,13 @@ ONNX_META_KEY = "onnx"  # the export's entry in citeops.json
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+# what an export computes: the whole pair classifier (logits), or, for the siamese head,
+# the side encoder (one side's mean-pooled embedding; the head runs in numpy)
+CLASSIFIER_GRAPH = "classifier"
+SIDE_ENCODER_GRAPH = "side_encoder"
+SIDE_INPUTS = ("input_ids", "attention_mask")
+
+
 class RuntimeUnavailable(CiteopsError):
     """A runtime cannot serve this model here (not installed, or no parity-checked export)."""
 
@@ -71,12 +78,19 @@ class Engine(Protocol):
     ``proba`` takes ``input_ids``, ``attention_mask`` and (when the tokenizer makes them)
     ``token_type_ids`` as int64 tensors or arrays of shape (batch, sequence) and returns
     softmax probabilities, float32, shape (batch, labels), in input order.
+
+    ``embed`` (a siamese model; ``graph`` is :data:`SIDE_ENCODER_GRAPH` for an export)
+    takes one side's ``input_ids`` and ``attention_mask`` and returns its mean-pooled
+    embeddings, float32, shape (batch, hidden).
     """
 
     name: RuntimeName
     precision: str
+    graph: str
 
     def proba(self, inputs: Mapping[str, Any]) -> np.ndarray: ...
+
+    def embed(self, inputs: Mapping[str, Any]) -> np.ndarray: ...
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -106,6 +120,7 @@ class TorchEngine:
     precision: str = "fp32"
     name: RuntimeName = "torch"
     device: str = "cpu"
+    graph: str = CLASSIFIER_GRAPH
 
     def proba(self, inputs: Mapping[str, Any]) -> np.ndarray:
         import torch
@@ -118,6 +133,18 @@ class TorchEngine:
                 logits = self.model(**inputs).logits
             return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
+    def embed(self, inputs: Mapping[str, Any]) -> np.ndarray:
+        """One side's embeddings through the siamese model's side encoder."""
+        import torch
+
+        kind = torch.device(self.device).type
+        tensors = [torch.as_tensor(np.asarray(inputs[name])) for name in SIDE_INPUTS]
+        with torch.inference_mode():
+            tensors = [tensor.to(self.device) for tensor in tensors]
+            with torch.autocast(kind, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                pooled = self.model.side_encoder()(*tensors)
+            return pooled.float().cpu().numpy()
+
 
 @dataclass
 class OnnxRuntimeEngine:
@@ -126,14 +153,22 @@ class OnnxRuntimeEngine:
     session: Any
     precision: str = "fp32"
     name: RuntimeName = "onnxruntime"
+    graph: str = CLASSIFIER_GRAPH
     input_names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         self.input_names = tuple(i.name for i in self.session.get_inputs())
 
+    def run(self, inputs: Mapping[str, Any]) -> np.ndarray:
+        """The graph's first output, float32."""
+        out = self.session.run(None, _numpy_inputs(inputs, self.input_names))[0]
+        return np.asarray(out, dtype=np.float32)
+
     def proba(self, inputs: Mapping[str, Any]) -> np.ndarray:
-        logits = self.session.run(None, _numpy_inputs(inputs, self.input_names))[0]
-        return softmax(logits)
+        return softmax(self.run(inputs))
+
+    def embed(self, inputs: Mapping[str, Any]) -> np.ndarray:
+        return self.run(inputs)
 
 
 @dataclass
@@ -144,6 +179,7 @@ class OpenVinoEngine:
     compiled: Any
     precision: str = "bf16"
     name: RuntimeName = "openvino"
+    graph: str = CLASSIFIER_GRAPH
     input_names: tuple[str, ...] = field(init=False)
     _request: Any = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
@@ -152,12 +188,18 @@ class OpenVinoEngine:
         self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)
         self._request = self.compiled.create_infer_request()
 
-    def proba(self, inputs: Mapping[str, Any]) -> np.ndarray:
+    def run(self, inputs: Mapping[str, Any]) -> np.ndarray:
+        """The graph's first output, float32."""
         feeds = _numpy_inputs(inputs, self.input_names)
         with self._lock:  # one infer request: one forward pass at a time
             result = self._request.infer(feeds)
-            logits = np.array(result[self.compiled.output(0)])
-        return softmax(logits)
+            return np.array(result[self.compiled.output(0)], dtype=np.float32)
+
+    def proba(self, inputs: Mapping[str, Any]) -> np.ndarray:
+        return softmax(self.run(inputs))
+
+    def embed(self, inputs: Mapping[str, Any]) -> np.ndarray:
+        return self.run(inputs)
 
 
 # ---- building engines ---------------------------------------------------------------------
@@ -167,7 +209,9 @@ def _threads(threads: int | None) -> int:
     return threads or torch.get_num_threads()
 
 
-def onnxruntime_engine(path: Path, precision: str, threads: int | None) -> OnnxRuntimeEngine:
+def onnxruntime_engine(
+    path: Path, precision: str, threads: int | None, graph: str = CLASSIFIER_GRAPH
+) -> OnnxRuntimeEngine:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -178,7 +222,7 @@ def onnxruntime_engine(path: Path, precision: str, threads: int | None) -> OnnxR
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return OnnxRuntimeEngine(session, precision)
+    return OnnxRuntimeEngine(session, precision, graph=graph)
 
 
 def int8_copy(path: Path, cache_dir: Path) -> Path:
@@ -196,7 +240,9 @@ def int8_copy(path: Path, cache_dir: Path) -> Path:
     return target
 
 
-def openvino_engine(path: Path, precision: str, threads: int | None) -> OpenVinoEngine:
+def openvino_engine(
+    path: Path, precision: str, threads: int | None, graph: str = CLASSIFIER_GRAPH
+) -> OpenVinoEngine:
     try:
         import openvino as ov
     except ImportError:
@@ -205,4 +251,4 @@ def openvino_engine(path: Path, precision: str, threads: int | None) -> OpenVino
     config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": _threads(threads)}
     compiled = ov.Core().compile_model(str(path), "CPU", config)
     actual = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-    return OpenVinoEngine(compiled, "bf16" if "bf16" in actual else "fp32")
+    return OpenVinoEngine(compiled, "bf16" if "bf16" in actual else "fp32", graph=graph)

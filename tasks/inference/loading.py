@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from citeops.tasks.classifier.artifact import ModelLoadError, find_hf_dir
+from citeops.tasks.inference.cache import EvidenceCache
 from citeops.tasks.inference.predictor import ClaimVerifier, Precision
 from citeops.tasks.inference.runtimes import apply_runtime
 from citeops.tasks.tracking import mlflow_client
@@ -53,7 +54,8 @@ def load_verifier(
 
     ``runtime`` None: PyTorch at ``precision``. Otherwise torch | onnxruntime | openvino |
     auto, each at its configured precision (``serve.precision``, ``serve.*_precision``),
-    as serving runs it (:func:`citeops.tasks.inference.runtimes.apply_runtime`).
+    as serving runs it (:func:`citeops.tasks.inference.runtimes.apply_runtime`), a
+    siamese model with its evidence cache (:func:`with_evidence_cache`).
 
     Raises:
         ModelLoadError: the URI does not resolve or the files are not a model.
@@ -81,7 +83,16 @@ def _on_runtime(verifier: ClaimVerifier, runtime: str | None, settings: Settings
     if runtime is None:
         return verifier
 
-    return apply_runtime(verifier, runtime, settings)
+    return with_evidence_cache(apply_runtime(verifier, runtime, settings), settings)
+
+
+def with_evidence_cache(verifier: ClaimVerifier, settings: Settings) -> ClaimVerifier:
+    """Give a siamese ``verifier`` an evidence cache of its own, bounded by
+    ``serve.evidence_cache_mb`` (0: none); other models are returned as they are."""
+    megabytes = settings.serve.evidence_cache_mb
+    if verifier.siamese and megabytes > 0:
+        verifier.evidence_cache = EvidenceCache(int(megabytes * 1024 * 1024))
+    return verifier
 
 
 def _download_and_load(

@@ -24,9 +24,13 @@ import numpy as np
 from citeops.tasks.classifier.artifact import ModelLoadError, check_loading_info, read_meta
 from citeops.tasks.classifier.preprocess import Evidence, EvidenceSelection, EvidenceSelector
 from citeops.tasks.data.multivers import LABELS
-from citeops.tasks.inference.engines import Engine, TorchEngine
+from citeops.tasks.inference.cache import EvidenceCache
+from citeops.tasks.inference.engines import SIDE_ENCODER_GRAPH, Engine, TorchEngine
+from citeops.tasks.inference.twopass import SiameseHead, two_pass_proba
 
 Precision = Literal["fp32", "bf16", "int8"]
+
+SIAMESE_MODEL_TYPE = "citeops-siamese-bert"  # tasks.classifier.siamese.MODEL_TYPE
 
 
 @dataclass
@@ -51,12 +55,23 @@ class ClaimVerifier:
     # why this runtime serves: a code of runtimes.BASES and the sentence behind it
     runtime_basis: str = "configured"
     runtime_reason: str = ""
+    # siamese head: evidence embeddings kept across requests (None: none kept)
+    evidence_cache: EvidenceCache | None = None
 
     def __post_init__(self) -> None:
+        import uuid
+
         import torch
 
         self.selector = EvidenceSelector(self.selection, self.tokenizer, self.max_length)
         self.model.eval()
+        config = getattr(self.model, "config", None)
+        self.siamese = getattr(config, "model_type", None) == SIAMESE_MODEL_TYPE
+        # the head in numpy, read before any cast: the two-pass path classifies with it
+        self.head = SiameseHead.of(self.model) if self.siamese else None
+        # names this loaded verifier in a shared evidence cache: a copy on another
+        # runtime, a reload or another version never reads its entries
+        self.cache_namespace = f"{self.model_version or '-'}|{uuid.uuid4().hex}"
         if self.precision == "bf16":
             # autocast would cast every Linear weight to bf16 on every forward pass; doing
             # it once gives the same numbers without that cost (LayerNorm, softmax and
@@ -171,8 +186,36 @@ class ClaimVerifier:
     def forward_proba(self, inputs: dict[str, Any]) -> np.ndarray:
         """Class probabilities of padded token tensors (on the CPU), on this verifier's
         runtime and device."""
-        engine = self.engine or TorchEngine(self.model, self.precision, device=self.device)
-        return engine.proba(inputs)
+        if self.two_pass:
+            mask = np.asarray(inputs["attention_mask"])
+            ids = np.asarray(inputs["input_ids"])
+            rows = [ids[i, : int(mask[i].sum())].tolist() for i in range(len(ids))]
+            return self._two_pass(rows, pad_multiple=1)
+        return self._engine().proba(inputs)
+
+    def _engine(self) -> Engine:
+        return self.engine or TorchEngine(self.model, self.precision, device=self.device)
+
+    @property
+    def two_pass(self) -> bool:
+        """Whether pairs run as two side passes (a siamese model on PyTorch, or on an
+        export of its side encoder; an older export of the whole pair runs as one)."""
+        if not self.siamese:
+            return False
+        return self.engine is None or getattr(self.engine, "graph", "") == SIDE_ENCODER_GRAPH
+
+    def _two_pass(self, batch: Sequence[Sequence[int]], pad_multiple: int) -> np.ndarray:
+        assert self.head is not None
+        return two_pass_proba(
+            batch,
+            self._engine().embed,
+            self.head,
+            self.tokenizer.sep_token_id,
+            self.tokenizer.pad_token_id or 0,
+            pad_multiple,
+            self.evidence_cache,
+            self.cache_namespace,
+        )
 
     def encode_pair(self, claim: str, evidence: Evidence) -> list[int]:
         """Token ids of one pair (evidence selected, evidence first, claim second,
@@ -194,11 +237,16 @@ class ClaimVerifier:
         (rounded up to ``pad_multiple``, so that few distinct shapes reach the kernels).
 
         Token type ids are rebuilt from the first separator token, as the tokenizer would.
+        A siamese model runs two passes instead, the evidence's and the claim's, split at
+        that token (:mod:`citeops.tasks.inference.twopass`), the evidence's embedding from
+        ``evidence_cache`` when it holds it.
         """
         import torch
 
         if not batch:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if self.two_pass:
+            return self._two_pass(batch, pad_multiple)
         longest = max(len(ids) for ids in batch)
         width = max(longest, min(-(-longest // pad_multiple) * pad_multiple, self.max_length))
         pad_id = self.tokenizer.pad_token_id or 0

@@ -35,6 +35,7 @@ import numpy as np
 
 from citeops.tasks.classifier.artifact import PARITY_FILE
 from citeops.tasks.inference.engines import (
+    CLASSIFIER_GRAPH,
     ONNX_FILE,
     ONNX_META_KEY,
     RUNTIMES,
@@ -113,13 +114,21 @@ def with_runtime(
             f"({(verifier.meta.get(ONNX_META_KEY) or {}).get('reason') or 'none written'})"
         )
     threads = settings.serve.threads
+    graph = export_graph(verifier)
     if runtime == "onnxruntime":
         if precision == "int8":
             path = int8_copy(path, settings.state_dir / "onnx-int8")
-        engine: Engine = onnxruntime_engine(path, precision, threads)
+        engine: Engine = onnxruntime_engine(path, precision, threads, graph)
     else:
-        engine = openvino_engine(path, precision, threads)
+        engine = openvino_engine(path, precision, threads, graph)
     return dataclasses.replace(verifier, engine=engine)
+
+
+def export_graph(verifier: ClaimVerifier) -> str:
+    """What the verifier's export computes (``citeops.json`` -> ``onnx.graph``; an export
+    written before the siamese side encoder is the whole classifier)."""
+    entry = verifier.meta.get(ONNX_META_KEY) or {}
+    return str(entry.get("graph") or CLASSIFIER_GRAPH)
 
 
 def runtime_precision(runtime: RuntimeName, settings: Settings) -> str:

@@ -16,9 +16,12 @@ import numpy as np
 from citeops.tasks.classifier.artifact import PARITY_FILE, file_sha256, read_meta, write_meta
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.inference.engines import (
+    CLASSIFIER_GRAPH,
     ONNX_FILE,
     ONNX_INPUTS,
     ONNX_META_KEY,
+    SIDE_ENCODER_GRAPH,
+    SIDE_INPUTS,
     onnxruntime_engine,
 )
 from citeops.tasks.inference.predictor import ClaimVerifier
@@ -58,6 +61,8 @@ class ParityReport:
     inputs: tuple[str, ...] = ()
     sha256: str | None = None
     reason: str | None = None
+    # what the file computes: the pair classifier, or a siamese model's side encoder
+    graph: str = CLASSIFIER_GRAPH
 
     def to_meta(self) -> dict[str, Any]:
         """The ``onnx`` entry of ``citeops.json``."""
@@ -92,15 +97,23 @@ def _logits_module(model: Any, names: Sequence[str]) -> Any:
     return LogitsOnly().eval()
 
 
+def export_graph(model: Any) -> str:
+    """What :func:`export_onnx` writes for ``model``: the side encoder of a siamese model
+    (the head runs in numpy, see :mod:`citeops.tasks.inference.twopass`), else the
+    whole classifier."""
+    return SIDE_ENCODER_GRAPH if hasattr(model, "side_encoder") else CLASSIFIER_GRAPH
+
+
 def export_onnx(model: Any, tokenizer: Any, path: Path) -> tuple[str, ...]:
     """Export the classifier to ``path`` (TorchScript exporter, opset 17) with dynamic batch
-    and sequence axes on every input; returns the input names.
+    and sequence axes on every input; returns the input names. A siamese model exports
+    its side encoder (:func:`export_side_encoder`).
 
     Raises:
         ExportError: the exporter failed.
     """
-    import torch
-
+    if export_graph(model) == SIDE_ENCODER_GRAPH:
+        return export_side_encoder(model, tokenizer, path)
     names = tuple(n for n in ONNX_INPUTS if n in tokenizer.model_input_names)
     # rows of different lengths: with no padding in the traced batch, the attention mask
     # code may take a no-padding shortcut that the trace would then keep for every batch
@@ -111,23 +124,61 @@ def export_onnx(model: Any, tokenizer: Any, path: Path) -> tuple[str, ...]:
         return_tensors="pt",
     )
     args = tuple(sample[name] for name in names)
-    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
     model.eval()
+    _export(_logits_module(model, names), args, names, "logits", path)
+    return names
+
+
+def export_side_encoder(model: Any, tokenizer: Any, path: Path) -> tuple[str, ...]:
+    """Export a siamese model's side encoder (``input_ids``, ``attention_mask`` in; the
+    mean-pooled ``embedding`` out) with dynamic batch and sequence axes.
+
+    Raises:
+        ExportError: the exporter failed.
+    """
+    # rows of different lengths, one with a masked first column (a claim row): the
+    # trace must keep the general mask code
+    sample = tokenizer(
+        ["A short evidence.", "A longer evidence sentence, with several more words in it."],
+        padding=True,
+        return_tensors="pt",
+    )
+    mask = sample["attention_mask"].clone()
+    mask[0, 0] = 0
+    model.eval()
+    _export(
+        model.side_encoder().eval(), (sample["input_ids"], mask), SIDE_INPUTS, "embedding", path
+    )
+    model.eval()
+    return SIDE_INPUTS
+
+
+def _export(
+    module: Any, args: tuple[Any, ...], names: Sequence[str], output: str, path: Path
+) -> None:
+    """``torch.onnx.export`` of ``module`` (TorchScript exporter, :data:`OPSET`) with
+    dynamic batch and sequence axes on every input and a dynamic batch axis on the output.
+
+    Raises:
+        ExportError: the exporter failed.
+    """
+    import torch
+
+    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {output: {0: "batch"}}
     try:
         with torch.no_grad(), _quiet_exporter():
             torch.onnx.export(
-                _logits_module(model, names),
+                module,
                 args,
                 str(path),
                 input_names=list(names),
-                output_names=["logits"],
+                output_names=[output],
                 dynamic_axes=axes,
                 opset_version=OPSET,
                 dynamo=False,
             )
     except Exception as error:  # noqa: BLE001 - any exporter failure means "not exportable"
         raise ExportError(f"ONNX export failed: {type(error).__name__}: {error}") from None
-    return names
 
 
 @contextlib.contextmanager
@@ -162,10 +213,10 @@ def export_with_parity(
     try:
         verifier = ClaimVerifier.from_dir(folder, "fp32", folder=folder)
         names = (exporter or export_onnx)(verifier.model, verifier.tokenizer, onnx_path)
+        graph = SIDE_ENCODER_GRAPH if tuple(names) == SIDE_INPUTS else CLASSIFIER_GRAPH
         reference = encoded_proba(verifier, pairs)
-        exported = dataclasses.replace(
-            verifier, engine=onnxruntime_engine(onnx_path, "fp32", threads=settings.serve.threads)
-        )
+        engine = onnxruntime_engine(onnx_path, "fp32", settings.serve.threads, graph)
+        exported = dataclasses.replace(verifier, engine=engine)
         candidate = encoded_proba(exported, pairs)
     except Exception as error:  # noqa: BLE001 - any failure marks the version not exportable
         onnx_path.unlink(missing_ok=True)
@@ -183,6 +234,7 @@ def export_with_parity(
             inputs=names,
             sha256=file_sha256(onnx_path) if ok else None,
             reason=None if ok else f"max probability difference {diff:.2e} > {tolerance:.0e}",
+            graph=graph,
         )
         if not ok:
             onnx_path.unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""The siamese head: one pass equals two separate encodings, it saves, loads, exports to
+"""The siamese head: its two passes equal the earlier one-pass form and each side encoded
+alone, it saves, loads, exports to
 ONNX / OpenVINO with parity, trains and serves through the usual paths."""
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import torch
 
 from citeops.configs.settings import load_settings
 from citeops.tasks.classifier.base import BaseModelError, load_base
-from citeops.tasks.classifier.siamese import MODEL_TYPE, SiameseBertForSequenceClassification
+from citeops.tasks.classifier.siamese import (
+    MODEL_TYPE,
+    SiameseBertForSequenceClassification,
+    one_pass_features,
+)
 from citeops.tasks.inference.loading import load_verifier
 from citeops.tasks.inference.predictor import ClaimVerifier
 from citeops.tasks.inference.runtimes import encoded_proba
@@ -58,6 +63,41 @@ def test_one_pass_equals_each_side_encoded_alone() -> None:
     swapped = tokenizer(EVIDENCE, CLAIMS[::-1], padding=True, return_tensors="pt")
     with torch.no_grad():
         assert not torch.allclose(model(**swapped).logits, logits)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_two_passes_give_the_features_of_the_one_pass_form(attention: str) -> None:
+    """Same maths as the block-masked single pass the models were trained with, on rows
+    of very different lengths (padding on both sides) and a row without a claim."""
+    model, tokenizer = load_base(load_settings(model={"head": "siamese"}).model, seed=3)
+    model.config._attn_implementation = attention
+    model.eval()
+    evidence = EVIDENCE + ["A much longer evidence text " * 6, "Short."]
+    claims = CLAIMS + ["Short claim.", "A claim that is longer than its evidence, by far."]
+    batch = tokenizer(evidence, claims, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        two = model.pair_features(**batch)
+        one = one_pass_features(
+            model, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+        )
+        assert torch.allclose(two, one, atol=1e-5)
+        # no segments: the whole input is the evidence, the claim embedding is zero
+        alone = tokenizer(evidence, padding=True, return_tensors="pt")
+        features = model.pair_features(alone["input_ids"], alone["attention_mask"])
+    hidden = model.config.hidden_size
+    assert torch.count_nonzero(features[:, :hidden]) == 0
+    assert torch.count_nonzero(features[:, hidden : 2 * hidden]) > 0
+
+
+def test_serving_runs_the_siamese_head_in_two_passes(siamese_folder: Path) -> None:
+    verifier = ClaimVerifier.from_dir(siamese_folder)
+    assert verifier.two_pass
+    pairs = list(zip(CLAIMS, EVIDENCE, strict=True))
+    encoded = [verifier.encode_pair(c, e) for c, e in pairs]
+    batch = verifier.tokenizer(EVIDENCE, CLAIMS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = torch.softmax(verifier.model(**batch).logits, dim=-1).numpy()
+    assert np.abs(verifier.predict_encoded(encoded) - expected).max() < 1e-5
 
 
 def test_a_saved_siamese_model_loads_back_as_itself(siamese_folder: Path) -> None:
