@@ -19,7 +19,7 @@ SECTION = "bench"
 
 
 class BenchSettings(BaseSettings):
-    """Workloads and goals of `citeops bench ingest`, `drift` and `train`."""
+    """Workloads and goals of `citeops bench ingest`, `drift`, `train` and `soak`."""
 
     model_config = SettingsConfigDict(
         env_prefix=f"{ENV_PREFIX}{SECTION.upper()}__",
@@ -73,6 +73,20 @@ class BenchSettings(BaseSettings):
     measures the pipeline, not the rate; pyvers' own default is 2e-5)."""
     mlflow_experiment: str = "citeops-bench"
     """MLflow experiment where `bench train` logs its curves."""
+    soak_minutes: float = Field(10.0, gt=0)
+    """Length of `bench soak`'s measured run (after its warm-up); fractions allowed."""
+    soak_rate: float = Field(4.0, gt=0)
+    """Requests per second `bench soak` sends, open loop (60 % /predict, 20 % /feedback,
+    20 % app actions): well below what `citeops serve` answers on 2 cores, so that the
+    soak measures a steady state, not a growing queue."""
+    soak_swap_every_seconds: float = Field(30.0, gt=0)
+    """Seconds between `bench soak`'s blue-green swaps (a deploy, then a rollback, ...)."""
+    soak_ingest_every_seconds: float = Field(60.0, gt=0)
+    """Seconds between `bench soak`'s runs of `citeops ingest` on the endpoint's logs."""
+    soak_max_rss_growth: float = Field(0.10, ge=0)
+    """Goal: server RSS at the end over RSS after warm-up, minus 1."""
+    soak_max_p99_ratio: float = Field(1.5, gt=0)
+    """Goal: p99 latency of the last row over p99 of the first."""
 
 
 def load_bench_settings(**overrides: Any) -> BenchSettings:

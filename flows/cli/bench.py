@@ -337,3 +337,54 @@ def bench_drift_calibration(
         print_json(result)
         return
     typer.echo(format_calibration(result))
+
+
+@app.command("soak")
+def bench_soak(
+    minutes: float | None = typer.Option(
+        None,
+        "--minutes",
+        min=0.01,
+        help="Measured minutes, fractions allowed (bench.soak_minutes, 10).",
+    ),
+    rate: float | None = typer.Option(
+        None, "--rate", min=0.01, help="Requests per second, open loop (bench.soak_rate, 4)."
+    ),
+    swap_every: float | None = typer.Option(
+        None,
+        "--swap-every",
+        min=0.1,
+        help="Seconds between blue-green swaps (bench.soak_swap_every_seconds, 30).",
+    ),
+    ingest_every: float | None = typer.Option(
+        None,
+        "--ingest-every",
+        min=0.1,
+        help="Seconds between ingests of the endpoint's logs "
+        "(bench.soak_ingest_every_seconds, 60).",
+    ),
+    row_seconds: float = typer.Option(
+        60.0, "--row-seconds", min=1.0, help="Seconds per report row and progress line."
+    ),
+    model_uri: str | None = typer.Option(
+        None, help="Model to serve (default: MiniLM with an untrained head, as `bench serve`)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Soak `citeops serve` on a fresh home: mixed /predict, /feedback and app traffic at a
+    steady rate, a blue-green swap and an ingest at fixed intervals; reports failures,
+    latency per row, server RSS and feedback lines acknowledged vs ingested, with goals."""
+    from citeops.benchmarks.soak import SoakOptions, format_soak, run_soak_bench
+
+    bench = load_bench_settings(
+        soak_minutes=minutes,
+        soak_rate=rate,
+        soak_swap_every_seconds=swap_every,
+        soak_ingest_every_seconds=ingest_every,
+    )
+    options = SoakOptions(model_uri=model_uri, row_seconds=row_seconds)
+    report = run_soak_bench(settings_from(), options, bench, progress=info)
+    if as_json:
+        print_json(report)
+    else:
+        typer.echo(format_soak(report))
