@@ -76,6 +76,9 @@ class ServeSettings(Section):
     """Age of a log part before a new part starts."""
     feedback_write_timeout_seconds: float = Field(10.0, gt=0)
     """/feedback answers 202 only once its line is in the part file; 503 after this long."""
+    shutdown_timeout_seconds: int = Field(10, ge=1)
+    """On SIGTERM / SIGINT: how long in-flight requests (a slow client's body included) may
+    take to finish before they are cancelled; the open log parts are published after."""
     smoke_agreement_threshold: float = Field(0.0, ge=0, le=1)
     """Least label agreement of a newly deployed model with the live one on recent
     requests (0: not checked)."""

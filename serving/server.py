@@ -62,8 +62,21 @@ def load_first_model(
         return None
 
 
+class _NoShutdownCancelTracebacks(logging.Filter):
+    """Drop uvicorn's "Exception in ASGI application" traceback for each request it
+    cancels at ``serve.shutdown_timeout_seconds``: its own one line ("Cancel N running
+    task(s), timeout graceful shutdown exceeded") says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import asyncio
+
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, asyncio.CancelledError)
+
+
 def run_server(settings: Settings, model_uri: str | None, progress: Progress) -> None:
-    """Serve until interrupted (SIGINT / SIGTERM publish the open log parts on the way out).
+    """Serve until interrupted: SIGINT / SIGTERM let in-flight requests finish for up to
+    ``serve.shutdown_timeout_seconds``, cancel the rest, then publish the open log parts.
 
     Raises:
         CiteopsError: ``model_uri`` was given and cannot be loaded.
@@ -81,4 +94,13 @@ def run_server(settings: Settings, model_uri: str | None, progress: Progress) ->
     serve = settings.serve
     base = f"http://{serve.host}:{serve.port}"
     progress(f"serving on {base} (the app: {base}/app, API docs: {base}/docs)")
-    uvicorn.run(app, host=serve.host, port=serve.port, log_level="warning", lifespan="on")
+    logging.getLogger("uvicorn.error").addFilter(_NoShutdownCancelTracebacks())
+    uvicorn.run(
+        app,
+        host=serve.host,
+        port=serve.port,
+        log_level="warning",
+        lifespan="on",
+        # slow or stuck clients cannot hold the shutdown (and the log parts it publishes)
+        timeout_graceful_shutdown=serve.shutdown_timeout_seconds,
+    )
