@@ -179,6 +179,10 @@ class FeedbackSettings(Section):
     auto_exclude: bool = True
     """Exclude a client above `max_flagged_share` automatically (reversible: `citeops
     feedback include`; a client let back in is never excluded automatically again)."""
+    flag_rule: Literal["prune_by_noise_rate", "both", "off_diagonal"] = "prune_by_noise_rate"
+    """Confident-learning rule that flags label issues (docs/feedback-quality.md):
+    prune_by_noise_rate flags as many labels as the estimated noise, the most clearly
+    wrong first; off_diagonal every label the model confidently disagrees with."""
     score_batch_size: int = Field(32, ge=1)
     """Pairs per batch when the champion scores feedback."""
     score_max_rows: int = Field(5000, ge=1)

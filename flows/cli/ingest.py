@@ -229,11 +229,13 @@ def measure(
     if scorer is None:
         raise CiteopsError("no champion to score with: train and promote one first")
     examples = shuffled(read_split(settings.data_dir, "citint", split), seed)[:pairs]
-    result = measure_on_seeded_flips(scorer, examples, flip_share, seed)
-    payload = result.to_dict() | {"model_version": scorer.version, "split": split}
+    rule = settings.feedback.flag_rule
+    result = measure_on_seeded_flips(scorer, examples, flip_share, seed, rule)
+    payload = result.to_dict() | {"model_version": scorer.version, "split": split, "rule": rule}
     if as_json:
         print_json(payload)
         return
     typer.echo(
-        f"champion v{scorer.version} on {result.items} citint {split} pairs: {result.line()}"
+        f"champion v{scorer.version} on {result.items} citint {split} pairs ({rule}): "
+        f"{result.line()}"
     )

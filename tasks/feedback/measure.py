@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from citeops.tasks.data.multivers import LABEL2ID, LABELS
-from citeops.tasks.feedback.confident import find_label_issues
+from citeops.tasks.feedback.confident import DEFAULT_RULE, Rule, find_label_issues
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -100,15 +100,20 @@ def flip_label(gold: str, rng: random.Random, share: float) -> str:
 
 
 def measure_on_seeded_flips(
-    scorer: Scorer, examples: Sequence[Example], share: float, seed: int
+    scorer: Scorer,
+    examples: Sequence[Example],
+    share: float,
+    seed: int,
+    rule: Rule = DEFAULT_RULE,
 ) -> FlagMeasure:
     """Flip a seeded ``share`` of ``examples``' gold labels as the demo's users do, score
-    the pairs with ``scorer`` and flag with the confident-learning rule: its precision and
-    recall (the ``label_issue`` reason alone; no client disagreement)."""
+    the pairs with ``scorer`` and flag with the confident-learning ``rule``: its precision
+    and recall (the ``label_issue`` reason alone; no client disagreement)."""
     rng = random.Random(seed)
     given = [flip_label(ex.label_name, rng, share) for ex in examples]
     probs = scorer([ex.claim for ex in examples], [ex.evidence for ex in examples])
-    issues = set(find_label_issues(probs, np.array([LABEL2ID[g] for g in given])).tolist())
+    ids = np.array([LABEL2ID[g] for g in given])
+    issues = set(find_label_issues(probs, ids, rule).tolist())
     return tally(
         (label != ex.label_name, i in issues)
         for i, (ex, label) in enumerate(zip(examples, given, strict=True))

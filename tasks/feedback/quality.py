@@ -2,11 +2,12 @@
 
 Two signals, each a flag reason:
 
-- ``label_issue``: the confident-learning rule (:mod:`~citeops.tasks.feedback.confident`)
-  on the champion's probabilities. A row is scored once, by the champion of the time,
-  before any retraining learns from it (the monitor flow scores right after ingesting), so
-  the probabilities are out-of-sample; the rule runs over all rows scored by the same
-  model version, so its per-class thresholds rest on every such row, not one batch.
+- ``label_issue``: a confident-learning rule (:mod:`~citeops.tasks.feedback.confident`,
+  ``feedback.flag_rule``) on the champion's probabilities. A row is scored once, by the
+  champion of the time, before any retraining learns from it (the monitor flow scores
+  right after ingesting), so the probabilities are out-of-sample; the rule runs over all
+  rows scored by the same model version, so its per-class thresholds rest on every such
+  row, not one batch.
 - ``client_disagreement``: several authenticated, not excluded clients labelled the same
   pair (normalised claim + evidence hash) differently: the labels given by fewer distinct
   clients than the most given one are suspect (a tie flags nothing; ``ingest.conflict_rule``
@@ -31,7 +32,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from citeops.tasks.data.multivers import LABEL2ID, LABELS
-from citeops.tasks.feedback.confident import confident_classes, find_label_issues
+from citeops.tasks.feedback.confident import (
+    DEFAULT_RULE,
+    Rule,
+    confident_classes,
+    find_label_issues,
+)
 from citeops.tasks.feedback.confident import per_class_thresholds as thresholds_of
 from citeops.tasks.inference.aliases import CHAMPION, alias_uri
 from citeops.tasks.inference.loading import load_verifier
@@ -95,9 +101,12 @@ class Verdict:
     confident: dict[int, str | None]
 
 
-def label_issues(rows: Sequence[JudgedRow]) -> tuple[set[int], dict[int, str | None]]:
-    """Row ids that are label issues, and each scored row's confident label; the rule
-    runs separately over the rows of each scoring model version."""
+def label_issues(
+    rows: Sequence[JudgedRow], rule: Rule = DEFAULT_RULE
+) -> tuple[set[int], dict[int, str | None]]:
+    """Row ids that are label issues by ``rule`` (``feedback.flag_rule``), and each scored
+    row's confident label; the rule runs separately over the rows of each scoring model
+    version."""
     groups: dict[str, list[JudgedRow]] = defaultdict(list)
     for row in rows:
         if row.label_probs is not None and row.scored_by is not None:
@@ -107,7 +116,7 @@ def label_issues(rows: Sequence[JudgedRow]) -> tuple[set[int], dict[int, str | N
     for group in groups.values():
         probs = np.array([[row.label_probs[label] for label in LABELS] for row in group])
         given = np.array([LABEL2ID[row.user_label] for row in group])
-        issues.update(group[i].id for i in find_label_issues(probs, given))
+        issues.update(group[i].id for i in find_label_issues(probs, given, rule))
         best_of = confident_classes(probs, thresholds_of(probs, given))
         for row, best in zip(group, best_of, strict=True):
             confident[row.id] = LABELS[best] if best >= 0 else None
@@ -131,10 +140,12 @@ def minority_labels(votes: Iterable[ClientVote]) -> set[tuple[str, str]]:
     return minority
 
 
-def judge(rows: Sequence[JudgedRow], votes: Sequence[ClientVote]) -> Verdict:
-    """The flag reasons of every row (``label_issue``, ``client_disagreement``, or both
-    joined by ``+``)."""
-    issues, confident = label_issues(rows)
+def judge(
+    rows: Sequence[JudgedRow], votes: Sequence[ClientVote], rule: Rule = DEFAULT_RULE
+) -> Verdict:
+    """The flag reasons of every row (``label_issue`` by ``rule``, ``client_disagreement``,
+    or both joined by ``+``)."""
+    issues, confident = label_issues(rows, rule)
     minority = minority_labels(votes)
     reasons: dict[int, str | None] = {}
     for row in rows:
@@ -224,7 +235,8 @@ def stored_client_quality(settings: Settings) -> list[ClientQuality]:
     cfg = settings.feedback
     with open_store(settings) as engine, engine.connect() as conn:
         rows, votes = rows_to_judge(conn), client_votes(conn)
-    verdict = Verdict({row.id: row.flag_reason for row in rows}, label_issues(rows)[1])
+    confident = label_issues(rows, cfg.flag_rule)[1]
+    verdict = Verdict({row.id: row.flag_reason for row in rows}, confident)
     return client_quality(rows, votes, verdict, cfg.max_flagged_share, cfg.min_client_items)
 
 
@@ -286,7 +298,7 @@ def _judge_store(settings: Settings) -> tuple[list[JudgedRow], Verdict, list[Cli
     cfg = settings.feedback
     with open_store(settings) as engine, engine.begin() as conn:
         rows, votes = rows_to_judge(conn), client_votes(conn)
-        verdict = judge(rows, votes)
+        verdict = judge(rows, votes, cfg.flag_rule)
         changed = {
             r.id: verdict.reasons[r.id] for r in rows if verdict.reasons[r.id] != r.flag_reason
         }
