@@ -1,13 +1,14 @@
 """`citeops bench …`: the benchmarks (package ``citeops.benchmarks``), each beside its baseline.
 
-Commands: ``train``, ``serve``, ``ingest``, ``drift``, ``drift-calibration``. Each prints a
-human-readable summary, or with ``--json`` the benchmark's figures as JSON on stdout
-(progress goes to stderr).
+Commands: ``train``, ``serve``, ``ingest``, ``drift``, ``drift-calibration``, ``flagging``.
+Each prints a human-readable summary, or with ``--json`` the benchmark's figures as JSON on
+stdout (progress goes to stderr).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import typer
 
@@ -337,6 +338,42 @@ def bench_drift_calibration(
         print_json(result)
         return
     typer.echo(format_calibration(result))
+
+
+@app.command("flagging")
+def bench_flagging(
+    file: str = typer.Option(
+        "flagging.jsonl", "--file", help="Flagging file to read (or write: --model-uri)."
+    ),
+    model_uri: str | None = typer.Option(
+        None,
+        "--model-uri",
+        help="Score pairs with this model first and write --file (e.g. "
+        "models:/claim-verifier@champion); without it --file is read.",
+    ),
+    split: str = typer.Option("train", "--split", help="Citation-Integrity split to score."),
+    pool: int | None = typer.Option(None, "--pool", min=10, help="Pairs to score (all)."),
+    pairs: int = typer.Option(240, "--pairs", min=10, help="Labels judged per draw."),
+    flip_share: float = typer.Option(0.15, "--flip-share", min=0.0, max=1.0),
+    resamples: int = typer.Option(50, "--resamples", min=0, help="Draws with fresh flips."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Feedback flagging: precision and recall of each confident-learning rule on labels
+    flipped as the demo's users flip them, side by side on the same model probabilities
+    (the file's labels, then pooled over resampled draws)."""
+    from citeops.benchmarks.feedback_flagging import comparison_text, run_flagging_bench
+    from citeops.tasks.errors import CiteopsError
+
+    try:
+        result = run_flagging_bench(
+            settings_from(), Path(file), model_uri, split, pool, pairs, flip_share, resamples, info
+        )
+    except ValueError as error:
+        raise CiteopsError(str(error)) from None
+    if as_json:
+        print_json(result)
+        return
+    typer.echo(comparison_text(result))
 
 
 @app.command("soak")
