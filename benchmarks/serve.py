@@ -61,8 +61,14 @@ class BenchOptions:
     sweep_runtimes: tuple[str, ...] | None = None
     sweep_clients: int = 16
     # the shadow phase's cost: a server mirroring every request to a shadow challenger
-    # against one that does not, at this many clients (0: not run)
+    # against one that does not, at this many clients (0: not run), mirroring this share
+    # of requests (None: promote.online_share, the online phase's default)
     shadow_clients: int = 0
+    shadow_share: float | None = None
+    # a second workload where each evidence is checked against this many claims in a row
+    # (0: not run): the baseline, citeops serve without and with its evidence cache
+    evidence_reuse: int = 0
+    reuse_clients: int = 16
 
 
 @dataclass
@@ -110,7 +116,7 @@ def bench_model_folder(settings: Settings, model_uri: str | None) -> Path:
     from citeops.tasks.classifier.artifact import find_hf_dir
 
     if model_uri is None:
-        folder = settings.home / "bench" / "minilm-untrained"
+        folder = settings.home / "bench" / f"minilm-untrained-{settings.model.head}"
         if not (folder / "config.json").is_file():
             from citeops.tasks.classifier.base import load_base
 
@@ -489,11 +495,13 @@ def shadow_overhead(
     options: BenchOptions,
     progress: Progress,
 ) -> dict[str, Any]:
-    """p95 of a server whose every request is mirrored to a shadow challenger (the same
-    model in the idle slot, ``/admin/ab/start`` mode shadow, share 1) against the same
-    server without, driven in alternating slices at ``options.shadow_clients``; with the
-    shadow copies scored and dropped."""
+    """p95 of a server mirroring ``share`` of its requests to a shadow challenger (the same
+    model in the idle slot, ``/admin/ab/start`` mode shadow) against the same server
+    without, driven in alternating slices at ``options.shadow_clients``; with the shadow
+    copies scored and dropped. ``share``: ``options.shadow_share`` (None: 1)."""
     import httpx
+
+    share = options.shadow_share if options.shadow_share is not None else 1.0
 
     servers = {}
     try:
@@ -503,7 +511,7 @@ def shadow_overhead(
             cmd = [*serve_cmd, "--port", str(port)]
             servers[name] = start_server(cmd, env, port, workdir, "/ready")
         headers = {"Authorization": f"Bearer {token}"}
-        body = {"model_uri": str(folder), "share": 1.0, "mode": "shadow"}
+        body = {"model_uri": str(folder), "share": share, "mode": "shadow"}
         started = httpx.post(f"{servers['shadow'].base_url}/admin/ab/start", json=body,
                              headers=headers, timeout=600)  # fmt: skip
         if started.status_code != 200:
@@ -520,11 +528,98 @@ def shadow_overhead(
     overhead = mirrored["p95_ms"] / plain["p95_ms"] - 1 if plain["p95_ms"] else None
     return {
         "clients": clients,
+        "share": share,
         "serve": plain,
         "shadow": mirrored,
         "p95_overhead": None if overhead is None else round(overhead, 3),
         "copies": copies.get("shadow", {}),
     }
+
+
+def reuse_pairs(
+    pairs: Sequence[tuple[str, str]], reuse: int, spacing: int = 1
+) -> list[tuple[str, str]]:
+    """Each distinct evidence of ``pairs`` checked against ``reuse`` claims (its own pair's
+    claim first, then claims of other pairs), the same evidence coming back every
+    ``spacing`` pairs: AI4citations users check several claims against one cited paper,
+    each user one claim after the other (with ``spacing`` users at a time, a repeat
+    arrives with the next round of requests, not in the same batch)."""
+    evidences = list(dict.fromkeys(evidence for _, evidence in pairs))
+    claims = [claim for claim, _ in pairs]
+    out = []
+    for start in range(0, len(evidences), spacing):
+        group = evidences[start : start + spacing]
+        for k in range(reuse):
+            for offset, evidence in enumerate(group):
+                i = start + offset
+                out.append((claims[(i * reuse + k) % len(claims)], evidence))
+    return out
+
+
+def evidence_cache_stats(base_url: str) -> dict[str, float]:
+    """The live slot's ``citeops_evidence_cache`` figures from ``/metrics`` (summed over
+    slots: one model is loaded here)."""
+    import httpx
+
+    stats: dict[str, float] = {}
+    for line in httpx.get(f"{base_url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("citeops_evidence_cache{"):
+            labels, value = line.rsplit(" ", 1)
+            stat = labels.split('stat="', 1)[1].split('"', 1)[0]
+            stats[stat] = stats.get(stat, 0.0) + float(value)
+    return stats
+
+
+def reuse_workload(
+    serve_cmd: Sequence[str],
+    env: dict[str, str],
+    workdir: Path,
+    urls: dict[str, str],
+    pairs: Sequence[tuple[str, str]],
+    options: BenchOptions,
+    progress: Progress,
+) -> dict[str, Any]:
+    """The evidence-reuse workload at ``options.reuse_clients`` (each client, in effect,
+    checks ``options.evidence_reuse`` claims against one evidence, :func:`reuse_pairs`):
+    the baseline and the
+    main citeops server (``urls``, both without any evidence cache) against one more
+    citeops server with its cache (``serve.evidence_cache_mb`` as configured), in
+    alternating slices; the cache's share of the gain is that server's pairs/s over the
+    one without."""
+    workload = reuse_pairs(pairs, options.evidence_reuse, spacing=options.reuse_clients)
+    port = free_port()
+    progress(f"evidence reuse x{options.evidence_reuse}: starting citeops serve with its cache")
+    cached_env = {key: value for key, value in env.items() if key != CACHE_ENV}
+    cached = start_server([*serve_cmd, "--port", str(port)], cached_env, port, workdir, "/ready")
+    try:
+        servers = {"baseline": urls["baseline"], "serve": urls["serve"]}
+        servers["serve_cached"] = cached.base_url
+        run = dataclasses.replace(options, clients=(options.reuse_clients,), warmup_requests=0)
+        levels, _ = run_levels(servers, workload, run, progress)
+        stats = evidence_cache_stats(cached.base_url)
+    finally:
+        cached.stop()
+    key = str(options.reuse_clients)
+    rows = {name: levels[name][key] for name in servers}
+    base = rows["baseline"]["throughput"]
+    plain, with_cache = rows["serve"]["throughput"], rows["serve_cached"]["throughput"]
+    lookups = stats.get("hits", 0.0) + stats.get("misses", 0.0)
+    return {
+        "reuse": options.evidence_reuse,
+        "clients": options.reuse_clients,
+        "pairs": len(workload),
+        **rows,
+        "ratio": round(with_cache / base, 2) if base else None,
+        "ratio_without_cache": round(plain / base, 2) if base else None,
+        "cache_gain": round(with_cache / plain, 2) if plain else None,
+        "cache": {
+            **stats,
+            "hit_rate": round(stats.get("hits", 0.0) / lookups, 3) if lookups else None,
+        },
+    }
+
+
+CACHE_ENV = "CITEOPS_SERVE__EVIDENCE_CACHE_MB"
 
 
 def run_serve_bench(
@@ -560,6 +655,9 @@ def run_serve_bench(
         "CITEOPS_SERVE__RUNTIME": settings.serve.runtime,
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        # the main workload wraps around the test pairs: no cache, so that repeats do not
+        # count (the reuse workload measures the cache)
+        CACHE_ENV: "0",
     }
     env.pop("CITEOPS_LOG_ROOT", None)
     env.pop("OMP_WAIT_POLICY", None)  # each side gets its own below
@@ -626,7 +724,13 @@ def run_serve_bench(
                 "seconds": options.seconds,
                 "runtimes": token_sweep(serve_cmd, env, workdir, pairs, sweep, progress),
             }
+        if options.evidence_reuse:
+            report["evidence_reuse"] = reuse_workload(
+                serve_cmd, env, workdir, urls, pairs, options, progress
+            )
         if options.shadow_clients:
+            if options.shadow_share is None:  # the online phase's default share
+                options = dataclasses.replace(options, shadow_share=settings.promote.online_share)
             report["shadow"] = shadow_overhead(serve_cmd, env, workdir, folder, pairs, token,
                                                options, progress)  # fmt: skip
         if options.swap_requests:
@@ -685,6 +789,17 @@ def format_report(report: dict[str, Any]) -> str:
         speed = f"{swap['throughput']} pairs/s, p95 {swap['p95_ms']} ms"
         longest = f"longest across a swap {swap['longest_across_swap_ms']} ms"
         lines.append(f"swap test: {counts}, {speed}, {longest} (overall max {swap['max_ms']} ms)")
+    if "evidence_reuse" in report:
+        reuse = report["evidence_reuse"]
+        lines.append(
+            f"evidence reused x{reuse['reuse']} at {reuse['clients']} clients: baseline "
+            f"{reuse['baseline']['throughput']:.1f}/s, serve without cache "
+            f"{reuse['serve']['throughput']:.1f}/s, with cache "
+            f"{reuse['serve_cached']['throughput']:.1f}/s (p95 "
+            f"{reuse['serve_cached']['p95_ms']} ms): ratio {reuse['ratio']}x, "
+            f"{reuse['ratio_without_cache']}x without; cache gain {reuse['cache_gain']}x, "
+            f"hit rate {reuse['cache'].get('hit_rate')}"
+        )
     if "shadow" in report:
         shadow = report["shadow"]
         copies = shadow["copies"]
@@ -692,7 +807,7 @@ def format_report(report: dict[str, Any]) -> str:
         change = "n/a" if overhead is None else f"{overhead:+.1%}"
         lines.append(
             f"shadow at {shadow['clients']} clients: p95 {shadow['serve']['p95_ms']} ms without, "
-            f"{shadow['shadow']['p95_ms']} ms with every request mirrored "
+            f"{shadow['shadow']['p95_ms']} ms with a share of {shadow.get('share')} mirrored "
             f"({change}); copies scored {copies.get('scored')}, "
             f"dropped {copies.get('dropped')}"
         )

@@ -155,6 +155,19 @@ def bench_serve(
         "mirrored to a shadow challenger against one without, in alternating slices "
         "(0: not run).",
     ),
+    shadow_share: float | None = typer.Option(
+        None,
+        min=0.001,
+        max=1.0,
+        help="Share of requests mirrored in the shadow-overhead run (default: "
+        "promote.online_share, the online phase's default).",
+    ),
+    evidence_reuse: int = typer.Option(
+        0,
+        min=0,
+        help="Also run a workload where each evidence is checked against N claims in a row: "
+        "the baseline, citeops serve without and with its evidence cache (0: not run).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Throughput and latency of `citeops serve` against a per-request transformers
@@ -181,6 +194,8 @@ def bench_serve(
         sweep_runtimes=swept,
         sweep_clients=sweep_clients,
         shadow_clients=shadow_clients,
+        shadow_share=shadow_share,
+        evidence_reuse=evidence_reuse,
     )
     report = run_serve_bench(settings, options, progress=info)
     if as_json:

@@ -13,6 +13,7 @@ from citeops.benchmarks.serve import (
     batch_token_env,
     format_report,
     format_sweep,
+    reuse_pairs,
     run_serve_bench,
 )
 from citeops.configs.settings import load_settings
@@ -59,6 +60,17 @@ def test_bench_serve_runs_both_servers_and_the_swap_test(tmp_path: Path) -> None
         assert row["agreement"] >= 0.99 and row["rss_mb"] > 0
     assert report["rss_mb_both_slots"] > 0
     assert "runtime onnxruntime" in format_report(report)
+
+
+def test_the_reuse_workload_checks_each_evidence_against_n_claims_in_a_row() -> None:
+    pairs = [("c1", "e1"), ("c2", "e2"), ("c3", "e1"), ("c4", "e3")]
+    workload = reuse_pairs(pairs, 2)
+    assert [e for _, e in workload] == ["e1", "e1", "e2", "e2", "e3", "e3"]
+    assert [c for c, _ in workload] == ["c1", "c2", "c3", "c4", "c1", "c2"]
+    # two users at a time: an evidence comes back with the next round, not in the same one
+    spaced = reuse_pairs(pairs, 2, spacing=2)
+    assert [e for _, e in spaced] == ["e1", "e2", "e1", "e2", "e3", "e3"]
+    assert sorted(spaced) == sorted(workload)
 
 
 def test_a_sweep_server_batches_under_the_swept_budget_whatever_runtime_serves(
@@ -139,12 +151,23 @@ def test_bench_serve_runs_on_the_model_the_default_recipe_trains(tmp_path: Path)
         slice_seconds=1.0,
         runtimes=(),
         shadow_clients=2,
+        shadow_share=1.0,
+        evidence_reuse=4,
+        reuse_clients=2,
     )
     report = run_serve_bench(settings, bench, progress=lambda _: None)
     shadow = report["shadow"]  # the same model mirrored as its own shadow challenger
+    assert shadow["share"] == 1.0
     assert shadow["serve"]["failed"] == shadow["shadow"]["failed"] == 0
     assert shadow["copies"]["scored"] + shadow["copies"]["dropped"] > 0
     assert "shadow at 2 clients" in format_report(report)
+    reuse = report["evidence_reuse"]  # each evidence checked against 4 claims in a row
+    for name in ("baseline", "serve", "serve_cached"):
+        assert reuse[name]["failed"] == 0 and reuse[name]["requests"] > 0
+    if head == "siamese":  # the cache serves the later claims of each evidence
+        assert reuse["cache"]["hits"] > reuse["cache"]["misses"] > 0
+    assert reuse["ratio"] > 0 and reuse["cache_gain"] > 0
+    assert "evidence reused x4" in format_report(report)
     assert report["baseline"]["2"]["failed"] == 0 and report["serve"]["2"]["failed"] == 0
     assert report["baseline"]["2"]["requests"] > 0
     assert report["agreement"] >= 0.99 and report["agreement_pairs"] > 0
