@@ -75,6 +75,9 @@ class BenchSettings(BaseSettings):
     """MLflow experiment where `bench train` logs its curves."""
     soak_minutes: float = Field(10.0, gt=0)
     """Length of `bench soak`'s measured run (after its warm-up); fractions allowed."""
+    soak_warmup_seconds: float = Field(60.0, ge=0)
+    """Seconds of `bench soak`'s traffic before its measured run (not measured): the server's
+    RSS after warm-up is read after them."""
     soak_rate: float = Field(4.0, gt=0)
     """Requests per second `bench soak` sends, open loop (60 % /predict, 20 % /feedback,
     20 % app actions): well below what `citeops serve` answers on 2 cores, so that the

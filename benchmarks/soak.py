@@ -8,8 +8,9 @@ feedback button, in one app session, through the app's own HTTP API with
 seconds, and ``citeops ingest`` runs every ``ingest_every`` seconds on the endpoint's log
 root, as an operator's schedule would.
 
-Warm-up (not measured): a few requests of each kind and one deploy + rollback, so that
-both slots hold a model before the server's RSS is first read. At the end the server is
+Warm-up (not measured): a few requests of each kind, one deploy + rollback (so that both
+slots hold a model), then ``bench.soak_warmup_seconds`` of the soak's traffic, before the
+server's RSS is first read. At the end the server is
 stopped gracefully (it publishes its open log parts), a last ingest runs, and the store's
 manifest says what every feedback line became.
 
@@ -100,6 +101,7 @@ class SoakLog:
     feedback_acknowledged: int = 0
     queries_answered: int = 0
     started: float = 0.0  # perf_counter at the start of the measured run
+    warmup: dict[str, Any] = field(default_factory=dict)
 
     def count_success(self, kind: str) -> None:
         """Count a log line the endpoint wrote for a successful request of ``kind``."""
@@ -298,21 +300,24 @@ async def timed(http: Any, traffic: Traffic, kind: str, index: int, log: SoakLog
 
 
 async def steady_load(http: Any, traffic: Traffic, rate: float, seconds: float, log: SoakLog,
-                      started: float) -> None:  # fmt: skip
-    """Open loop: request ``i`` is sent at ``started + i / rate`` whatever the answers so
-    far, kinds in :data:`MIX` order, until ``seconds`` pass; then waits for all answers."""
+                      started: float, first_index: int = 0) -> int:  # fmt: skip
+    """Open loop: the ``n``-th request is sent at ``started + n / rate`` whatever the
+    answers so far, kinds in :data:`MIX` order, pairs from ``first_index`` on, until
+    ``seconds`` pass; then waits for all answers. Returns the next pair index."""
     pending: set[asyncio.Task[None]] = set()
-    for index in itertools.count():
-        due = started + index / rate
+    for n in itertools.count():
+        due = started + n / rate
         if due - started >= seconds:
             break
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        task = asyncio.create_task(timed(http, traffic, MIX[index % len(MIX)], index, log,
+        index = first_index + n
+        task = asyncio.create_task(timed(http, traffic, MIX[n % len(MIX)], index, log,
                                          started))  # fmt: skip
         pending.add(task)
         task.add_done_callback(pending.discard)
     if pending:
         await asyncio.gather(*pending)
+    return first_index + n
 
 
 async def every(seconds: float, stop: asyncio.Event, action: Callable[[], Any]) -> None:
@@ -349,6 +354,7 @@ async def swap(http: Any, folder: Path, token: str, deploy: bool, started: float
 
 # ---- report -----------------------------------------------------------------------------
 def percentile_ms(latencies: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile of ``latencies`` (seconds) in ms, None when there are none."""
     return round(float(np.percentile(np.asarray(latencies) * 1000.0, q)), 1) if latencies else None
 
 
@@ -437,12 +443,14 @@ def labelled_pairs(settings: Settings) -> list[tuple[str, str, str]]:
     return [(ex.claim, ex.evidence, LABELS[ex.label]) for ex in examples]
 
 
-async def warm_up(http: Any, traffic: Traffic, folder: Path, token: str, log: SoakLog) -> None:
+async def warm_up(http: Any, traffic: Traffic, folder: Path, token: str, log: SoakLog,
+                  bench: BenchSettings) -> int:  # fmt: skip
     """Requests of every kind and one deploy + rollback (both slots then hold a model),
-    counted only as log lines written.
+    then ``bench.soak_warmup_seconds`` of the soak's own traffic; counted only as log lines
+    written (and in ``log.warmup``). Returns the next pair index.
 
     Raises:
-        BenchError: a warm-up request or swap failed (the endpoint is not usable).
+        BenchError: a first request or the swaps failed (the endpoint is not usable).
     """
     started = time.perf_counter()
     load = await drive(traffic.base_url, traffic.predict_pairs[-WARMUP_REQUESTS:], 2,
@@ -458,6 +466,17 @@ async def warm_up(http: Any, traffic: Traffic, folder: Path, token: str, log: So
     failed = [s for s in warm.samples if not s.ok] + [s for s in swaps if s["status"] != 200]
     if load.failed or failed:
         raise BenchError(f"warm-up failed: {load.errors or ''} {failed[:3]}")
+    steady = SoakLog()
+    next_index = await steady_load(http, traffic, bench.soak_rate, bench.soak_warmup_seconds,
+                                   steady, time.perf_counter(), len(kinds))  # fmt: skip
+    log.feedback_acknowledged += steady.feedback_acknowledged
+    log.queries_answered += steady.queries_answered
+    log.warmup = {
+        "seconds": bench.soak_warmup_seconds,
+        "requests": len(steady.samples),
+        "failures": sum(not sample.ok for sample in steady.samples),
+    }
+    return next_index
 
 
 async def soak(traffic: Traffic, folder: Path, token: str, env: dict[str, str],
@@ -470,7 +489,9 @@ async def soak(traffic: Traffic, folder: Path, token: str, env: dict[str, str],
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=traffic.base_url, limits=limits,
                                  timeout=REQUEST_TIMEOUT_SECONDS) as http:  # fmt: skip
-        await warm_up(http, traffic, folder, token, log)
+        progress(f"warm-up: first requests, a deploy and a rollback, then "
+                 f"{bench.soak_warmup_seconds:g} s of traffic")  # fmt: skip
+        next_index = await warm_up(http, traffic, folder, token, log, bench)
         log.rss_mb.append(server_rss_mb(server))
         progress(f"warm-up done: server RSS {log.rss_mb[0]} MiB; soaking for "
                  f"{bench.soak_minutes:g} min at {bench.soak_rate} requests/s")  # fmt: skip
@@ -508,7 +529,7 @@ async def soak(traffic: Traffic, folder: Path, token: str, env: dict[str, str],
             asyncio.create_task(every(bench.soak_ingest_every_seconds, stop, ingest_once)),
             asyncio.create_task(report_rows()),
         ]
-        await steady_load(http, traffic, bench.soak_rate, seconds, log, started)
+        await steady_load(http, traffic, bench.soak_rate, seconds, log, started, next_index)
         stop.set()
         await asyncio.gather(*side)
         rows_done = len(log.rss_mb) - 1
@@ -591,6 +612,7 @@ def soak_report(log: SoakLog, options: SoakOptions, ingested: dict[str, dict[str
         "ingest_every_s": bench.soak_ingest_every_seconds,
         "row_seconds": options.row_seconds,
         "cpu_count": os.cpu_count(),
+        "warmup": log.warmup,
         "requests": len(log.samples),
         "failures": len(log.samples) - len(ok),
         "errors": errors,

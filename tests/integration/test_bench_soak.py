@@ -83,6 +83,7 @@ def test_bench_soak_reports_a_short_soak_on_the_default_recipe(
     tokenizer.save_pretrained(folder)
     # parts published every 3 s, so that the ingests during the run find lines
     monkeypatch.setenv("CITEOPS_SERVE__LOG_PART_MAX_SECONDS", "3")
+    monkeypatch.setenv("CITEOPS_BENCH__SOAK_WARMUP_SECONDS", "4")
     argv = ["bench", "soak", "--minutes", "0.5", "--rate", "4", "--swap-every", "6",
             "--ingest-every", "10", "--row-seconds", "10", "--model-uri", str(folder),
             "--json"]  # fmt: skip
@@ -90,6 +91,7 @@ def test_bench_soak_reports_a_short_soak_on_the_default_recipe(
     assert code == 0, err
     report = json.loads(out)
     assert report["requests"] > 0 and report["failures"] == 0, report["errors"]
+    assert report["warmup"]["seconds"] == 4 and report["warmup"]["requests"] == 16
     assert all(report["by_kind"][kind] > 0 for kind in report["by_kind"])  # app included
     assert report["swaps"] >= 1 and report["swap_failures"] == 0
     rows = report["rows"]
