@@ -17,9 +17,11 @@ hidden parts that no live writer holds were left by a writer that died (kill -9,
 loss): their complete lines are published under the part's visible name, and a torn last
 line is moved to ``<part>.jsonl.torn`` beside it (never read by ingestion). Lines still
 queued in memory when the process died are lost; :meth:`LogWriter.write_durable` waits
-until a line is flushed to the file, so a process crash cannot lose it. For S3, parts
-whose upload failed stay in a local spool folder and are retried at the next rotation
-and at start.
+until a line is flushed to the file, so a process crash cannot lose it. For S3, finished
+parts wait in a local spool folder and are uploaded by a thread of their own, so a slow,
+hung or unreachable S3 API never holds the writer (nor the /feedback acknowledgements that
+wait for it); a failed upload stays in the spool and is retried at the next rotation,
+after ``serve.log_part_max_seconds``, and at start.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ class _OpenPart:
 class PartSink:
     """Where a finished part goes: renamed into a local folder, or uploaded to S3."""
 
+    background = False
+    """Publish on an uploader thread (a network sink) rather than the writer thread."""
+
     def tmp_path(self, key: str) -> Path:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -119,6 +124,8 @@ class LocalSink(PartSink):
 
 class S3Sink(PartSink):
     """Parts are spooled locally and uploaded whole (one PUT) to ``s3://bucket/prefix/key``."""
+
+    background = True
 
     def __init__(self, settings: Settings, uri: str, spool: Path) -> None:
 
@@ -228,8 +235,10 @@ class LogWriter:
         self.stats = LogWriterStats()
         self._queue: queue.Queue[_Item | None] = queue.Queue(queue_size)
         self._open: dict[str, _OpenPart] = {}
-        self._pending: list[tuple[Path, str]] = []
+        self._pending: list[tuple[Path, str]] = []  # owned by the thread that publishes
         self._thread: threading.Thread | None = None
+        self._uploads: queue.Queue[tuple[Path, str] | None] = queue.Queue()
+        self._uploader: threading.Thread | None = None
 
     # ---- request side -----------------------------------------------------------------
     def write(self, stream: str, record: dict[str, Any]) -> bool:
@@ -264,20 +273,35 @@ class LogWriter:
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         self._pending.extend(self.sink.leftovers())
+        if self.sink.background:
+            self._uploader = threading.Thread(
+                target=self._upload_loop, name="citeops-log-upload", daemon=True
+            )
+            self._uploader.start()
         self._thread = threading.Thread(target=self._run, name="citeops-log-writer", daemon=True)
         self._thread.start()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write everything queued, publish every open part, stop the thread."""
+        """Write everything queued, publish every open part, stop the threads (waiting at
+        most ``timeout`` seconds in all: parts not uploaded by then stay in the spool and are
+        uploaded at the next start)."""
         if self._thread is None:
             return
+        deadline = time.monotonic() + timeout
         self._queue.put(None)
         self._thread.join(timeout)
         self._thread = None
+        if self._uploader is not None:
+            self._uploads.put(None)
+            self._uploader.join(max(0.0, deadline - time.monotonic()))
+            if self._uploader.is_alive():
+                log.warning("log uploads unfinished at shutdown: uploaded at the next start")
+            self._uploader = None
 
     # ---- writer thread ------------------------------------------------------------------
     def _run(self) -> None:
-        self._retry_pending()
+        if self._uploader is None:
+            self._retry_pending()
         tick = min(1.0, self.max_seconds / 4)
         while True:
             try:
@@ -297,7 +321,8 @@ class LogWriter:
                 self._fail_waiting(error)
         for stream in list(self._open):
             self._publish(stream)
-        self._retry_pending()
+        if self._uploader is None:
+            self._retry_pending()
 
     def _drain(self) -> None:
         """Write whatever else is queued right now, then flush once."""
@@ -363,7 +388,7 @@ class LogWriter:
         for stream, part in list(self._open.items()):
             if now - part.opened_at >= self.max_seconds:
                 self._publish(stream)
-        if self._pending:
+        if self._pending and self._uploader is None:
             self._retry_pending()
 
     def _publish(self, stream: str) -> None:
@@ -371,13 +396,45 @@ class LogWriter:
         part.handle.flush()
         os.fsync(part.handle.fileno())
         _settle(part.waiting)
+        if self._uploader is not None:
+            part.handle.close()
+            self._uploads.put((part.local_tmp, part.key))
+            return
         self._pending.append((part.local_tmp, part.key))
         self._retry_pending()  # the lock is held until the part is renamed (local root)
         part.handle.close()
 
+    # ---- uploader thread (network sinks) ------------------------------------------------
+    def _upload_loop(self) -> None:
+        """Upload the spool's parts at start, then finished parts as they come; after a
+        failure, try again at the next part or after ``max_seconds``; at shutdown, one last
+        round."""
+        stopping = False
+        while not stopping:
+            self._retry_pending()
+            stopping = self._collect_uploads(self.max_seconds)
+        self._retry_pending()
+
+    def _collect_uploads(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a finished part, then take every part queued; True
+        once the writer has said it stopped."""
+        try:
+            item = self._uploads.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        while item is not None:
+            self._pending.append(item)
+            try:
+                item = self._uploads.get_nowait()
+            except queue.Empty:
+                return False
+        return True
+
     def _retry_pending(self) -> None:
-        still: list[tuple[Path, str]] = []
-        for tmp, key in self._pending:
+        """Publish the pending parts in order; the first failure ends the round (the sink is
+        likely down: the rest wait for the next round rather than each retrying now), and the
+        part that failed goes last, so one bad part cannot hold the others."""
+        for index, (tmp, key) in enumerate(self._pending):
             if not tmp.exists():
                 continue
             try:
@@ -387,8 +444,9 @@ class LogWriter:
             except Exception as error:  # noqa: BLE001 - network or disk; keep and retry
                 self.stats.publish_errors += 1
                 log.warning("could not publish log part %s (%s); will retry", key, error)
-                still.append((tmp, key))
-        self._pending = still
+                self._pending = self._pending[index + 1 :] + [(tmp, key)]
+                return
+        self._pending = []
 
 
 _Item = tuple[str, dict[str, Any], Future[None] | None]
