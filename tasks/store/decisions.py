@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
-from citeops.tasks.store.schema import open_store, retrain_decisions, utc_naive
+from citeops.tasks.store.schema import (
+    open_store,
+    retrain_decisions,
+    retry_unreachable,
+    utc_naive,
+)
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -26,7 +31,11 @@ def save_decision(
     settings: Settings, decision: Mapping[str, Any], mlflow_run_id: str | None = None
 ) -> int:
     """Store one decision given in its JSON form (``retrain``, ``decided_at`` ISO 8601,
-    ``causes``, ``reasons``, ``inputs``, ``deployment``); returns the row id."""
+    ``causes``, ``reasons``, ``inputs``, ``deployment``); returns the row id.
+
+    Raises:
+        StoreUnreachable: the store stayed unreachable (:func:`retry_unreachable`).
+    """
     values: dict[str, Any] = {
         name: None if decision.get(name) is None else json.dumps(decision[name], default=str)
         for name in JSON_FIELDS
@@ -34,6 +43,10 @@ def save_decision(
     values["decided_at"] = utc_naive(datetime.fromisoformat(decision["decided_at"]))
     values["retrain"] = bool(decision["retrain"])
     values["mlflow_run_id"] = mlflow_run_id
+    return retry_unreachable(lambda: _insert_decision(settings, values), "the retrain decision")
+
+
+def _insert_decision(settings: Settings, values: dict[str, Any]) -> int:
     with open_store(settings) as engine, engine.begin() as conn:
         inserted = conn.execute(insert(retrain_decisions).values(**values))
     return int(inserted.inserted_primary_key[0])

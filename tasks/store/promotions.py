@@ -25,7 +25,14 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from citeops.tasks.errors import CiteopsError
-from citeops.tasks.store.schema import locks, open_store, promotions, utc_naive, utc_now
+from citeops.tasks.store.schema import (
+    locks,
+    open_store,
+    promotions,
+    retry_unreachable,
+    utc_naive,
+    utc_now,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -98,17 +105,28 @@ def _row_values(record: PromotionRecord) -> dict[str, Any]:
 
 
 def save_record(settings: Settings, record: PromotionRecord) -> PromotionRecord:
-    """Insert the record (first call) or update it (later calls); returns it with its id."""
+    """Insert the record (first call) or update it (later calls); returns it with its id.
+    A store restarting meanwhile costs a few seconds (:func:`retry_unreachable`).
+
+    Raises:
+        StoreUnreachable: the store stayed unreachable.
+    """
     if record.id is None and record.outcome == "running" and not record.detail:
         record.detail = f"{RUNNING_IN}{socket.gethostname()}:{os.getpid()}"
+    return retry_unreachable(lambda: _write_record(settings, record), f"{record.kind} record")
+
+
+def _write_record(settings: Settings, record: PromotionRecord) -> PromotionRecord:
+    """One transaction of :func:`save_record`; ``record.id`` is set once the row is in."""
     values = _row_values(record)
     with open_store(settings) as engine, engine.begin() as conn:
         if record.id is None:
-            record.id = int(
-                conn.execute(insert(promotions).values(**values)).inserted_primary_key[0]
-            )
+            inserted = conn.execute(insert(promotions).values(**values)).inserted_primary_key[0]
         else:
+            inserted = None
             conn.execute(update(promotions).where(promotions.c.id == record.id).values(**values))
+    if inserted is not None:
+        record.id = int(inserted)
     return record
 
 
@@ -227,6 +245,8 @@ def _try_acquire(conn: Connection, name: str, owner: str, ttl: float) -> str | N
     """Take the lock; ``None`` when taken, else the current holder's description."""
     now = utc_now()
     held = conn.execute(select(locks).where(locks.c.name == name)).first()
+    if held is not None and held.owner == owner:  # a retry after a commit whose answer was lost
+        return None
     if held is not None:
         if held.expires_at > now and not _holder_is_dead(held.owner):
             return f"{held.owner} since {held.acquired_at:%Y-%m-%d %H:%M:%S} UTC"
@@ -257,8 +277,7 @@ def hold_lock(
     deadline = time.monotonic() + wait
     while True:
         try:
-            with open_store(settings) as engine, engine.begin() as conn:
-                holder = _try_acquire(conn, name, owner, settings.retrain.lock_ttl_seconds)
+            holder = retry_unreachable(lambda: _acquire(settings, name, owner), f"the {name} lock")
         except IntegrityError:  # another process inserted between our read and insert
             holder = "another run"
         if holder is None:
@@ -272,5 +291,14 @@ def hold_lock(
     try:
         yield owner
     finally:
-        with open_store(settings) as engine, engine.begin() as conn:
-            conn.execute(delete(locks).where(locks.c.name == name, locks.c.owner == owner))
+        retry_unreachable(lambda: _release(settings, name, owner), f"the {name} lock's release")
+
+
+def _acquire(settings: Settings, name: str, owner: str) -> str | None:
+    with open_store(settings) as engine, engine.begin() as conn:
+        return _try_acquire(conn, name, owner, settings.retrain.lock_ttl_seconds)
+
+
+def _release(settings: Settings, name: str, owner: str) -> None:
+    with open_store(settings) as engine, engine.begin() as conn:
+        conn.execute(delete(locks).where(locks.c.name == name, locks.c.owner == owner))

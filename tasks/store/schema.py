@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -69,6 +70,10 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# a server restart (``pg_ctl restart``, a fail-over) takes seconds: a short write that met
+# one is tried again after these pauses (retry_unreachable)
+UNREACHABLE_RETRY_DELAYS = (1.0, 3.0)
 
 
 class StoreError(CiteopsError):
@@ -538,3 +543,25 @@ def open_store(settings: Settings) -> Iterator[Engine]:
         raise failure from None
     finally:
         engine.dispose()
+
+
+def retry_unreachable(
+    action: Callable[[], T], what: str, delays: Sequence[float] = UNREACHABLE_RETRY_DELAYS
+) -> T:
+    """Run ``action`` (one short transaction through :func:`open_store`, which commits
+    nothing when it raises) and run it again after each pause of ``delays`` while the
+    store is unreachable, so a server restart during a bookkeeping write (a promotion
+    record, the lock, a decision) costs seconds, not the run.
+
+    Raises:
+        StoreUnreachable: the store is still unreachable after the last pause.
+    """
+    for delay in (*delays, None):
+        try:
+            return action()
+        except StoreUnreachable as error:
+            if delay is None:
+                raise
+            log.warning("%s not written: %s; trying again in %.0f s", what, error, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # the loop returns or raises
