@@ -107,9 +107,12 @@ def test_sigterm_stops_serve_within_the_shutdown_timeout_despite_slow_bodies(
     try:
         wait_for_http(base + "/ready", timeout=120)
         request_ids = [
-            httpx.post(base + "/predict", json=PAIR).json()["request_id"] for _ in range(3)
+            httpx.post(base + "/predict", json=PAIR, timeout=30).json()["request_id"]
+            for _ in range(3)
         ]
-        feedback = httpx.post(base + "/feedback", json={**PAIR, "user_label": "SUPPORT"})
+        feedback = httpx.post(
+            base + "/feedback", json={**PAIR, "user_label": "SUPPORT"}, timeout=30
+        )
         assert feedback.status_code == 202, feedback.text
         slow = SlowBodies(port, SLOW_CLIENTS)
         time.sleep(1.0)  # every request in flight, bodies trickling
