@@ -179,10 +179,13 @@ class FeedbackSettings(Section):
     auto_exclude: bool = True
     """Exclude a client above `max_flagged_share` automatically (reversible: `citeops
     feedback include`; a client let back in is never excluded automatically again)."""
-    flag_rule: Literal["prune_by_noise_rate", "both", "off_diagonal"] = "prune_by_noise_rate"
+    flag_rule: Literal["posterior", "off_diagonal", "prune_by_noise_rate", "both"] = "posterior"
     """Confident-learning rule that flags label issues (docs/feedback-quality.md):
-    prune_by_noise_rate flags as many labels as the estimated noise, the most clearly
-    wrong first; off_diagonal every label the model confidently disagrees with."""
+    posterior flags a label more likely wrong than `flag_min_wrong` by Bayes' rule on the
+    champion's probabilities and the estimated noise matrix; off_diagonal (the rule before
+    2026-12-04) every label the model confidently disagrees with."""
+    flag_min_wrong: float = Field(0.5, gt=0, lt=1)
+    """The posterior rule flags a label whose probability of being wrong reaches this."""
     score_batch_size: int = Field(32, ge=1)
     """Pairs per batch when the champion scores feedback."""
     score_max_rows: int = Field(5000, ge=1)

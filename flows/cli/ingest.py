@@ -230,7 +230,8 @@ def measure(
         raise CiteopsError("no champion to score with: train and promote one first")
     examples = shuffled(read_split(settings.data_dir, "citint", split), seed)[:pairs]
     rule = settings.feedback.flag_rule
-    result = measure_on_seeded_flips(scorer, examples, flip_share, seed, rule)
+    min_wrong = settings.feedback.flag_min_wrong
+    result = measure_on_seeded_flips(scorer, examples, flip_share, seed, rule, min_wrong)
     payload = result.to_dict() | {"model_version": scorer.version, "split": split, "rule": rule}
     if as_json:
         print_json(payload)

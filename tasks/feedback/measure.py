@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from citeops.tasks.data.multivers import LABEL2ID, LABELS
-from citeops.tasks.feedback.confident import DEFAULT_RULE, Rule, find_label_issues
+from citeops.tasks.feedback.confident import DEFAULT_RULE, MIN_WRONG, Rule, find_label_issues
 
 if TYPE_CHECKING:
     from citeops.configs.settings import Settings
@@ -105,6 +105,7 @@ def measure_on_seeded_flips(
     share: float,
     seed: int,
     rule: Rule = DEFAULT_RULE,
+    min_wrong: float = MIN_WRONG,
 ) -> FlagMeasure:
     """Flip a seeded ``share`` of ``examples``' gold labels as the demo's users do, score
     the pairs with ``scorer`` and flag with the confident-learning ``rule``: its precision
@@ -113,7 +114,7 @@ def measure_on_seeded_flips(
     given = [flip_label(ex.label_name, rng, share) for ex in examples]
     probs = scorer([ex.claim for ex in examples], [ex.evidence for ex in examples])
     ids = np.array([LABEL2ID[g] for g in given])
-    issues = set(find_label_issues(probs, ids, rule).tolist())
+    issues = set(find_label_issues(probs, ids, rule, min_wrong).tolist())
     return tally(
         (label != ex.label_name, i in issues)
         for i, (ex, label) in enumerate(zip(examples, given, strict=True))

@@ -34,6 +34,7 @@ import numpy as np
 from citeops.tasks.data.multivers import LABEL2ID, LABELS
 from citeops.tasks.feedback.confident import (
     DEFAULT_RULE,
+    MIN_WRONG,
     Rule,
     confident_classes,
     find_label_issues,
@@ -102,11 +103,11 @@ class Verdict:
 
 
 def label_issues(
-    rows: Sequence[JudgedRow], rule: Rule = DEFAULT_RULE
+    rows: Sequence[JudgedRow], rule: Rule = DEFAULT_RULE, min_wrong: float = MIN_WRONG
 ) -> tuple[set[int], dict[int, str | None]]:
-    """Row ids that are label issues by ``rule`` (``feedback.flag_rule``), and each scored
-    row's confident label; the rule runs separately over the rows of each scoring model
-    version."""
+    """Row ids that are label issues by ``rule`` (``feedback.flag_rule``, with
+    ``feedback.flag_min_wrong``), and each scored row's confident label; the rule runs
+    separately over the rows of each scoring model version."""
     groups: dict[str, list[JudgedRow]] = defaultdict(list)
     for row in rows:
         if row.label_probs is not None and row.scored_by is not None:
@@ -116,7 +117,7 @@ def label_issues(
     for group in groups.values():
         probs = np.array([[row.label_probs[label] for label in LABELS] for row in group])
         given = np.array([LABEL2ID[row.user_label] for row in group])
-        issues.update(group[i].id for i in find_label_issues(probs, given, rule))
+        issues.update(group[i].id for i in find_label_issues(probs, given, rule, min_wrong))
         best_of = confident_classes(probs, thresholds_of(probs, given))
         for row, best in zip(group, best_of, strict=True):
             confident[row.id] = LABELS[best] if best >= 0 else None
@@ -141,11 +142,14 @@ def minority_labels(votes: Iterable[ClientVote]) -> set[tuple[str, str]]:
 
 
 def judge(
-    rows: Sequence[JudgedRow], votes: Sequence[ClientVote], rule: Rule = DEFAULT_RULE
+    rows: Sequence[JudgedRow],
+    votes: Sequence[ClientVote],
+    rule: Rule = DEFAULT_RULE,
+    min_wrong: float = MIN_WRONG,
 ) -> Verdict:
     """The flag reasons of every row (``label_issue`` by ``rule``, ``client_disagreement``,
     or both joined by ``+``)."""
-    issues, confident = label_issues(rows, rule)
+    issues, confident = label_issues(rows, rule, min_wrong)
     minority = minority_labels(votes)
     reasons: dict[int, str | None] = {}
     for row in rows:
@@ -235,7 +239,7 @@ def stored_client_quality(settings: Settings) -> list[ClientQuality]:
     cfg = settings.feedback
     with open_store(settings) as engine, engine.connect() as conn:
         rows, votes = rows_to_judge(conn), client_votes(conn)
-    confident = label_issues(rows, cfg.flag_rule)[1]
+    confident = label_issues(rows, cfg.flag_rule, cfg.flag_min_wrong)[1]
     verdict = Verdict({row.id: row.flag_reason for row in rows}, confident)
     return client_quality(rows, votes, verdict, cfg.max_flagged_share, cfg.min_client_items)
 
@@ -298,7 +302,7 @@ def _judge_store(settings: Settings) -> tuple[list[JudgedRow], Verdict, list[Cli
     cfg = settings.feedback
     with open_store(settings) as engine, engine.begin() as conn:
         rows, votes = rows_to_judge(conn), client_votes(conn)
-        verdict = judge(rows, votes, cfg.flag_rule)
+        verdict = judge(rows, votes, cfg.flag_rule, cfg.flag_min_wrong)
         changed = {
             r.id: verdict.reasons[r.id] for r in rows if verdict.reasons[r.id] != r.flag_reason
         }

@@ -14,7 +14,16 @@ from sqlalchemy import select
 
 from citeops.configs.settings import load_settings
 from citeops.tasks.data.multivers import LABEL2ID, LABELS
-from citeops.tasks.feedback.confident import find_label_issues, per_class_thresholds
+from citeops.tasks.feedback.confident import (
+    RULES,
+    calibrated_joint,
+    confident_joint,
+    estimated_issue_counts,
+    find_label_issues,
+    noise_transitions,
+    per_class_thresholds,
+    wrong_label_probability,
+)
 from citeops.tasks.feedback.measure import SeededLabel, measure_stored_flags, tally
 from citeops.tasks.feedback.quality import minority_labels, score_feedback
 from citeops.tasks.ingest.pipeline import ingest
@@ -47,14 +56,61 @@ def test_per_class_thresholds_are_mean_self_confidence() -> None:
     assert per_class_thresholds(PROBS[:3], GIVEN[:3])[1:].tolist() == [np.inf, np.inf]
 
 
-def test_label_issues_on_fixed_probabilities_ranked_by_self_confidence() -> None:
-    assert find_label_issues(PROBS, GIVEN).tolist() == [2, 6]  # self-confidence 0.10, 0.30
+def test_the_confident_joint_its_calibration_and_the_noise_matrix_by_hand() -> None:
+    # confident classes: S, S, N, N, none, R, S
+    assert confident_joint(PROBS, GIVEN).tolist() == [[2, 1, 0], [0, 1, 0], [1, 0, 1]]
+    # rows rescaled to the labels given (3, 2, 2), then to 1: row NEI's one item counts 2
+    assert calibrated_joint(confident_joint(PROBS, GIVEN), GIVEN) * 7 == pytest.approx(
+        np.array([[2, 1, 0], [0, 2, 0], [1, 0, 1]])
+    )
+    assert estimated_issue_counts(PROBS, GIVEN).tolist() == [[0, 1, 0], [0, 0, 0], [1, 0, 0]]
+    # P(given | true): true SUPPORT is given SUPPORT 2 of 3 times and REFUTE 1 of 3
+    assert noise_transitions(PROBS, GIVEN) == pytest.approx(
+        np.array([[2 / 3, 0, 1 / 3], [1 / 3, 2 / 3, 0], [0, 0, 1]])
+    )
+    # item 2 (given SUPPORT): 0.85 * 1/3 for NEI against 0.10 * 2/3 for SUPPORT
+    # item 6 (given REFUTE): 0.65 * 1/3 for SUPPORT against 0.30 * 1 for REFUTE
+    wrong = wrong_label_probability(PROBS, GIVEN)
+    assert wrong[2] == pytest.approx(0.2833 / 0.35, abs=1e-3)
+    assert wrong[6] == pytest.approx(0.2167 / 0.5167, abs=1e-3)
+    assert wrong[[0, 1, 3, 4, 5]].max() < 0.25
+
+
+def test_label_issues_on_fixed_probabilities_by_rule() -> None:
+    # the model prefers another label for items 2 and 6 (normalised margin -0.75, -0.35)
+    for rule in ("off_diagonal", "prune_by_noise_rate", "both"):
+        assert find_label_issues(PROBS, GIVEN, rule).tolist() == [2, 6]
+    # the default, posterior: item 6's REFUTE is more likely right than wrong (0.42)
+    assert find_label_issues(PROBS, GIVEN).tolist() == [2]
+    assert find_label_issues(PROBS, GIVEN, "posterior", min_wrong=0.4).tolist() == [2, 6]
     # another class above its threshold but less likely than the given label: no issue
     probs = np.array([[0.5, 0.0, 0.5], [0.9, 0.0, 0.1], [0.0, 0.0, 1.0], [0.45, 0.0, 0.55]])
-    assert find_label_issues(probs, np.array([0, 0, 2, 2])).tolist() == []
-    assert find_label_issues(np.zeros((0, 3)), np.zeros(0)).tolist() == []
+    for rule in RULES:
+        assert find_label_issues(probs, np.array([0, 0, 2, 2]), rule).tolist() == []
+        assert find_label_issues(np.zeros((0, 3)), np.zeros(0), rule).tolist() == []
     with pytest.raises(ValueError):
         find_label_issues(PROBS, np.array([0, 3, 0, 0, 0, 0, 0]))
+    with pytest.raises(ValueError, match="unknown rule"):
+        find_label_issues(PROBS, GIVEN, "cleanlab")  # type: ignore[arg-type]
+
+
+def test_a_weak_models_mistakes_are_not_flagged_by_the_posterior_rule() -> None:
+    """Six right SUPPORT labels the model calls REFUTE (0.60 against 0.35: its own
+    mistakes) and two flipped NEI labels it calls SUPPORT at 0.90. All eight are off the
+    confident joint's diagonal, so every paper rule flags them; the posterior weighs them
+    by how often each label is given for each true class (SUPPORT right 30 of 32 times)
+    and flags the two flips only (P(wrong) 0.65 against 0.41)."""
+    mistakes = [[0.35, 0.05, 0.60]] * 6
+    flips = [[0.90, 0.03, 0.07]] * 2
+    sure = [[0.90, 0.05, 0.05]] * 30 + [[0.30, 0.10, 0.60]] * 10 + [[0.05, 0.90, 0.05]] * 3
+    probs = np.array(mistakes + flips + sure)
+    given = np.array([0] * 6 + [1] * 2 + [0] * 30 + [2] * 10 + [1] * 3)
+    for rule in ("off_diagonal", "prune_by_noise_rate", "both"):
+        assert sorted(find_label_issues(probs, given, rule).tolist()) == list(range(8))
+    assert find_label_issues(probs, given).tolist() == [6, 7]
+    assert wrong_label_probability(probs, given)[:8] == pytest.approx(
+        [0.407] * 6 + [0.652] * 2, abs=1e-3
+    )
 
 
 def test_the_minority_of_clients_on_a_pair_is_suspect() -> None:
