@@ -91,6 +91,14 @@ class TrainSettings(Section):
     augment_rationale_removed: float = Field(0.0, ge=0, le=1)
     """Share of SUPPORT / REFUTE pairs that also train without their rationale, labelled
     NEI (0: off)."""
+    augment_self_support: float = Field(0.0, ge=0, le=1)
+    """Share of the distinct training claims that also train as their own evidence (or a
+    light rewrite of it: case, spacing, punctuation, after another sentence), labelled
+    SUPPORT (tasks/data/augment.py; 0: off)."""
+    tune_class_offsets: bool = False
+    """After fitting, tune per-class logit offsets on dev (the mean over datasets of macro
+    F1) and add them to the classifier's output bias, so every runtime applies them
+    (tasks/train/offsets.py); recorded in citeops.json. Needs a dev set."""
     precision: Literal["auto", "32", "bf16-mixed"] = "auto"
     """Lightning precision; auto: bf16 where it is fast."""
     accelerator: str = "auto"

@@ -4,7 +4,8 @@ Settings are layered, highest priority first:
 
 1. keyword arguments to :func:`load_settings` (what the CLI flags set),
 2. ``CITEOPS_*`` environment variables (nested with ``__``: ``CITEOPS_TRAIN__EPOCHS=3``),
-3. the YAML profile chosen by ``CITEOPS_PROFILE`` (``local``, ``production``, ``test``),
+3. the YAML profile chosen by ``CITEOPS_PROFILE`` (``local``, ``gpu``, ``production``,
+   ``test``),
 4. the defaults of the sections.
 
 Each section lives beside the others of its concern (``configs/model.py``,
@@ -107,7 +108,7 @@ __all__ = [
 ]
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
-PROFILES = ("local", "production", "test")
+PROFILES = ("local", "gpu", "production", "test")
 ADMIN_TOKEN_FILE = "admin-token"
 
 
@@ -122,7 +123,7 @@ class Settings(BaseSettings):
         use_attribute_docstrings=True,
     )
 
-    profile: Literal["local", "production", "test"] = "local"
+    profile: Literal["local", "gpu", "production", "test"] = "local"
     """Settings profile: configs/profiles/<profile>.yaml."""
     home: Path = Path(".citeops")
     """Everything the tool writes: stores, MLflow, logs, reports, state."""
@@ -238,9 +239,10 @@ class Settings(BaseSettings):
 
     def admin_secret(self) -> str | None:
         """The admin bearer token of the serving endpoints: ``admin_token``
-        (``CITEOPS_ADMIN_TOKEN``); else, in the ``local`` profile only, a random token kept
-        in ``<home>/state/admin-token`` (mode 0600), made on first use, so that the local
-        endpoint and the promotion flow share it with no set-up. Other profiles: ``None``.
+        (``CITEOPS_ADMIN_TOKEN``); else, in the one-machine ``local`` and ``gpu`` profiles
+        only, a random token kept in ``<home>/state/admin-token`` (mode 0600), made on
+        first use, so that the local endpoint and the promotion flow share it with no
+        set-up. Other profiles: ``None``.
 
         Resolved once per settings object (the file is read or made at the first call,
         never again), so calling it on every request costs nothing."""
@@ -248,7 +250,7 @@ class Settings(BaseSettings):
         key = (token, self.profile, self.state_dir)
         if self._admin_secret is None or self._admin_secret[0] != key:
             secret = token
-            if secret is None and self.profile == "local":
+            if secret is None and self.profile in ("local", "gpu"):
                 secret = _local_admin_token(self.state_dir / ADMIN_TOKEN_FILE)
             self._admin_secret = (key, secret)
         return self._admin_secret[1]

@@ -89,3 +89,13 @@ def file_sha256(path: Path) -> str:
 
 
 PARITY_FILE = "parity-sample.json"  # the (claim, evidence) pairs export parity used
+
+
+CLASS_OFFSETS_KEY = "class_offsets"  # citeops.json: label -> logit offset already in the bias
+
+
+def class_offsets(meta: dict[str, Any]) -> dict[str, float]:
+    """The per-label logit offsets a model's ``citeops.json`` records as baked into its
+    output bias (tasks/train/offsets.py); empty for a model without them. For the record
+    only: the weights already apply them, so nothing at inference reads this."""
+    return {str(k): float(v) for k, v in (meta.get(CLASS_OFFSETS_KEY) or {}).items()}

@@ -12,6 +12,7 @@ folder that already holds a siamese classifier (continued training) loads as one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from citeops.tasks.data.multivers import ID2LABEL, LABEL2ID
 from citeops.tasks.errors import CiteopsError
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -116,3 +118,42 @@ def load_base(
             "'tiny', a local folder, or a Hugging Face id on a machine that reaches the Hub."
         ) from None
     return model, tokenizer
+
+
+def output_layer(model: PreTrainedModel) -> torch.nn.Linear:
+    """The classifier's last linear layer (one output per label, with a bias): the
+    siamese head's and BERT's ``classifier``, RoBERTa's ``classifier.out_proj``, ...
+
+    Raises:
+        BaseModelError: no linear layer with ``num_labels`` outputs and a bias.
+    """
+    import torch
+
+    num_labels = int(model.config.num_labels)
+    found = [
+        module
+        for module in model.modules()
+        if isinstance(module, torch.nn.Linear)
+        and module.out_features == num_labels
+        and module.bias is not None
+    ]
+    if not found:
+        raise BaseModelError(
+            f"{type(model).__name__} has no linear output layer with {num_labels} outputs "
+            "and a bias: class offsets cannot be added to it"
+        )
+    return found[-1]
+
+
+def add_logit_offsets(model: PreTrainedModel, offsets: Sequence[float]) -> None:
+    """Add ``offsets`` (one per label, in label-id order) to the output layer's bias, so
+    that every runtime of the saved weights predicts ``logits + offsets``."""
+    import torch
+
+    layer = output_layer(model)
+    if len(offsets) != layer.out_features:
+        raise ValueError(f"{len(offsets)} offsets for {layer.out_features} labels")
+    with torch.no_grad():
+        layer.bias.add_(
+            torch.tensor(list(offsets), dtype=layer.bias.dtype, device=layer.bias.device)
+        )

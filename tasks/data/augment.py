@@ -73,3 +73,68 @@ def augment(
             if removed is not None:
                 extra.append(removed)
     return extra
+
+
+SELF_SUPPORT = "self-support"  # Example.split of the claim-as-evidence pairs
+
+
+def _strip_final_punctuation(text: str) -> str:
+    return text.rstrip(" .!?;:")
+
+
+def self_support_variants(claim: str, other_text: str) -> list[str]:
+    """Light rewrites of ``claim`` that still state it: the claim itself, lower-cased,
+    upper-cased, with its spacing spread, without its final punctuation, and embedded after
+    ``other_text`` (a sentence of another pair's evidence)."""
+    spread = claim.replace(" ", "  ")
+    variants = [
+        claim,
+        claim.lower(),
+        claim.upper(),
+        f" {spread}\n",
+        _strip_final_punctuation(claim),
+    ]
+    if other_text:
+        variants.append(f"{other_text.strip()} {claim}")
+    return variants
+
+
+def _first_sentence(text: str) -> str:
+    head = text.strip().split(". ", 1)[0]
+    return head if head.endswith(".") else f"{head}."
+
+
+def self_support(examples: Sequence[Example], share: float, seed: int) -> list[Example]:
+    """SUPPORT pairs whose evidence is a training claim itself or a light rewrite of it
+    (:func:`self_support_variants`), for a ``share`` of the distinct claims of
+    ``examples`` (seeded draws; each chosen claim gets one variant).
+
+    A claim is its own best evidence: without these pairs the CPU recipe answered REFUTE
+    to most claims given as their own evidence (the behavioural checks of
+    tasks/validate/behaviour.py). Only training claims are used, never the checks' own.
+    """
+    if share <= 0 or not examples:
+        return []
+    rng = random.Random(seed)
+    seen: dict[str, Example] = {}
+    for example in examples:
+        seen.setdefault(" ".join(example.claim.casefold().split()), example)
+    pool = [ex for ex in examples if ex.evidence.strip()]
+    extra: list[Example] = []
+    for example in seen.values():
+        if rng.random() >= share:
+            continue
+        other = rng.choice(pool).evidence if pool else ""
+        evidence = rng.choice(self_support_variants(example.claim, _first_sentence(other)))
+        extra.append(
+            replace(
+                example,
+                evidence=evidence,
+                label=LABEL2ID["SUPPORT"],
+                split=SELF_SUPPORT,
+                doc_id=-1,
+                sentences=(),
+                rationale=(),
+            )
+        )
+    return extra

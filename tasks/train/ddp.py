@@ -44,12 +44,22 @@ class DistributedTrainingError(CiteopsError):
     """A DDP worker process failed."""
 
 
+def visible_gpus() -> int:
+    """CUDA devices this process sees (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def world_size(settings: Settings) -> int:
     """How many processes one fit runs in: ``train.devices`` under a ``ddp`` strategy
-    that we launch (CPU processes, or GPUs of this node), else 1."""
+    that we launch (CPU processes, or GPUs of this node; ``auto``: every visible GPU
+    when the accelerator may be one), else 1."""
     cfg = settings.train
-    if not str(cfg.strategy).startswith("ddp") or not isinstance(cfg.devices, int):
+    if not str(cfg.strategy).startswith("ddp"):
         return 1
+    if not isinstance(cfg.devices, int):
+        return max(1, visible_gpus()) if cfg.accelerator in ("auto", "gpu", "cuda") else 1
     return max(1, cfg.devices)
 
 

@@ -23,10 +23,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from citeops.tasks.classifier.artifact import ModelLoadError, find_hf_dir, save_hf_folder
+from citeops.tasks.classifier.artifact import (
+    CLASS_OFFSETS_KEY,
+    ModelLoadError,
+    find_hf_dir,
+    save_hf_folder,
+)
 from citeops.tasks.classifier.base import load_base
 from citeops.tasks.classifier.preprocess import META_KEY, EvidenceSelection, EvidenceSelector
-from citeops.tasks.data.augment import augment
+from citeops.tasks.data.augment import augment, self_support
 from citeops.tasks.data.multivers import (
     LABELS,
     Example,
@@ -46,7 +51,8 @@ from citeops.tasks.registry.describe import (
 from citeops.tasks.registry.register import log_verifier, register_version, set_alias
 from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
 from citeops.tasks.train.batching import class_weights
-from citeops.tasks.train.ddp import ddp_ranks
+from citeops.tasks.train.ddp import ddp_ranks, world_size
+from citeops.tasks.train.offsets import OffsetResult, tune_and_bake
 from citeops.tasks.train.training_set import (
     FEEDBACK_DATASET,
     TrainingError,
@@ -243,10 +249,35 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def trainer_kwargs(settings: Settings, precision: str, callbacks: list[Any]) -> dict[str, Any]:
+    """The ``lightning.Trainer`` arguments of ``settings`` (no progress bar or its
+    callbacks): built without a trainer, so a profile's recipe is checked on any machine.
+    Under a ``ddp`` strategy the devices are the ranks :func:`world_size` starts (``auto``:
+    every visible GPU)."""
+    cfg = settings.train
+    ddp = str(cfg.strategy).startswith("ddp")
+    return {
+        "accelerator": cfg.accelerator,
+        "devices": world_size(settings) if ddp else cfg.devices,
+        "strategy": cfg.strategy,
+        "precision": precision,
+        "max_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "max_time": {"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        "callbacks": callbacks,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "deterministic": False,
+        # under DDP the bucketed batch sampler shards itself (tasks/train/batching.py)
+        "use_distributed_sampler": False,
+    }
+
+
 def build_trainer(settings: Settings, precision: str, callbacks: list[Any], progress: bool) -> Any:
     import lightning as L
 
-    cfg = settings.train
     live_bar = progress and sys.stderr.isatty()
     if progress:  # on stderr, so that `--json` output on stdout stays parseable
         from lightning.pytorch.callbacks import RichProgressBar
@@ -256,24 +287,8 @@ def build_trainer(settings: Settings, precision: str, callbacks: list[Any], prog
         # a live bar on a terminal; elsewhere (a log file, CI) a plain line every 30 s
         bar = RichProgressBar(console_kwargs={"stderr": True}) if live_bar else StepProgress()
         callbacks = [*callbacks, bar, EpochSummary()]
-    return L.Trainer(
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        strategy=cfg.strategy,
-        precision=precision,
-        max_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=live_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        deterministic=False,
-        # under DDP the bucketed batch sampler shards itself (tasks/train/batching.py)
-        use_distributed_sampler=False,
-    )
+    kwargs = trainer_kwargs(settings, precision, callbacks)
+    return L.Trainer(**kwargs, enable_progress_bar=live_bar)
 
 
 def peak_rss_mb() -> float:
@@ -342,6 +357,7 @@ class FitSetup:
     trainer: Any  # lightning.Trainer
     best: Any  # BestWeights
     precision: str
+    offsets: OffsetResult | None = None  # set by fit() with train.tune_class_offsets
 
     @property
     def dev(self) -> list[Example]:
@@ -428,7 +444,7 @@ def build_fit(settings: Settings, data: TrainingSet, progress: bool) -> FitSetup
     prepare_process(settings)
     augmented = augment(
         data.train, cfg.augment_rationale_only, cfg.augment_rationale_removed, cfg.seed
-    )
+    ) + self_support(data.train, cfg.augment_self_support, cfg.seed)
     train = [*data.train, *augmented]
     module, datamodule, tokenizer = build_module(settings, train, data.dev)
     precision = resolve_precision(cfg.precision, cfg.accelerator)
@@ -449,7 +465,9 @@ def build_fit(settings: Settings, data: TrainingSet, progress: bool) -> FitSetup
 
 
 def fit(setup: FitSetup) -> dict[str, float]:
-    """Train, restore the best epoch's weights; the selected epoch's dev metrics."""
+    """Train, restore the best epoch's weights and, with ``train.tune_class_offsets``, bake
+    the dev-tuned class offsets into the output bias (:mod:`tasks.train.offsets`); the
+    selected epoch's dev metrics (with the offsets, where they were applied)."""
     trainer, module, best = setup.trainer, setup.module, setup.best
     trainer.fit(module, datamodule=setup.datamodule)
     restored = best.restore(module)
@@ -457,7 +475,12 @@ def fit(setup: FitSetup) -> dict[str, float]:
     if setup.dev and not restored and alone:  # max_steps ended training before validation
         trainer.validate(module, datamodule=setup.datamodule, verbose=False)
         best.best_metrics = dict(module.last_val_metrics)
-    return {k: float(v) for k, v in best.best_metrics.items()}
+    metrics = {k: float(v) for k, v in best.best_metrics.items()}
+    if setup.settings.train.tune_class_offsets and setup.dev:
+        setup.offsets = tune_and_bake(module, setup.datamodule, LABELS)
+        if setup.offsets.applied:
+            metrics |= setup.offsets.metrics
+    return metrics
 
 
 def log_fit_inputs(setup: FitSetup, params: dict[str, Any]) -> None:
@@ -497,6 +520,14 @@ def log_fit_outcome(
         | {k: v for k, v in resources.items() if isinstance(v, float)}
     )
     mlflow.set_tag("device_type", str(resources["device_type"]))
+    if setup.offsets is not None:
+        mlflow.log_params(setup.offsets.mlflow_params())
+        mlflow.log_metrics(
+            {
+                "dev_f1_macro_by_dataset_before_offsets": setup.offsets.dev_before,
+                "dev_f1_macro_by_dataset_after_offsets": setup.offsets.dev_after,
+            }
+        )
     if setup.best.best_epoch is not None:
         mlflow.log_metric("best_epoch", setup.best.best_epoch)
     return resources
@@ -515,6 +546,8 @@ def log_fitted_model(setup: FitSetup, run_id: str) -> str:
         "datasets": list(settings.train.datasets),
         META_KEY: evidence_selection(settings).to_meta(),
     }
+    if setup.offsets is not None:
+        meta[CLASS_OFFSETS_KEY] = setup.offsets.offsets
     with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:
         folder = save_hf_folder(setup.module.model, setup.tokenizer, Path(tmp) / "hf_model", meta)
         return log_verifier(folder, settings=settings)

@@ -6,9 +6,12 @@ from citeops.configs.settings import load_settings
 from citeops.tasks.data.augment import (
     RATIONALE_ONLY,
     RATIONALE_REMOVED,
+    SELF_SUPPORT,
     augment,
     rationale_only,
     rationale_removed,
+    self_support,
+    self_support_variants,
 )
 from citeops.tasks.data.multivers import LABEL2ID, Example, read_split
 from citeops.tasks.train.training_set import build_training_set
@@ -77,3 +80,35 @@ def test_training_augments_the_train_pairs_only(monkeypatch, data_dir: Path) -> 
     assert len(plain.train) == 40  # the caller's training set is not changed
     real = read_split(data_dir, "scifact", "train")
     assert all(ex.sentences and " ".join(ex.sentences) == ex.evidence for ex in real)
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.casefold().replace(".", " ").split())
+
+
+def test_self_support_pairs_state_their_own_claim_and_are_support() -> None:
+    claims = [f"Drug {i} lowers mortality in trial {i}." for i in range(200)]
+    pairs = [
+        Example(claim=c, evidence=f"Other text {i}. More.", label=LABEL2ID["REFUTE"], split="train")
+        for i, c in enumerate(claims)
+    ]
+    extra = self_support(pairs + pairs[:50], 0.5, seed=3)  # repeated claims count once
+    assert 60 < len(extra) < 140
+    assert len({ex.claim for ex in extra}) == len(extra)
+    assert {ex.label for ex in extra} == {LABEL2ID["SUPPORT"]}
+    assert {ex.split for ex in extra} == {SELF_SUPPORT}
+    assert all(_folded(ex.claim) in _folded(ex.evidence) for ex in extra)
+    assert {ex.claim for ex in extra} <= set(claims)  # training claims only
+    assert len({ex.evidence == ex.claim for ex in extra}) == 2  # verbatim and rewritten
+    assert extra == self_support(pairs + pairs[:50], 0.5, seed=3)
+    assert self_support(pairs, 0.0, seed=3) == []
+
+
+def test_self_support_variants_keep_the_claim_words() -> None:
+    claim = "Aspirin lowers the risk of colorectal cancer."
+    variants = self_support_variants(claim, "A trial ran for ten years.")
+    assert claim in variants and claim.lower() in variants
+    assert variants[-1] == "A trial ran for ten years. " + claim
+    assert {_folded(v).replace("a trial ran for ten years ", "") for v in variants} == {
+        _folded(claim)
+    }

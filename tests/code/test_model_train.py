@@ -20,7 +20,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_dir):
         from citeops.flows.tracking import use_mlflow
         from citeops.tasks.train.fit import train_model
 
-        settings = use_mlflow(load_settings(train={"epochs": 2, "early_stopping_patience": 1}))
+        train = {"epochs": 2, "early_stopping_patience": 1, "tune_class_offsets": True}
+        settings = use_mlflow(load_settings(train=train))
         result = train_model(settings, progress=False)
     return settings, result
 
@@ -49,6 +50,7 @@ def test_training_logs_a_run_with_params_metrics_and_inputs(trained) -> None:
 
 
 def test_trained_version_loads_by_version_and_alias(trained) -> None:
+    import mlflow
     from citeops.tasks.inference.loading import load_verifier
     from citeops.tasks.registry.register import get_version_by_alias
 
@@ -65,6 +67,11 @@ def test_trained_version_loads_by_version_and_alias(trained) -> None:
     assert by_alias.predict_proba(claims, evidences) == pytest.approx(probs, abs=1e-6)
     assert by_version.meta["max_length"] == settings.train.max_length
     assert by_version.meta["labels"] == ["SUPPORT", "NEI", "REFUTE"]
+    # the dev-tuned class offsets (in the weights already) are recorded and logged
+    offsets = by_version.meta["class_offsets"]
+    assert set(offsets) == {"SUPPORT", "NEI", "REFUTE"} and offsets["SUPPORT"] == 0.0
+    params = mlflow.MlflowClient(settings.mlflow.tracking_uri).get_run(result.run_id).data.params
+    assert {k: float(params[f"class_offset_{k}"]) for k in offsets} == offsets
 
 
 def test_trained_model_loads_as_pyfunc(trained) -> None:

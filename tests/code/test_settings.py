@@ -125,9 +125,37 @@ def test_new_names_and_their_environment_variables(
 def test_the_profiles_use_only_current_names() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecatedSettingWarning)
-        for profile in ("local", "production", "test"):
+        for profile in ("local", "gpu", "production", "test"):
             load_settings(profile=profile)
     assert load_settings(profile="test").registry.parity_pairs == 8
+
+
+def test_gpu_profile_is_the_full_length_bf16_recipe_on_every_visible_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The GPU recipe validates and yields a trainer configuration on a CPU machine: one
+    DDP rank per visible GPU (here, two pretended), full length, bf16."""
+    from citeops.tasks.train import ddp
+    from citeops.tasks.train.fit import resolve_precision, trainer_kwargs
+
+    settings = load_settings(profile="gpu")
+    train, local = settings.train, load_settings(profile="local").train
+    assert settings.model.max_length == train.max_length == 512
+    assert train.epochs > local.epochs and train.batch_size > local.batch_size
+    assert train.accelerator == "gpu" and train.devices == "auto"
+    assert settings.model.head == "siamese" and train.tune_class_offsets
+    assert train.augment_self_support > 0
+    assert settings.gate.behaviour_min_pass >= 0.8 and settings.gate.class_f1_floor >= 0.05
+    precision = resolve_precision(train.precision, train.accelerator)
+    assert precision == "bf16-mixed"
+    monkeypatch.setattr(ddp, "visible_gpus", lambda: 2)
+    kwargs = trainer_kwargs(settings, precision, callbacks=[])
+    assert kwargs["devices"] == ddp.world_size(settings) == 2
+    assert (kwargs["accelerator"], kwargs["strategy"]) == ("gpu", "ddp")
+    assert kwargs["max_epochs"] == train.epochs and kwargs["precision"] == "bf16-mixed"
+    monkeypatch.setattr(ddp, "visible_gpus", lambda: 1)
+    assert trainer_kwargs(settings, precision, callbacks=[])["devices"] == 1
+    assert settings.admin_secret()  # one machine, like local: a local admin token
 
 
 def test_an_old_name_keeps_its_sources_priority(monkeypatch: pytest.MonkeyPatch) -> None:
