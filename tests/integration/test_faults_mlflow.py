@@ -185,7 +185,18 @@ def _lock_free() -> bool:
         return False
 
 
-@pytest.mark.parametrize("point", list(POINTS))
+# One point in the fast suite (the one that exercises the rollback of live endpoints);
+# the other three take a minute or more each on 2 cores and run with `-m slow`.
+FAST_POINT = "before-alias-move"
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        pytest.param(point, marks=() if point == FAST_POINT else pytest.mark.slow)
+        for point in POINTS
+    ],
+)
 def test_mlflow_server_killed_during_retrain(
     point: str,
     env: pytest.MonkeyPatch,
