@@ -594,7 +594,7 @@ def reuse_workload(
     try:
         servers = {"baseline": urls["baseline"], "serve": urls["serve"]}
         servers["serve_cached"] = cached.base_url
-        run = dataclasses.replace(options, clients=(options.reuse_clients,), warmup_requests=0)
+        run = dataclasses.replace(options, clients=(options.reuse_clients,))
         levels, _ = run_levels(servers, workload, run, progress)
         stats = evidence_cache_stats(cached.base_url)
     finally:
