@@ -33,7 +33,11 @@ Rules (:data:`RULES`; ``rule=`` of :func:`find_label_issues`):
   a true label ``j`` is given as ``i`` with probability ``T[j][i]``), with ``T`` the
   columns of ``Q`` normalised, and the model's probabilities as the prior of the true
   label; by Bayes' rule ``P(wrong) = 1 - p_i T[i][i] / sum_j p_j T[j][i]``, and an item is
-  an issue when that reaches ``min_wrong`` (0.5: more likely wrong than right). Where the
+  an issue when that reaches ``min_wrong`` (0.5: more likely wrong than right) and the
+  model's own evidence raised it: it exceeds, by ``MIN_EVIDENCE``, the base rate at which
+  that label is wrong (``1 - Q[i][i] / sum_j Q[i][j]``), so a model with no opinion
+  (near-uniform probabilities: a tiny random model flagged 98 of 142 labels without this)
+  flags nothing however noisy a class looks. Where the
   three rules above flag every item the model confidently disagrees with (with a weak
   model, its own mistakes), this one asks whether the disagreement outweighs how rarely
   the given label is wrong: a label of a class that is often given wrongly (in the
@@ -41,8 +45,8 @@ Rules (:data:`RULES`; ``rule=`` of :func:`find_label_issues`):
   needs less disagreement than one that is almost always given rightly.
 
 Measured on the demo's users' labels with the MiniLM champion (``citeops bench
-flagging``, BENCHMARKS.md): off_diagonal precision 0.55 at recall 0.67, posterior 0.73 at
-0.58 (pooled over 50 draws of 240 labels).
+flagging``, BENCHMARKS.md): off_diagonal precision 0.55 at recall 0.67, posterior 0.72 at
+0.56 (pooled over 50 draws of 240 labels).
 
 Every rule also requires the model to prefer another label: some class is strictly more
 probable than the given one (cleanlab drops issues whose given label is the model's
@@ -62,6 +66,8 @@ Rule = Literal["posterior", "off_diagonal", "prune_by_noise_rate", "both"]
 RULES: tuple[Rule, ...] = ("off_diagonal", "prune_by_noise_rate", "both", "posterior")
 DEFAULT_RULE: Rule = "posterior"
 MIN_WRONG = 0.5  # the posterior rule's default: the label is more likely wrong than right
+# ... and the model's own evidence must raise that chance above the label's base rate by this
+MIN_EVIDENCE = 0.05
 
 
 def per_class_thresholds(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
@@ -176,7 +182,10 @@ def find_label_issues(
     if rule == "off_diagonal":
         issue = _off_diagonal(probs, given)
     elif rule == "posterior":
-        issue = wrong_label_probability(probs, given) >= min_wrong
+        wrong = wrong_label_probability(probs, given)
+        issue = (wrong >= min_wrong) & (
+            wrong >= _given_noise_rates(probs, given)[given] + MIN_EVIDENCE
+        )
     else:
         counts = estimated_issue_counts(probs, given)
         issue = _pruned_by_noise_rate(probs, given, counts)
@@ -184,6 +193,14 @@ def find_label_issues(
             issue &= _pruned_by_class(probs, given, counts)
     found = np.flatnonzero(issue & (margin < 0))
     return found[np.argsort(margin[found], kind="stable")]
+
+
+def _given_noise_rates(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """P(true != i | given i) from the calibrated joint: how often label ``i`` is wrong
+    before the model looks at the item."""
+    joint = calibrated_joint(confident_joint(probs, given), given)
+    rows = joint.sum(axis=1)
+    return np.where(rows > 0, 1.0 - np.diag(joint) / np.where(rows > 0, rows, 1.0), 0.0)
 
 
 def _off_diagonal(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
