@@ -37,3 +37,11 @@ def test_quick_recipe_beats_the_majority_baseline_on_both_test_sets(
     for name, dataset in result.datasets.items():
         f1, baseline = dataset.metrics["f1_macro"], dataset.baseline["f1_macro"]
         assert dataset.beats_baseline, f"{name}: macro F1 {f1:.3f} <= majority {baseline:.3f}"
+
+    # issue 28: self-support pairs in training, so a claim given as its own evidence holds
+    from citeops.tasks.inference.loading import load_verifier
+    from citeops.tasks.validate.behaviour import run_behaviour_checks
+
+    report = run_behaviour_checks(load_verifier(trained.model_uri, settings).predict_labels)
+    assert not [f for f in report.failures if f.startswith("self-support")], report.failures
+    assert report.share >= 0.9, report.failures
