@@ -150,9 +150,18 @@ def _file_handler(log_path: Path) -> logging.Handler:
     return handler
 
 
+class OneLineFormatter(logging.Formatter):
+    """``HH:MM:SS message`` with a multi-line message (a gate's refusal, an error's detail)
+    joined into one line, so that every terminal line is one timestamped record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        lines = [line.strip() for line in super().format(record).splitlines()]
+        return "; ".join(line for line in lines if line)
+
+
 def _terminal_handler(terminal: TextIO, show: str, level: int) -> logging.Handler:
     handler = logging.StreamHandler(terminal)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(message)s", "%H:%M:%S"))
     handler.setLevel(level)
     handler.addFilter(lambda record: record.name == show or record.name.startswith(f"{show}."))
     return handler

@@ -74,6 +74,7 @@ def test_quiet_terminal_shows_our_lines_and_logs_everything_else(
             logging.getLogger("citeops.demo").info("simulated users: 120 pairs")
             make_noise()
             logging.getLogger("citeops.tasks.train.fit").info("epoch 1 of 1 done")
+            logging.getLogger("citeops.demo").info("refused:\n  latency p95 +40 %\n")
     terminal = capfd.readouterr()
     log = log_path.read_text()
 
@@ -83,6 +84,7 @@ def test_quiet_terminal_shows_our_lines_and_logs_everything_else(
     assert [line.split(" ", 1)[1] for line in lines] == [
         "simulated users: 120 pairs",
         "epoch 1 of 1 done",
+        "refused:; latency p95 +40 %",  # a multi-line message is one terminal line
     ], terminal.err
     for noise in (
         "Finished in state Completed()",
