@@ -497,34 +497,31 @@ def shadow_overhead(
 ) -> dict[str, Any]:
     """p95 of a server mirroring ``share`` of its requests to a shadow challenger (the same
     model in the idle slot, ``/admin/ab/start`` mode shadow) against the same server
-    without, driven in alternating slices at ``options.shadow_clients``; with the shadow
-    copies scored and dropped. ``share``: ``options.shadow_share`` (None: 1)."""
-    import httpx
+    without, at ``options.shadow_clients``, with the shadow copies scored and dropped.
+    ``share``: ``options.shadow_share`` (None: 1).
 
+    The two run one after the other, each alone on the machine: in alternating slices the
+    shadow server's backlog of copies would be scored during the other server's slice and
+    charged to it."""
     share = options.shadow_share if options.shadow_share is not None else 1.0
-
-    servers = {}
-    try:
-        for name in ("serve", "shadow"):
-            port = free_port()
-            progress(f"shadow overhead: starting citeops serve ({name})")
-            cmd = [*serve_cmd, "--port", str(port)]
-            servers[name] = start_server(cmd, env, port, workdir, "/ready")
-        headers = {"Authorization": f"Bearer {token}"}
-        body = {"model_uri": str(folder), "share": share, "mode": "shadow"}
-        started = httpx.post(f"{servers['shadow'].base_url}/admin/ab/start", json=body,
-                             headers=headers, timeout=600)  # fmt: skip
-        if started.status_code != 200:
-            raise BenchError(f"the shadow experiment did not start: {started.text[:200]}")
-        clients = options.shadow_clients
-        urls = {name: server.base_url for name, server in servers.items()}
-        levels, _ = run_levels(urls, pairs, dataclasses.replace(options, clients=(clients,)),
-                               progress)  # fmt: skip
-        copies = httpx.get(f"{urls['shadow']}/admin/ab", headers=headers, timeout=30).json()
-    finally:
-        for server in servers.values():
+    clients = options.shadow_clients
+    run = dataclasses.replace(options, clients=(clients,))
+    levels: dict[str, dict[str, Any]] = {}
+    copies: dict[str, Any] = {}
+    for name in ("serve", "shadow"):
+        port = free_port()
+        progress(f"shadow overhead: starting citeops serve ({name})")
+        server = start_server([*serve_cmd, "--port", str(port)], env, port, workdir, "/ready")
+        try:
+            if name == "shadow":
+                start_shadow(server.base_url, folder, share, token)
+            measured, _ = run_levels({name: server.base_url}, pairs, run, progress)
+            levels[name] = measured[name][str(clients)]
+            if name == "shadow":
+                copies = shadow_copies(server.base_url, token)
+        finally:
             server.stop()
-    plain, mirrored = levels["serve"][str(clients)], levels["shadow"][str(clients)]
+    plain, mirrored = levels["serve"], levels["shadow"]
     overhead = mirrored["p95_ms"] / plain["p95_ms"] - 1 if plain["p95_ms"] else None
     return {
         "clients": clients,
@@ -532,8 +529,27 @@ def shadow_overhead(
         "serve": plain,
         "shadow": mirrored,
         "p95_overhead": None if overhead is None else round(overhead, 3),
-        "copies": copies.get("shadow", {}),
+        "copies": copies,
     }
+
+
+def start_shadow(base_url: str, folder: Path, share: float, token: str) -> None:
+    """Put ``folder`` in the idle slot as a shadow challenger of ``share`` of requests."""
+    import httpx
+
+    body = {"model_uri": str(folder), "share": share, "mode": "shadow"}
+    started = httpx.post(f"{base_url}/admin/ab/start", json=body,
+                         headers={"Authorization": f"Bearer {token}"}, timeout=600)  # fmt: skip
+    if started.status_code != 200:
+        raise BenchError(f"the shadow experiment did not start: {started.text[:200]}")
+
+
+def shadow_copies(base_url: str, token: str) -> dict[str, Any]:
+    """The shadow copies' counts (scored, dropped, queued) of the running experiment."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.get(f"{base_url}/admin/ab", headers=headers, timeout=30).json().get("shadow", {})
 
 
 def reuse_pairs(
@@ -597,6 +613,7 @@ def reuse_workload(
         run = dataclasses.replace(options, clients=(options.reuse_clients,))
         levels, _ = run_levels(servers, workload, run, progress)
         stats = evidence_cache_stats(cached.base_url)
+        cached_runtime = served_runtime(cached.base_url)
     finally:
         cached.stop()
     key = str(options.reuse_clients)
@@ -612,6 +629,7 @@ def reuse_workload(
         "ratio": round(with_cache / base, 2) if base else None,
         "ratio_without_cache": round(plain / base, 2) if base else None,
         "cache_gain": round(with_cache / plain, 2) if plain else None,
+        "cached_runtime": cached_runtime,
         "cache": {
             **stats,
             "hit_rate": round(stats.get("hits", 0.0) / lookups, 3) if lookups else None,
