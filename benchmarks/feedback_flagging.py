@@ -210,6 +210,20 @@ def comparison_text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def default_flagging_model(settings: Settings, progress: Progress) -> str:
+    """What scores the pairs when neither a flagging file nor a model is given: the
+    champion of this home, else the serve benchmark's default model (MiniLM with an
+    untrained head: the rules then run, but the figures say nothing of a real champion)."""
+    from citeops.benchmarks.serve import bench_model_folder
+    from citeops.tasks.inference.aliases import CHAMPION, alias_uri
+    from citeops.tasks.registry.register import get_version_by_alias
+
+    if get_version_by_alias(settings, CHAMPION) is not None:
+        return alias_uri(settings, CHAMPION)
+    progress("no champion in this home: scoring with MiniLM and an untrained head")
+    return str(bench_model_folder(settings, None))
+
+
 def run_flagging_bench(
     settings: Settings,
     file: Path,
@@ -223,11 +237,14 @@ def run_flagging_bench(
 ) -> dict[str, Any]:
     """With ``model_uri``: score the first ``pool`` pairs of the Citation-Integrity
     ``split`` in the demo's order (all when None) with that model and write the flagging
-    ``file``; else read ``file``. Then every rule side by side (:func:`compare_rules`).
+    ``file``; else read ``file``, or, when there is none, score with
+    :func:`default_flagging_model` first. Then every rule side by side (:func:`compare_rules`).
 
     Raises:
         ValueError: the file is missing or malformed, or holds fewer than 10 lines.
     """
+    if model_uri is None and not file.is_file():
+        model_uri = default_flagging_model(settings, progress)
     if model_uri is not None:
         from citeops.tasks.data.multivers import read_split, shuffled
         from citeops.tasks.feedback.quality import ChampionScorer

@@ -80,3 +80,22 @@ def test_one_round_of_users_clears_the_trigger_after_flagging() -> None:
     assert size * (1 - 2 * 0.15) >= 100  # precision 0.5 at recall 1: twice the flips flagged
     assert feedback_round_size(4, 0.15) == 6 and feedback_round_size(100, 0.0) == 100
     assert feedback_round_size(100, 0.4) == 200  # at most twice the need
+
+
+def test_bench_flagging_runs_with_its_defaults_on_a_fresh_home(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No flagging file, no model, no champion: the benchmark scores with the serve
+    benchmark's default model and still judges every rule side by side."""
+    from tests.harness import run_citeops
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["bench", "flagging", "--pool", "40", "--pairs", "20", "--resamples", "2", "--json"]
+    code, out, err = run_citeops(argv, capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert "no champion in this home" in err
+    assert (tmp_path / "flagging.jsonl").is_file()
+    assert len(read_flagging_file(tmp_path / "flagging.jsonl")) == 40
+    assert result["resamples"] == 2
+    assert set(RULES) <= set(json.dumps(result).split('"'))
