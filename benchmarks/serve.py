@@ -599,13 +599,14 @@ def reuse_workload(
     checks ``options.evidence_reuse`` claims against one evidence, :func:`reuse_pairs`):
     the baseline and the
     main citeops server (``urls``, both without any evidence cache) against one more
-    citeops server with its cache (``serve.evidence_cache_mb`` as configured), in
+    citeops server with its cache (``serve.evidence_cache_mb``, else 64 MB), in
     alternating slices; the cache's share of the gain is that server's pairs/s over the
     one without."""
     workload = reuse_pairs(pairs, options.evidence_reuse, spacing=options.reuse_clients)
     port = free_port()
     progress(f"evidence reuse x{options.evidence_reuse}: starting citeops serve with its cache")
-    cached_env = {key: value for key, value in env.items() if key != CACHE_ENV}
+    megabytes = settings_cache_mb()
+    cached_env = {**env, CACHE_ENV: str(megabytes)}
     cached = start_server([*serve_cmd, "--port", str(port)], cached_env, port, workdir, "/ready")
     try:
         servers = {"baseline": urls["baseline"], "serve": urls["serve"]}
@@ -638,6 +639,16 @@ def reuse_workload(
 
 
 CACHE_ENV = "CITEOPS_SERVE__EVIDENCE_CACHE_MB"
+REUSE_CACHE_MB = 64.0  # the reuse workload's cached server when serve.evidence_cache_mb is 0
+
+
+def settings_cache_mb() -> float:
+    """The cached server's cache size: ``serve.evidence_cache_mb`` as the user configured it
+    (outside the main servers' environment), else :data:`REUSE_CACHE_MB`."""
+    from citeops.configs.settings import load_settings
+
+    configured = load_settings().serve.evidence_cache_mb
+    return configured if configured > 0 else REUSE_CACHE_MB
 
 
 def run_serve_bench(

@@ -99,10 +99,13 @@ class ServeSettings(Section):
     """Least label agreement with PyTorch fp32 for auto to choose a runtime."""
     calibration_pairs: int = Field(32, ge=1)
     """auto times each runtime on the first this many pairs of the parity sample."""
-    evidence_cache_mb: float = Field(64.0, ge=0)
+    evidence_cache_mb: float = Field(0.0, ge=0)
     """Siamese head: megabytes of evidence embeddings kept per loaded model, so that a
     claim checked against an evidence seen before costs a claim pass only (0: none kept);
-    counted in /metrics (citeops_evidence_cache)."""
+    counted in /metrics (citeops_evidence_cache). Off by default: a served model with a
+    cache measured half the pairs/s of one without on the same workload (BENCHMARKS.md
+    ## serve, 2026-12-04), though the same predictor in one process is not slower; set it
+    (e.g. 64) where evidences repeat once that is understood."""
     shadow_batch_size: int = Field(4, ge=1)
     """Shadow scoring: copies per challenger pass (smaller passes delay a live batch
     less)."""
