@@ -29,6 +29,45 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _TEST_DATA = pytest.StashKey[TestData]()
 
 
+class _ProcessStderr:
+    """The process's own standard error (file descriptor 2, which pytest captures per
+    test), looked up at each write, never closed by a test."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        stream = sys.__stderr__
+        return stream.write(text) if stream is not None else len(text)
+
+    def flush(self) -> None:
+        if sys.__stderr__ is not None:
+            sys.__stderr__.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def prefect_console_to_process_stderr() -> None:
+    """Prefect builds its console handlers once per process, on the stream of the test
+    that first set up its logging: later tests would write to that test's closed capture
+    ("Logging error ... I/O operation on closed file" in their stderr). Point every such
+    handler at the process's standard error instead, out of the tests' ``capsys``: what a
+    test reads from ``capsys`` is what citeops itself wrote."""
+    import logging
+
+    handlers = sys.modules.get("prefect.logging.handlers")
+    handler_type = getattr(handlers, "PrefectConsoleHandler", None)
+    if handler_type is None:
+        return
+    stream = _ProcessStderr()
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, handler_type):
+                handler.stream = stream  # not setStream: it flushes the old, maybe closed
+                handler.console.file = stream
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Prefect state in a throw-away folder, no telemetry (no network here)."""
     import tempfile
