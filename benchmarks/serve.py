@@ -594,6 +594,7 @@ def reuse_workload(
     pairs: Sequence[tuple[str, str]],
     options: BenchOptions,
     progress: Progress,
+    cache_mb: float,
 ) -> dict[str, Any]:
     """The evidence-reuse workload at ``options.reuse_clients`` (each client, in effect,
     checks ``options.evidence_reuse`` claims against one evidence, :func:`reuse_pairs`):
@@ -605,8 +606,7 @@ def reuse_workload(
     workload = reuse_pairs(pairs, options.evidence_reuse, spacing=options.reuse_clients)
     port = free_port()
     progress(f"evidence reuse x{options.evidence_reuse}: starting citeops serve with its cache")
-    megabytes = settings_cache_mb()
-    cached_env = {**env, CACHE_ENV: str(megabytes)}
+    cached_env = {**env, CACHE_ENV: str(cache_mb)}
     cached = start_server([*serve_cmd, "--port", str(port)], cached_env, port, workdir, "/ready")
     try:
         servers = {"baseline": urls["baseline"], "serve": urls["serve"]}
@@ -642,12 +642,10 @@ CACHE_ENV = "CITEOPS_SERVE__EVIDENCE_CACHE_MB"
 REUSE_CACHE_MB = 64.0  # the reuse workload's cached server when serve.evidence_cache_mb is 0
 
 
-def settings_cache_mb() -> float:
-    """The cached server's cache size: ``serve.evidence_cache_mb`` as the user configured it
-    (outside the main servers' environment), else :data:`REUSE_CACHE_MB`."""
-    from citeops.configs.settings import load_settings
-
-    configured = load_settings().serve.evidence_cache_mb
+def reuse_cache_mb(settings: Settings) -> float:
+    """The cached server's cache size: ``serve.evidence_cache_mb`` as configured, else
+    :data:`REUSE_CACHE_MB`."""
+    configured = settings.serve.evidence_cache_mb
     return configured if configured > 0 else REUSE_CACHE_MB
 
 
@@ -755,7 +753,7 @@ def run_serve_bench(
             }
         if options.evidence_reuse:
             report["evidence_reuse"] = reuse_workload(
-                serve_cmd, env, workdir, urls, pairs, options, progress
+                serve_cmd, env, workdir, urls, pairs, options, progress, reuse_cache_mb(settings)
             )
         if options.shadow_clients:
             if options.shadow_share is None:  # the online phase's default share
