@@ -21,20 +21,16 @@ same command promotes.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from citeops.configs.settings import load_settings
-from tests.conftest import free_port, wait_for_http
 from tests.harness import run_citeops
 from tests.integration.test_retrain import (
     LENIENT_GATE,
@@ -44,6 +40,7 @@ from tests.integration.test_retrain import (
     live,
     register_tiny,
 )
+from tests.servers import RestartableServer, program
 
 pytestmark = pytest.mark.integration
 __all__ = ["env"]
@@ -53,37 +50,23 @@ MAX_RETRIES = 1
 FAIL_WITHIN_S = 60  # the bound of one failed step: our timeout and retries, with room
 
 
-@dataclass
-class MlflowServer:
+@dataclass(kw_only=True)
+class MlflowServer(RestartableServer):
     """A ``mlflow server`` subprocess that a test can kill and start again (same port)."""
 
     home: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
         env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
         artifacts = self.home / "server-artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
-        argv = [exe, "server", "--host", "127.0.0.1", "--port", str(self.port)]
-        argv += ["--workers", "1", "--backend-store-uri", f"sqlite:///{self.home / 'server.db'}"]
+        argv = [program("mlflow", sys.executable), "server", "--host", "127.0.0.1"]
+        argv += ["--port", str(self.port), "--workers", "1"]
+        argv += ["--backend-store-uri", f"sqlite:///{self.home / 'server.db'}"]
         argv += ["--serve-artifacts", "--artifacts-destination", artifacts.as_uri()]
         argv += ["--default-artifact-root", "mlflow-artifacts:/"]
-        log = (self.home / "server.log").open("ab")
-        self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
-        wait_for_http(f"{self.url}/health", timeout=120)
-
-    def kill(self) -> None:
-        """SIGKILL to the server's whole process group (gunicorn/uvicorn workers too)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
+        with (self.home / "server.log").open("ab") as log:
+            self.launch(argv, "/health", timeout=120, env=env, output=log)
 
 
 @pytest.fixture
@@ -92,7 +75,7 @@ def mlflow_server(env: pytest.MonkeyPatch, citeops_env: Path) -> Iterator[Mlflow
     bounded by short request settings; killed at the end whatever happened."""
     from citeops.flows.tracking import use_mlflow
 
-    server = MlflowServer(citeops_env / "mlflow-server")
+    server = MlflowServer(home=citeops_env / "mlflow-server")
     server.home.mkdir(parents=True)
     server.start()
     env.setenv("CITEOPS_MLFLOW__TRACKING_URI", server.url)

@@ -11,52 +11,29 @@ line is in the store exactly once.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 from citeops.configs.settings import load_settings
-from tests.conftest import free_port, wait_for_http
 from tests.harness import run_citeops
 from tests.ingest_support import feedback_line
+from tests.servers import RestartableServer, program
 
 pytestmark = pytest.mark.integration
 BUCKET = "citeops-faults"
 PREFIX = "prod/logs"
 
 
-@dataclass
-class MotoServer:
+class MotoServer(RestartableServer):
     """A moto S3 API that a test can kill and start again on the same port."""
 
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def start(self) -> None:
-        exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-        self.proc = subprocess.Popen(
-            [exe, "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_http(self.url + "/", timeout=30)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
+        argv = [program("moto_server", sys.executable), "-H", "127.0.0.1", "-p", str(self.port)]
+        self.launch(argv, "/", timeout=30)
 
 
 @pytest.fixture
