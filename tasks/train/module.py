@@ -88,7 +88,9 @@ class ClaimVerifierModule(L.LightningModule):
             on_epoch=True,
             prog_bar=True,
             batch_size=size,
-            sync_dist=self.trainer.world_size > 1,  # DDP: the mean over the ranks' shards
+            # DDP: the mean over the ranks' shards (a no-op on one device; Lightning warns
+            # when a DDP strategy with a single rank logs without it)
+            sync_dist=True,
         )
         return loss
 
@@ -118,7 +120,7 @@ class ClaimVerifierModule(L.LightningModule):
                 f"val_{name}",
                 value,
                 prog_bar=name in ("loss", "f1_macro_by_dataset"),
-                sync_dist=self.trainer.world_size > 1,
+                sync_dist=True,
             )
         self._val_probs.clear()
         self._val_targets.clear()
