@@ -28,6 +28,7 @@ from citeops.benchmarks.train_sides import (
     SideRunner,
     bench_examples,
     bucketed_batch_iter,
+    op_shares,
     pad_to_max_batches,
     score,
 )
@@ -63,6 +64,14 @@ def throughput_optimizer(
     return build_optimizer(model, learning_rate, 0.01, 1.0, 0.1, steps)
 
 
+def side_runner(
+    initial: torch.nn.Module, batches: Iterable[Any], lr: float, steps: int, bf16: bool
+) -> SideRunner:
+    """A side on its own copy of ``initial``, with its own optimiser over that copy."""
+    model = copy.deepcopy(initial)
+    return SideRunner(model, batches, throughput_optimizer(model, lr, steps), bf16)
+
+
 def side_figures(
     name: str, runner: SideRunner, metrics: dict[str, float], padding: str
 ) -> LoopFigures:
@@ -91,23 +100,34 @@ def bench_train(
     progress: Callable[[str], None] | None = None,
     time_to_f1: bool = True,
     bench: BenchSettings | None = None,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Train both sides for ``steps`` steps of ``batch_size`` and compare speed and F1;
     with ``time_to_f1``, then race them to the dev macro F1 target (:mod:`.time_to_f1`,
     the baseline padding to ``max_length``) and log that run to MLflow.
 
-    Returns a JSON-able dict with ``baseline``, ``ours`` (and ``ours_fp32`` when asked),
-    ``ratio`` (ours / baseline samples per second) and ``f1_diff`` (ours - baseline), plus
+    Returns a JSON-able dict with ``baseline``, ``ours`` (the default recipe: ``model.head``
+    at ``train.max_length`` with its evidence selection), ``ours_same_length`` (the
+    baseline's cross-encoder at ``max_length``, bucketed) and ``ours_fp32`` when asked, each
+    with ``phase_seconds`` (fetch, forward, backward, optimizer) and with ``profile`` its
+    ``op_shares``; ``ratio`` (ours / baseline samples per second), ``ratio_same_length``
+    and ``f1_diff`` (ours - baseline), plus
     with ``time_to_f1`` the keys of :func:`.time_to_f1.bench_time_to_f1` and
     ``mlflow_run_id``. The race's workload and goal come from ``bench`` (default: the
     environment's benchmark settings).
     """
-    from citeops.tasks.classifier.base import load_base
+    from citeops.tasks.classifier.base import load_base, set_attention_dropout
 
     say = progress or (lambda _msg: None)
     # the baseline is pyvers' cross-encoder whatever model.head says; ours uses model.head
     cross = settings.model.model_copy(update={"head": "cross"})
     initial, tokenizer = load_base(cross, seed=settings.train.seed)
+    ours = None
+    if settings.model.head != "cross":
+        ours, _ = load_base(settings.model, seed=settings.train.seed)
+    if settings.train.attention_dropout is not None:  # the recipe's, on ours' model only
+        ours = ours if ours is not None else copy.deepcopy(initial)
+        set_attention_dropout(ours, settings.train.attention_dropout)
     figures = bench_throughput(
         settings,
         initial,
@@ -119,14 +139,13 @@ def bench_train(
         dataset,
         with_fp32,
         say,
+        recipe_initial=ours,
+        profile=profile,
     )
     if time_to_f1:
         from citeops.benchmarks.time_to_f1 import bench_time_to_f1, log_bench_run
         from citeops.flows.tracking import use_mlflow
 
-        ours = None
-        if settings.model.head != "cross":
-            ours, _ = load_base(settings.model, seed=settings.train.seed)
         bench = bench or load_bench_settings()
         figures.update(
             bench_time_to_f1(settings, initial, tokenizer, batch_size, max_length, say, ours, bench)
@@ -148,36 +167,68 @@ def bench_throughput(
     dataset: str,
     with_fp32: bool,
     say: Callable[[str], None],
+    recipe_initial: torch.nn.Module | None = None,
+    profile: bool = False,
 ) -> dict[str, Any]:
-    """The samples/s comparison: each side ``steps`` steps from ``initial``, interleaved."""
+    """The samples/s comparison: each side ``steps`` steps, interleaved.
+
+    ``initial`` is the baseline's cross-encoder; ``recipe_initial`` the default recipe's
+    classifier (``model.head``; None: the cross-encoder too). With ``profile``, one more
+    forward + backward per side runs under the PyTorch profiler (not timed) and each side
+    gets ``op_shares``: the share of operator time per group (attention, linear, ...)."""
     import torch
 
-    from citeops.tasks.train.fit import cpu_supports_bf16
+    from citeops.tasks.classifier.preprocess import EvidenceSelector
+    from citeops.tasks.train.fit import cpu_supports_bf16, evidence_selection
 
     seed = settings.train.seed
     train, dev = bench_examples(settings, dataset, steps * batch_size, eval_examples, seed)
     lr = settings.train.learning_rate
     bf16 = cpu_supports_bf16() and not torch.cuda.is_available()
     mult = settings.train.bucket_size_multiplier
-
-    paddings = {
-        "baseline": f"pad-to-{max_length}",
-        "ours_fp32": "bucketed-dynamic",
-        "ours": "bucketed-dynamic",
+    recipe_length = settings.train.max_length
+    selection = evidence_selection(settings)
+    selector = EvidenceSelector(selection, tokenizer, recipe_length)
+    select = selector.select_many if selection.enabled else None
+    recipe_model = recipe_initial if recipe_initial is not None else initial
+    recipe_evidence = f"selection {selection.method}" if selection.enabled else "whole"
+    # name -> (initial model, batches, bf16, padding, length, evidence selection)
+    plans: dict[str, tuple[Any, Callable[[], Iterable[Any]], bool, str, int, Any]] = {
+        "baseline": (
+            initial,
+            lambda: pad_to_max_batches(train, tokenizer, max_length, batch_size, seed),
+            False,
+            f"pad-to-{max_length}",
+            max_length,
+            None,
+        ),
+        # the earlier "ours": the same cross-encoder at the same length, bucketed
+        "ours_same_length": (
+            initial,
+            lambda: bucketed_batch_iter(train, tokenizer, max_length, batch_size, mult, seed),
+            bf16,
+            "bucketed-dynamic",
+            max_length,
+            None,
+        ),
     }
-
-    def runner(batches: Iterable[dict[str, torch.Tensor]], side_bf16: bool) -> SideRunner:
-        model = copy.deepcopy(initial)
-        return SideRunner(model, batches, throughput_optimizer(model, lr, steps), side_bf16)
-
-    def bucketed() -> Iterable[dict[str, torch.Tensor]]:
-        return bucketed_batch_iter(train, tokenizer, max_length, batch_size, mult, seed)
-
-    padded = pad_to_max_batches(train, tokenizer, max_length, batch_size, seed)
-    runners = {"baseline": runner(padded, False)}
+    recipe = (
+        recipe_model,
+        lambda: bucketed_batch_iter(
+            train, tokenizer, recipe_length, batch_size, mult, seed, select=select
+        ),
+        bf16,
+        f"bucketed-dynamic, {recipe_evidence}",
+        recipe_length,
+        selection if selection.enabled else None,
+    )
     if with_fp32 and bf16:
-        runners["ours_fp32"] = runner(bucketed(), False)
-    runners["ours"] = runner(bucketed(), bf16)
+        plans["ours_fp32"] = (*recipe[:2], False, *recipe[3:])
+    plans["ours"] = recipe
+    runners = {
+        name: side_runner(model, batches(), lr, steps, side_bf16)
+        for name, (model, batches, side_bf16, *_rest) in plans.items()
+    }
     say(
         f"{steps} steps of {batch_size} pairs, sides interleaved step by step: "
         + ", ".join(runners)
@@ -190,11 +241,23 @@ def bench_throughput(
             f"step {step + 1}/{steps}: "
             + "  ".join(f"{n} {r.samples / r.seconds:.2f}/s" for n, r in runners.items())
         )
-    sides: dict[str, LoopFigures] = {}
+    sides: dict[str, dict[str, Any]] = {}
     for name, side in runners.items():
+        _model, batches, side_bf16, padding, length, side_selection = plans[name]
+        if profile:
+            say(f"profiling one forward + backward of {name}")
+            shares = op_shares(side.model, next(iter(batches())), side_bf16)
         say(f"scoring {name} on {len(dev)} dev pairs")
-        metrics = score(side.model, tokenizer, dev, max_length)
-        sides[name] = side_figures(name, side, metrics, paddings[name])
+        metrics = score(side.model, tokenizer, dev, length, selection=side_selection)
+        figures = asdict(side_figures(name, side, metrics, padding))
+        figures.update(
+            head=getattr(side.model.config, "model_type", "?"),
+            max_length=length,
+            phase_seconds={k: round(v, 3) for k, v in side.phase_seconds.items()},
+        )
+        if profile:
+            figures["op_shares"] = shares
+        sides[name] = figures
     base, ours = sides["baseline"], sides["ours"]
     return {
         "base_model": settings.model.base_model,
@@ -203,7 +266,8 @@ def bench_throughput(
         "steps": steps,
         "max_length": max_length,
         "threads": torch.get_num_threads(),
-        **{name: asdict(fig) for name, fig in sides.items()},
-        "ratio": ours.samples_per_s / base.samples_per_s,
-        "f1_diff": ours.f1_macro - base.f1_macro,
+        **sides,
+        "ratio": ours["samples_per_s"] / base["samples_per_s"],
+        "ratio_same_length": sides["ours_same_length"]["samples_per_s"] / base["samples_per_s"],
+        "f1_diff": ours["f1_macro"] - base["f1_macro"],
     }

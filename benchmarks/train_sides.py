@@ -110,24 +110,53 @@ class SideRunner:
         self.samples = 0
         self.tokens = 0
         self.seconds = 0.0
+        # where a step's time goes: fetching the batch (tokenisation, selection, padding),
+        # forward, backward, optimiser; they sum to ``seconds``
+        self.phase_seconds = dict.fromkeys(STEP_PHASES, 0.0)
 
     def step(self) -> None:
         import torch
 
-        start = time.perf_counter()
+        clock = PhaseClock()
         batch = dict(next(self.batches))
         labels = batch.pop("labels")
+        clock.lap("fetch")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(**batch).logits
         loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=self.class_weights)
+        clock.lap("forward")
         loss.backward()
+        clock.lap("backward")
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.seconds += time.perf_counter() - start
+        clock.lap("optimizer")
+        for phase, seconds in clock.laps.items():
+            self.phase_seconds[phase] += seconds
+        self.seconds += clock.total
         self.steps += 1
         self.samples += len(labels)
         self.tokens += batch["input_ids"].numel()
+
+
+STEP_PHASES = ("fetch", "forward", "backward", "optimizer")
+
+
+class PhaseClock:
+    """Consecutive laps of one step: each :meth:`lap` closes the phase since the last."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.laps[phase] = now - self.last
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return self.last - self.start
 
 
 def score(
@@ -162,3 +191,42 @@ def bench_examples(
     train = shuffled(read_split(settings.data_dir, dataset, "train"), seed)[:n_train]
     dev = shuffled(read_split(settings.data_dir, dataset, "dev"), seed)[:n_eval]
     return train, dev
+
+
+# operator groups of a profiled step, matched on the operator's name (first match wins)
+OP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("attention", ("scaled_dot_product", "attention", "bmm", "softmax")),
+    ("linear", ("addmm", "aten::mm", "linear")),
+    ("embedding", ("embedding",)),
+)
+
+
+def op_group(name: str) -> str:
+    """The group of an operator (``other`` for norms, activations, element-wise ops)."""
+    lowered = name.lower()
+    for group, needles in OP_GROUPS:
+        if any(needle in lowered for needle in needles):
+            return group
+    return "other"
+
+
+def op_shares(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool
+) -> dict[str, float]:
+    """Share of one forward + backward's operator time (self CPU time) per :data:`OP_GROUPS`
+    group, under the PyTorch profiler; the gradients are dropped after (no optimiser step)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    inputs = dict(batch)
+    labels = inputs.pop("labels")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**inputs).logits
+        torch.nn.functional.cross_entropy(logits.float(), labels).backward()
+    model.zero_grad(set_to_none=True)
+    totals = dict.fromkeys([group for group, _ in OP_GROUPS] + ["other"], 0.0)
+    for event in prof.key_averages():
+        totals[op_group(event.key)] += event.self_cpu_time_total
+    whole = sum(totals.values()) or 1.0
+    return {group: round(value / whole, 4) for group, value in totals.items()}

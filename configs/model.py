@@ -99,6 +99,11 @@ class TrainSettings(Section):
     """After fitting, tune per-class logit offsets on dev (the mean over datasets of macro
     F1) and add them to the classifier's output bias, so every runtime applies them
     (tasks/train/offsets.py); recorded in citeops.json. Needs a dev set."""
+    attention_dropout: float | None = Field(None, ge=0, le=1)
+    """Dropout on the attention probabilities while training (None: the base model's own,
+    0.1 for BERT-family models). 0 lets PyTorch's scaled-dot-product attention run its fused
+    kernel instead of materialising every attention matrix with a dropout mask: on a CPU a
+    step at length 512 is several times faster (BENCHMARKS.md ## train)."""
     precision: Literal["auto", "32", "bf16-mixed"] = "auto"
     """Lightning precision; auto: bf16 where it is fast."""
     accelerator: str = "auto"

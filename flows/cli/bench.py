@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -33,6 +34,12 @@ def bench_train_command(
     max_length: int = typer.Option(512, min=16, help="Token limit (the baseline pads to it)."),
     eval_examples: int = typer.Option(64, min=1, help="Dev pairs scored for macro F1."),
     with_fp32: bool = typer.Option(False, "--with-fp32", help="Also time ours without bf16."),
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help="Also profile one forward + backward per side: share of operator time in "
+        "attention, linear layers, embeddings, other.",
+    ),
     time_to_f1: bool = typer.Option(
         True, "--time-to-f1/--no-time-to-f1", help="Also race both sides to the dev F1 target."
     ),
@@ -91,6 +98,7 @@ def bench_train_command(
         progress=info,
         time_to_f1=time_to_f1,
         bench=bench,
+        profile=profile,
     )
     if as_json:
         print_json(figures)
@@ -99,19 +107,32 @@ def bench_train_command(
         f"{figures['base_model']}, {figures['dataset']}, batch {batch_size}, "
         f"{steps} steps, max_length {max_length}, {figures['threads']} threads"
     )
-    for name in ("baseline", "ours_fp32", "ours"):
+    for name in ("baseline", "ours_same_length", "ours_fp32", "ours"):
         if name in figures:
-            f = figures[name]
-            typer.echo(
-                f"{name:10s} {f['padding']:17s} {f['precision']:13s} "
-                f"{f['samples_per_s']:7.2f} samples/s  {f['tokens_per_batch']:7.0f} tokens/batch  "
-                f"macro F1 {f['f1_macro']:.3f}"
-            )
-    typer.echo(f"ratio {figures['ratio']:.2f}x  (F1 difference {figures['f1_diff']:+.3f})")
+            typer.echo(format_train_side(name, figures[name]))
+    typer.echo(
+        f"ratio {figures['ratio']:.2f}x  (same model and length: "
+        f"{figures['ratio_same_length']:.2f}x; F1 difference {figures['f1_diff']:+.3f})"
+    )
     if time_to_f1:
         from citeops.benchmarks.time_to_f1 import format_time_to_f1
 
         typer.echo(format_time_to_f1(figures))
+
+
+def format_train_side(name: str, f: dict[str, Any]) -> str:
+    """One side of ``bench train``: speed, where a step's time goes, and its dev F1."""
+    phases = f["phase_seconds"]
+    total = sum(phases.values()) or 1.0
+    split = " ".join(f"{k} {100 * v / total:.0f}%" for k, v in phases.items())
+    line = (
+        f"{name:16s} {f['head']:20s} {f['padding']:36s} {f['precision']:13s} "
+        f"{f['samples_per_s']:7.2f} samples/s  {f['tokens_per_batch']:7.0f} tokens/batch  "
+        f"macro F1 {f['f1_macro']:.3f}  [{split}]"
+    )
+    if "op_shares" in f:
+        line += "  ops: " + " ".join(f"{k} {100 * v:.0f}%" for k, v in f["op_shares"].items())
+    return line
 
 
 @app.command("serve")

@@ -157,3 +157,22 @@ def add_logit_offsets(model: PreTrainedModel, offsets: Sequence[float]) -> None:
         layer.bias.add_(
             torch.tensor(list(offsets), dtype=layer.bias.dtype, device=layer.bias.device)
         )
+
+
+def set_attention_dropout(model: torch.nn.Module, probability: float) -> int:
+    """Set the dropout on the attention probabilities of every attention layer of
+    ``model`` (an ``nn.Dropout`` named ``dropout`` on a module whose class name contains
+    ``Attention``, as in BERT-family models) and in its config; returns how many layers
+    changed. Hidden-state dropout is left as it is."""
+    import torch
+
+    changed = 0
+    for module in model.modules():
+        dropout = getattr(module, "dropout", None)
+        if "Attention" in type(module).__name__ and isinstance(dropout, torch.nn.Dropout):
+            dropout.p = probability
+            changed += 1
+    config = getattr(model, "config", None)
+    if changed and hasattr(config, "attention_probs_dropout_prob"):
+        config.attention_probs_dropout_prob = probability
+    return changed

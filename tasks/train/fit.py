@@ -29,7 +29,7 @@ from citeops.tasks.classifier.artifact import (
     find_hf_dir,
     save_hf_folder,
 )
-from citeops.tasks.classifier.base import load_base
+from citeops.tasks.classifier.base import load_base, set_attention_dropout
 from citeops.tasks.classifier.preprocess import META_KEY, EvidenceSelection, EvidenceSelector
 from citeops.tasks.data.augment import augment, self_support
 from citeops.tasks.data.multivers import (
@@ -386,6 +386,8 @@ def build_module(settings: Settings, train: Sequence[Example], dev: Sequence[Exa
     cfg = settings.train
     with initial_weights(settings) as model_settings:
         model, tokenizer = load_base(model_settings, seed=cfg.seed)
+    if cfg.attention_dropout is not None:
+        set_attention_dropout(model, cfg.attention_dropout)
     model.train()  # from_pretrained returns eval mode: dropout would stay off
     labels = [ex.label for ex in train]
     weights = class_weights(labels, len(LABELS)) if cfg.class_weighted_loss else None

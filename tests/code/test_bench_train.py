@@ -35,7 +35,10 @@ def bench_json(capsys: pytest.CaptureFixture[str], args: list[str]) -> dict[str,
     return json.loads(capsys.readouterr().out)
 
 
-def test_bench_train_compares_the_two_loops(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_train_compares_the_two_loops(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CITEOPS_MODEL__HEAD", "siamese")  # the default recipe's head
     args = ["--steps", "2", "--batch-size", "2", "--eval-examples", "4", "--no-time-to-f1"]
     figures = bench_json(capsys, args)
     assert "time_to_f1_ratio" not in figures and "mlflow_run_id" not in figures
@@ -46,6 +49,34 @@ def test_bench_train_compares_the_two_loops(capsys: pytest.CaptureFixture[str]) 
     assert ours["tokens_per_batch"] < base["tokens_per_batch"]
     assert figures["ratio"] == pytest.approx(ours["samples_per_s"] / base["samples_per_s"])
     assert figures["f1_diff"] == pytest.approx(ours["f1_macro"] - base["f1_macro"])
+    # ours is the default recipe: its head, its length, its evidence selection
+    settings = load_settings()
+    assert ours["max_length"] == settings.train.max_length
+    assert base["head"] == "bert" and ours["head"] == "citeops-siamese-bert"
+    assert "selection" in ours["padding"]
+    same = figures["ours_same_length"]
+    assert same["head"] == "bert" and same["max_length"] == base["max_length"] == 512
+    assert figures["ratio_same_length"] == pytest.approx(
+        same["samples_per_s"] / base["samples_per_s"]
+    )
+    for side in (base, same, ours):  # the phases account for the whole step
+        assert set(side["phase_seconds"]) == {"fetch", "forward", "backward", "optimizer"}
+        assert sum(side["phase_seconds"].values()) == pytest.approx(side["seconds"], abs=0.01)
+        assert "op_shares" not in side
+
+
+def test_bench_train_profile_splits_operator_time(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--steps", "1", "--batch-size", "2", "--eval-examples", "2", "--no-time-to-f1"]
+    figures = bench_json(capsys, [*args, "--profile"])
+    for name in ("baseline", "ours_same_length", "ours"):
+        shares = figures[name]["op_shares"]
+        assert set(shares) == {"attention", "linear", "embedding", "other"}
+        assert sum(shares.values()) == pytest.approx(1.0, abs=0.01)
+        assert shares["attention"] > 0 and shares["linear"] > 0
+    from citeops.flows.cli.bench import format_train_side
+
+    line = format_train_side("ours", figures["ours"])
+    assert "samples/s" in line and "forward" in line and "ops: attention" in line
 
 
 def test_pad_to_max_dataset_tokenises_on_every_access() -> None:
