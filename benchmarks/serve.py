@@ -263,8 +263,10 @@ def run_levels(
     progress: Progress,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, str]]]:
     """Each concurrency level on each server in turn, in slices of about
-    ``slice_seconds`` that alternate between the servers (baseline, ours, baseline, ...),
-    so that load from elsewhere on a shared machine falls on both sides alike."""
+    ``slice_seconds`` that alternate between the servers, so that load from elsewhere on a
+    shared machine falls on every side alike. The order rotates every slice (with three
+    servers: a b c, b c a, c a b, ...), so that no server always runs right after the same
+    other one (a server's position once halved its pairs/s: BENCHMARKS.md ## serve)."""
     levels: dict[str, dict[str, Any]] = {name: {} for name in servers}
     labels: dict[str, dict[int, str]] = {name: {} for name in servers}
     next_index = dict.fromkeys(servers, 0)  # levels continue through the pairs
@@ -273,8 +275,11 @@ def run_levels(
     slices = max(1, round(options.seconds / options.slice_seconds))
     for clients in options.clients:
         totals = {name: LoadResult(clients) for name in servers}
-        for _ in range(slices):
-            for name, url in servers.items():
+        names = list(servers)
+        for index in range(slices):
+            shift = index % len(names)
+            for name in names[shift:] + names[:shift]:
+                url = servers[name]
                 part = asyncio.run(
                     drive(
                         url, pairs, clients, options.seconds / slices, None, None, next_index[name]
