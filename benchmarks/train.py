@@ -19,8 +19,8 @@ and logs both curves to MLflow.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from citeops.benchmarks.settings import BenchSettings, load_bench_settings
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import torch
 
     from citeops.configs.settings import Settings
+    from citeops.tasks.classifier.preprocess import EvidenceSelection
+    from citeops.tasks.data.multivers import Example
 
 
 @dataclass
@@ -53,6 +55,47 @@ class LoopFigures:
     tokens_per_batch: float
     f1_macro: float
     accuracy: float
+
+
+@dataclass(frozen=True)
+class SidePlan:
+    """One side of the samples/s comparison before it runs: its starting model, how to
+    make its batch stream, and how it pads, how long its pairs are, how it selects."""
+
+    model: Any
+    batches: Callable[[], Iterable[Any]]
+    bf16: bool
+    padding: str
+    max_length: int
+    selection: EvidenceSelection | None = None
+
+
+def side_report(
+    name: str,
+    runner: SideRunner,
+    plan: SidePlan,
+    tokenizer: Any,
+    dev: Sequence[Example],
+    profile: bool,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """A side's figures after its steps: speed, phases, dev F1 and, with ``profile``, the
+    operator shares of one more (profiled, untimed) forward + backward."""
+    shares = None
+    if profile:
+        say(f"profiling one forward + backward of {name}")
+        shares = op_shares(runner.model, next(iter(plan.batches())), plan.bf16)
+    say(f"scoring {name} on {len(dev)} dev pairs")
+    metrics = score(runner.model, tokenizer, dev, plan.max_length, selection=plan.selection)
+    figures = asdict(side_figures(name, runner, metrics, plan.padding))
+    figures.update(
+        head=getattr(runner.model.config, "model_type", "?"),
+        max_length=plan.max_length,
+        phase_seconds={k: round(v, 3) for k, v in runner.phase_seconds.items()},
+    )
+    if shares is not None:
+        figures["op_shares"] = shares
+    return figures
 
 
 def throughput_optimizer(
@@ -183,51 +226,47 @@ def bench_throughput(
 
     seed = settings.train.seed
     train, dev = bench_examples(settings, dataset, steps * batch_size, eval_examples, seed)
-    lr = settings.train.learning_rate
     bf16 = cpu_supports_bf16() and not torch.cuda.is_available()
     mult = settings.train.bucket_size_multiplier
     recipe_length = settings.train.max_length
     selection = evidence_selection(settings)
     selector = EvidenceSelector(selection, tokenizer, recipe_length)
     select = selector.select_many if selection.enabled else None
-    recipe_model = recipe_initial if recipe_initial is not None else initial
-    recipe_evidence = f"selection {selection.method}" if selection.enabled else "whole"
-    # name -> (initial model, batches, bf16, padding, length, evidence selection)
-    plans: dict[str, tuple[Any, Callable[[], Iterable[Any]], bool, str, int, Any]] = {
-        "baseline": (
+    evidence = f"selection {selection.method}" if selection.enabled else "whole"
+    plans = {
+        "baseline": SidePlan(
             initial,
             lambda: pad_to_max_batches(train, tokenizer, max_length, batch_size, seed),
             False,
             f"pad-to-{max_length}",
             max_length,
-            None,
         ),
         # the earlier "ours": the same cross-encoder at the same length, bucketed
-        "ours_same_length": (
+        "ours_same_length": SidePlan(
             initial,
             lambda: bucketed_batch_iter(train, tokenizer, max_length, batch_size, mult, seed),
             bf16,
             "bucketed-dynamic",
             max_length,
-            None,
         ),
     }
-    recipe = (
-        recipe_model,
+    recipe = SidePlan(
+        recipe_initial if recipe_initial is not None else initial,
         lambda: bucketed_batch_iter(
             train, tokenizer, recipe_length, batch_size, mult, seed, select=select
         ),
         bf16,
-        f"bucketed-dynamic, {recipe_evidence}",
+        f"bucketed-dynamic, {evidence}",
         recipe_length,
         selection if selection.enabled else None,
     )
     if with_fp32 and bf16:
-        plans["ours_fp32"] = (*recipe[:2], False, *recipe[3:])
+        plans["ours_fp32"] = replace(recipe, bf16=False)
     plans["ours"] = recipe
+    lr = settings.train.learning_rate
     runners = {
-        name: side_runner(model, batches(), lr, steps, side_bf16)
-        for name, (model, batches, side_bf16, *_rest) in plans.items()
+        name: side_runner(plan.model, plan.batches(), lr, steps, plan.bf16)
+        for name, plan in plans.items()
     }
     say(
         f"{steps} steps of {batch_size} pairs, sides interleaved step by step: "
@@ -241,23 +280,10 @@ def bench_throughput(
             f"step {step + 1}/{steps}: "
             + "  ".join(f"{n} {r.samples / r.seconds:.2f}/s" for n, r in runners.items())
         )
-    sides: dict[str, dict[str, Any]] = {}
-    for name, side in runners.items():
-        _model, batches, side_bf16, padding, length, side_selection = plans[name]
-        if profile:
-            say(f"profiling one forward + backward of {name}")
-            shares = op_shares(side.model, next(iter(batches())), side_bf16)
-        say(f"scoring {name} on {len(dev)} dev pairs")
-        metrics = score(side.model, tokenizer, dev, length, selection=side_selection)
-        figures = asdict(side_figures(name, side, metrics, padding))
-        figures.update(
-            head=getattr(side.model.config, "model_type", "?"),
-            max_length=length,
-            phase_seconds={k: round(v, 3) for k, v in side.phase_seconds.items()},
-        )
-        if profile:
-            figures["op_shares"] = shares
-        sides[name] = figures
+    sides = {
+        name: side_report(name, runner, plans[name], tokenizer, dev, profile, say)
+        for name, runner in runners.items()
+    }
     base, ours = sides["baseline"], sides["ours"]
     return {
         "base_model": settings.model.base_model,
