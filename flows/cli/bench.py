@@ -72,8 +72,10 @@ def bench_train_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """Training: samples/s of a pad-to-512 pyvers-style loop vs ours (bucketed, bf16), then
-    the training time each needs to reach the same dev macro F1 (time to quality)."""
+    """Training: samples/s of a pad-to-512 pyvers-style loop vs ours (the default recipe:
+    its head, length and evidence selection, bucketed, bf16), each step split into fetch /
+    forward / backward / optimizer, then the training time each needs to reach the same dev
+    macro F1 (time to quality)."""
     from citeops.benchmarks.train import bench_train
 
     settings = settings_from(
