@@ -46,6 +46,7 @@ from citeops.benchmarks.train_sides import (
     bench_examples,
     bucketed_batch_iter,
     pad_to_max_batches,
+    recipe_selection,
     score,
 )
 
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
     import torch
 
     from citeops.configs.settings import Settings, TrainSettings
-    from citeops.tasks.classifier.preprocess import EvidenceSelection
     from citeops.tasks.data.multivers import Example
     from mlflow import MlflowClient
 
@@ -203,22 +203,18 @@ def baseline_side(
 def ours_side(settings: Settings, race: RaceInputs, bf16: bool) -> QualitySide:
     """Our training pipeline, with the training's own functions and settings (rationale
     augmentation included: it is part of what ``citeops train`` fits on)."""
-    from citeops.tasks.classifier.preprocess import EvidenceSelector
     from citeops.tasks.data.augment import augment
     from citeops.tasks.data.multivers import LABELS
     from citeops.tasks.train.batching import class_weights
-    from citeops.tasks.train.fit import evidence_selection
     from citeops.tasks.train.optim import build_optimizer
 
     tokenizer, dev, batch_size = race.tokenizer, race.dev, race.batch_size
     cfg = settings.train
     extra = augment(race.train, cfg.augment_rationale_only, cfg.augment_rationale_removed, cfg.seed)
     train = [*race.train, *extra]
-    selection: EvidenceSelection = evidence_selection(settings)
-    selector = EvidenceSelector(selection, tokenizer, cfg.max_length)
+    selection, select = recipe_selection(settings, tokenizer, cfg.max_length)
     steps = planned_steps(len(train), batch_size, cfg.epochs)
     model = copy.deepcopy(race.ours_initial or race.initial)
-    select = selector.select_many if selection.enabled else None
     warm_seconds = (
         warm_start(model, tokenizer, train, cfg.max_length, select, cfg, bf16)
         if cfg.head_warm_start

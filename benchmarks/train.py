@@ -30,6 +30,7 @@ from citeops.benchmarks.train_sides import (
     bucketed_batch_iter,
     op_shares,
     pad_to_max_batches,
+    recipe_selection,
     score,
 )
 
@@ -221,17 +222,14 @@ def bench_throughput(
     gets ``op_shares``: the share of operator time per group (attention, linear, ...)."""
     import torch
 
-    from citeops.tasks.classifier.preprocess import EvidenceSelector
-    from citeops.tasks.train.fit import cpu_supports_bf16, evidence_selection
+    from citeops.tasks.train.fit import cpu_supports_bf16
 
     seed = settings.train.seed
     train, dev = bench_examples(settings, dataset, steps * batch_size, eval_examples, seed)
     bf16 = cpu_supports_bf16() and not torch.cuda.is_available()
     mult = settings.train.bucket_size_multiplier
     recipe_length = settings.train.max_length
-    selection = evidence_selection(settings)
-    selector = EvidenceSelector(selection, tokenizer, recipe_length)
-    select = selector.select_many if selection.enabled else None
+    selection, select = recipe_selection(settings, tokenizer, recipe_length)
     evidence = f"selection {selection.method}" if selection.enabled else "whole"
     plans = {
         "baseline": SidePlan(

@@ -183,6 +183,19 @@ def score(
     return classification_metrics(probs, [e.label for e in examples])
 
 
+def recipe_selection(
+    settings: Settings, tokenizer: Any, max_length: int
+) -> tuple[EvidenceSelection, Callable[[Sequence[str], Sequence[str]], list[str]] | None]:
+    """The evidence selection ``citeops train`` applies with ``settings`` and its batch
+    function for ``tokenizer`` at ``max_length`` (None when selection is off)."""
+    from citeops.tasks.classifier.preprocess import EvidenceSelector
+    from citeops.tasks.train.fit import evidence_selection
+
+    selection = evidence_selection(settings)
+    selector = EvidenceSelector(selection, tokenizer, max_length)
+    return selection, selector.select_many if selection.enabled else None
+
+
 def bench_examples(
     settings: Settings, dataset: str, n_train: int | None, n_eval: int, seed: int
 ) -> tuple[list[Example], list[Example]]:

@@ -102,10 +102,11 @@ class ServeSettings(Section):
     evidence_cache_mb: float = Field(0.0, ge=0)
     """Siamese head: megabytes of evidence embeddings kept per loaded model, so that a
     claim checked against an evidence seen before costs a claim pass only (0: none kept);
-    counted in /metrics (citeops_evidence_cache). Off by default: a served model with a
-    cache measured half the pairs/s of one without on the same workload (BENCHMARKS.md
-    ## serve, 2026-12-04), though the same predictor in one process is not slower; set it
-    (e.g. 64) where evidences repeat once that is understood."""
+    counted in /metrics (citeops_evidence_cache). Off by default: a served model whose
+    cache hits ran at 0.63x the pairs/s of one without on the same workload, for a reason
+    not yet found (BENCHMARKS.md ## serve, 2026-12-04), though the same predictor in one
+    process is not slower; set it (e.g. 64) where evidences repeat once that is
+    understood."""
     shadow_batch_size: int = Field(4, ge=1)
     """Shadow scoring: copies per challenger pass (smaller passes delay a live batch
     less)."""
