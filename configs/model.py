@@ -179,13 +179,14 @@ class SearchDimension(Section):
 def _default_space() -> dict[str, SearchDimension]:
     return {
         "learning_rate": SearchDimension(low=2e-5, high=3e-4, log=True),
-        "head_learning_rate": SearchDimension(low=1e-4, high=3e-3, log=True),
+        "head_learning_rate": SearchDimension(low=2e-5, high=3e-3, log=True),
         "max_length": SearchDimension(choices=(128, 192, 256)),
         "epochs": SearchDimension(low=1, high=3, integer=True),
         "batch_size": SearchDimension(choices=(8, 16, 32)),
         "layer_lr_decay": SearchDimension(low=0.75, high=1.0),
         "warmup_ratio": SearchDimension(low=0.0, high=0.2),
         "class_weighted_loss": SearchDimension(choices=(True, False)),
+        "head_warm_start": SearchDimension(choices=(True, False)),
     }
 
 
@@ -211,7 +212,20 @@ class TuneSettings(Section):
     min_trial_minutes: float = Field(1.0, gt=0)
     """No new trial starts with less time than this left."""
     sampler_seed: int = 0
-    """Seed of the Optuna sampler."""
+    """Seed of the Optuna sampler (give each of several parallel workers its own)."""
+    storage: str | None = None
+    """Where the study is kept: an Optuna RDB URL (``sqlite:///…``, ``postgresql+psycopg://…``)
+    or ``journal:///path/to/file`` (Optuna's journal file, safe for several processes on one
+    machine); None: ``sqlite:///<home>/tune.db``. Several ``citeops tune`` processes given the
+    same storage and ``study`` share one search."""
+    pruner: Literal["median", "none"] = "median"
+    """Stop a trial after an epoch whose dev score is below the median of earlier trials'
+    scores at that epoch (Optuna's MedianPruner; single-process fits only)."""
+    prune_after_trials: int = Field(4, ge=0)
+    """Complete trials the pruner waits for before it stops any."""
+    baseline_first: bool = True
+    """A new study's first trial is the recipe in use (the ``train`` values of the ``space``
+    keys), so the winner is compared with it in the same search."""
     max_examples: int | None = Field(None, ge=1)
     """Cap on training examples per trial (None: all)."""
     max_eval_examples: int | None = Field(None, ge=1)

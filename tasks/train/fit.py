@@ -439,8 +439,11 @@ def build_callbacks(settings: Settings, with_dev: bool) -> tuple[Any, list[Any]]
     return best, callbacks
 
 
-def build_fit(settings: Settings, data: TrainingSet, progress: bool) -> FitSetup:
-    """Seeds, augmented examples, weights, modules and trainer for one fit."""
+def build_fit(
+    settings: Settings, data: TrainingSet, progress: bool, extra: list[Any] | None = None
+) -> FitSetup:
+    """Seeds, augmented examples, weights, modules and trainer (with the ``extra``
+    callbacks) for one fit."""
 
     cfg = settings.train
     prepare_process(settings)
@@ -451,7 +454,7 @@ def build_fit(settings: Settings, data: TrainingSet, progress: bool) -> FitSetup
     module, datamodule, tokenizer = build_module(settings, train, data.dev)
     precision = resolve_precision(cfg.precision, cfg.accelerator)
     best, callbacks = build_callbacks(settings, bool(data.dev))
-    trainer = build_trainer(settings, precision, callbacks, progress)
+    trainer = build_trainer(settings, precision, [*callbacks, *(extra or [])], progress)
     return FitSetup(
         settings,
         data,
@@ -563,10 +566,12 @@ def fit_candidate(
     run_name: str = "train",
     tags: dict[str, str] | None = None,
     log_model: bool = True,
+    callbacks: list[Any] | None = None,
 ) -> Candidate:
     """Fine-tune ``settings.model.base_model`` on ``data`` (default: the configured
     datasets and feedback, :func:`build_training_set`) and log it in one MLflow run
-    (named ``run_name``, with ``tags``; the model itself only when ``log_model``).
+    (named ``run_name``, with ``tags``; the model itself only when ``log_model``); extra
+    Lightning ``callbacks`` join the trainer's (rank 0 only).
     Builds (:func:`build_fit`), fits (:func:`fit`) and logs; the run is opened with
     MLflow's fluent API, so the entry point has pointed MLflow at the settings' store.
 
@@ -583,7 +588,7 @@ def fit_candidate(
     data = data or build_training_set(settings)
     # with DDP this process is rank 0 and the workers only fit: one run, one model
     with ddp_ranks(settings, data) as ranks:
-        setup = build_fit(settings, data, progress)
+        setup = build_fit(settings, data, progress, callbacks)
         params = training_params(settings, setup.precision) | {"ddp_processes": ranks}
         log.info(
             "fitting %s on %d examples (%d dev), precision %s, %d process(es)",

@@ -241,6 +241,27 @@ class HeadWarmStart(L.Callback):
         )
 
 
+class PruneOnDev(L.Callback):
+    """After each epoch's validation, report the dev selection score to an Optuna trial
+    (``citeops tune``) and stop the fit when the study's pruner says so."""
+
+    def __init__(self, trial: Any, monitor: str = "val_f1_macro_by_dataset") -> None:
+        self.trial = trial
+        self.monitor = monitor
+        self.pruned_at: int | None = None  # the epoch after which the fit was stopped
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        epoch = int(trainer.current_epoch)
+        self.trial.report(float(value), step=epoch)
+        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        if not last and self.trial.should_prune():  # a fit that ran its course is complete
+            self.pruned_at = epoch
+            trainer.should_stop = True
+
+
 class BestWeights(L.Callback):
     """Keeps a copy of the weights at the best ``monitor`` value; restores them at the end."""
 

@@ -1,10 +1,14 @@
 """The recipe search behind ``citeops tune``: Optuna trials of :func:`fit_candidate`,
 scored on dev only, each one MLflow run in the ``tune.experiment`` experiment.
 
-The study is kept in ``<home>/tune.db`` (Optuna's SQLite storage), so a second call with
-the same ``tune.study`` continues it. The best recipe is written as a ``train:`` profile
-section (:func:`recipe_yaml`); :func:`write_profile_recipe` puts it in a settings profile
-between markers, which is how the ``local`` profile's defaults are chosen.
+The study is kept in ``tune.storage`` (default ``<home>/tune.db``, Optuna's SQLite
+storage), so a second call with the same ``tune.study`` continues it, and several processes
+given one storage share the search. A new study's first trial is the recipe in use
+(``tune.baseline_first``); a trial whose dev score after an epoch is below the median of
+earlier trials' at that epoch is stopped there (``tune.pruner``). The best recipe is
+written as a ``train:`` profile section (:func:`recipe_yaml`); :func:`write_profile_recipe`
+puts it in a settings profile between markers, which is how the ``local`` profile's
+defaults are chosen.
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ import yaml
 from citeops.configs.settings import TrainSettings
 from citeops.tasks.errors import CiteopsError
 from citeops.tasks.tracking import ensure_experiment, require_fluent_tracking
-from citeops.tasks.train.fit import fit_candidate
+from citeops.tasks.train.ddp import world_size
+from citeops.tasks.train.fit import SELECTION_METRIC, fit_candidate
 from citeops.tasks.train.training_set import build_training_set
 
 if TYPE_CHECKING:
     import optuna
 
     from citeops.configs.settings import SearchDimension, Settings
+    from citeops.tasks.train.module import PruneOnDev
     from citeops.tasks.train.training_set import TrainingSet
 
 log = logging.getLogger(__name__)
@@ -46,7 +52,7 @@ class TrialRecord:
     """One trial: its values, dev scores and cost."""
 
     number: int
-    state: str  # complete | failed
+    state: str  # complete | pruned | failed
     params: dict[str, Any]
     value: float | None = None  # dev macro F1, mean over datasets
     dev: dict[str, float] = field(default_factory=dict)  # per dataset
@@ -54,6 +60,7 @@ class TrialRecord:
     epochs_run: int = 0
     run_id: str | None = None
     error: str | None = None
+    baseline: bool = False  # the recipe in use (tune.baseline_first)
 
 
 @dataclass
@@ -118,24 +125,97 @@ def search_data(settings: Settings) -> TrainingSet:
     return data
 
 
+BASELINE_ATTR = "citeops.baseline"  # user attribute of the trial that is the recipe in use
+SQLITE_TIMEOUT_SECONDS = 60  # parallel workers wait this long for SQLite's write lock
+
+
+def study_storage(settings: Settings) -> optuna.storages.BaseStorage:
+    """``tune.storage`` opened: a journal file, or an RDB URL (SQLite waits for its lock)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    url = settings.tune.storage or f"sqlite:///{settings.home / 'tune.db'}"
+    if url.startswith("journal://"):
+        path = Path(url.removeprefix("journal://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    kwargs = (
+        {"connect_args": {"timeout": SQLITE_TIMEOUT_SECONDS}} if url.startswith("sqlite") else {}
+    )
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as error:  # noqa: BLE001 - a bad URL or an unreachable database
+        raise TuneError(f"cannot open tune.storage {url!r}: {error}") from None
+
+
+def sampler(seed: int) -> optuna.samplers.BaseSampler:
+    """TPE; with ``constant_liar`` parallel workers do not all draw next to a running trial."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def pruner(settings: Settings) -> optuna.pruners.BasePruner:
+    """``tune.pruner``: the median rule after ``tune.prune_after_trials`` trials, or none."""
+    import optuna
+
+    if settings.tune.pruner == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=settings.tune.prune_after_trials)
+
+
 def open_study(settings: Settings) -> optuna.Study:
-    """The Optuna study ``tune.study`` in ``<home>/tune.db`` (created or continued)."""
+    """The Optuna study ``tune.study`` in ``tune.storage`` (created or continued); a new
+    one gets the recipe in use queued as its first trial (``tune.baseline_first``)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    settings.home.mkdir(parents=True, exist_ok=True)
     seed = settings.tune.sampler_seed
     study = optuna.create_study(
         study_name=settings.tune.study,
-        storage=f"sqlite:///{settings.home / 'tune.db'}",
+        storage=study_storage(settings),
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=sampler(seed),
+        pruner=pruner(settings),
         load_if_exists=True,
     )
     earlier = len(study.trials)
     if earlier:  # a sampler seeded as before would draw the earlier calls' trials again
-        study.sampler = optuna.samplers.TPESampler(seed=seed + earlier)
+        study.sampler = sampler(seed + earlier)
+    elif settings.tune.baseline_first:
+        # skip_if_exists: a second process opening the new study at once queues no copy
+        study.enqueue_trial(
+            baseline_values(settings), user_attrs={BASELINE_ATTR: True}, skip_if_exists=True
+        )
     return study
+
+
+def baseline_values(settings: Settings) -> dict[str, Any]:
+    """The recipe in use: ``train``'s value of each ``space`` key (an unset
+    ``head_learning_rate`` is ``learning_rate``, which is what it means). A range holds
+    any value (Optuna warns when it is outside); a choice not in ``choices`` is drawn."""
+    values: dict[str, Any] = {}
+    for name, dim in settings.tune.space.items():
+        value = getattr(settings.train, name)
+        if value is None and name == "head_learning_rate":
+            value = settings.train.learning_rate
+        if value is None or (dim.choices is not None and value not in dim.choices):
+            continue
+        if dim.choices is None:
+            value = int(value) if dim.integer else float(value)
+        values[name] = value
+    return values
+
+
+def prune_callback(settings: Settings, trial: optuna.Trial) -> PruneOnDev | None:
+    """The pruning callback for a single-process fit (None with DDP: one rank stopping
+    alone would leave the others waiting, or with ``tune.pruner`` none)."""
+    from citeops.tasks.train.module import PruneOnDev
+
+    if settings.tune.pruner == "none" or world_size(settings) > 1:
+        return None
+    return PruneOnDev(trial, SELECTION_METRIC)
 
 
 def run_trial(
@@ -145,18 +225,22 @@ def run_trial(
 
     values = suggest(trial, settings.tune.space)
     started = time.perf_counter()
-    record = TrialRecord(number=trial.number, state="complete", params=values)
+    baseline = bool(trial.user_attrs.get(BASELINE_ATTR))
+    record = TrialRecord(number=trial.number, state="complete", params=values, baseline=baseline)
+    fitting = trial_settings(settings, values, max_minutes)
+    prune = prune_callback(fitting, trial)
     try:
         candidate = fit_candidate(
-            trial_settings(settings, values, max_minutes),
+            fitting,
             data,
             progress=False,
-            run_name=f"trial-{trial.number}",
+            run_name=f"trial-{trial.number}" + ("-baseline" if baseline else ""),
             tags={
                 "citeops.tune.study": settings.tune.study,
                 "citeops.tune.trial": str(trial.number),
             },
             log_model=False,
+            callbacks=[prune] if prune else None,
         )
     except CiteopsError as error:  # a recipe that cannot train (e.g. out of memory)
         record.state, record.error = "failed", str(error)
@@ -170,6 +254,9 @@ def run_trial(
         record.epochs_run, record.run_id = candidate.epochs_run, candidate.run_id
         if record.value is None:
             record.state, record.error = "failed", f"no {OBJECTIVE} in the dev metrics"
+        elif prune is not None and prune.pruned_at is not None:
+            record.state = "pruned"
+            record.error = f"stopped after epoch {prune.pruned_at}: below the median"
     record.minutes = (time.perf_counter() - started) / 60
     return record
 
@@ -179,6 +266,8 @@ def tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord) -> None:
 
     if record.state == "complete":
         study.tell(trial, record.value)
+    elif record.state == "pruned":
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
@@ -251,11 +340,12 @@ def tune(settings: Settings, progress: Callable[[str], None] | None = None) -> T
 def describe(record: TrialRecord) -> str:
     """One progress line for a finished trial."""
     values = ", ".join(f"{k}={_short(v)}" for k, v in record.params.items())
-    if record.state != "complete":
-        return f"trial {record.number} failed after {record.minutes:.1f} min: {record.error}"
-    return (
-        f"trial {record.number}: dev F1 {record.value:.3f} in {record.minutes:.1f} min ({values})"
-    )
+    name = f"trial {record.number}" + (" (the recipe in use)" if record.baseline else "")
+    if record.state == "failed":
+        return f"{name} failed after {record.minutes:.1f} min: {record.error}"
+    if record.state == "pruned":
+        return f"{name} pruned after {record.minutes:.1f} min, {record.error} ({values})"
+    return f"{name}: dev F1 {record.value:.3f} in {record.minutes:.1f} min ({values})"
 
 
 def _short(value: Any) -> str:
@@ -270,7 +360,9 @@ def trials_table(result: TuneResult) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for t in result.trials:
         value = f"{t.value:.3f}" if t.value is not None else t.state
-        cells = [str(t.number), *(_short(t.params.get(n, "")) for n in names), value]
+        value += " (pruned)" if t.state == "pruned" else ""
+        number = f"{t.number} (in use)" if t.baseline else str(t.number)
+        cells = [number, *(_short(t.params.get(n, "")) for n in names), value]
         cells += [f"{t.dev[d]:.3f}" if d in t.dev else "" for d in datasets]
         lines.append("| " + " | ".join([*cells, f"{t.minutes:.1f}"]) + " |")
     return "\n".join(lines)

@@ -46,7 +46,14 @@ def test_tune_runs_trials_as_mlflow_runs_and_continues_the_study(tune_env: Path,
     assert result["recipe"] == {"datasets": ["scifact", "citint"], **best["params"]}
     assert {t["params"]["learning_rate"] for t in result["trials"]} != {None}
     assert all(set(t["dev"]) == {"scifact", "citint"} for t in result["trials"])
-    assert "trial 0: dev F1" in err  # progress on stderr
+    # a new study starts from the recipe in use: train.learning_rate of the test profile
+    # (its max_length, 128, is not among the choices, so that one is drawn)
+    assert [t["baseline"] for t in result["trials"]] == [True, False]
+    assert result["trials"][0]["params"]["learning_rate"] == pytest.approx(
+        load_settings().train.learning_rate
+    )
+    assert result["trials"][0]["params"]["max_length"] in (64, 96)
+    assert "trial 0 (the recipe in use): dev F1" in err  # progress on stderr
 
     settings = load_settings()
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
@@ -82,6 +89,68 @@ def test_tune_runs_trials_as_mlflow_runs_and_continues_the_study(tune_env: Path,
     first_values = {t["params"]["learning_rate"] for t in result["trials"]}
     assert again["trials"][0]["params"]["learning_rate"] not in first_values  # a new draw
     assert again["best_value"] >= result["best_value"]
+
+
+def test_workers_with_one_storage_share_the_study(
+    tune_env: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two homes (two machines' MLflow stores) and one journal file: the second call
+    continues the first's study, and only the study's first trial is the baseline."""
+    monkeypatch.setenv("CITEOPS_TUNE__STORAGE", f"journal://{tmp_path / 'shared' / 'tune.log'}")
+    numbers: list[list[int]] = []
+    baselines: list[bool] = []
+    for worker in ("a", "b"):
+        monkeypatch.setenv("CITEOPS_HOME", str(tmp_path / worker))
+        monkeypatch.setenv("CITEOPS_TUNE__SAMPLER_SEED", str(ord(worker)))
+        status, out, err = run_citeops(
+            ["tune", "--trials", "1", "--budget-minutes", "10", "--json"], capsys
+        )
+        assert status == 0, err
+        result = json.loads(out)
+        numbers.append([t["number"] for t in result["trials"]])
+        baselines += [t["baseline"] for t in result["trials"]]
+    assert numbers == [[0], [1]]
+    assert baselines == [True, False]
+    assert (tmp_path / "shared" / "tune.log").stat().st_size > 0
+    assert not (tmp_path / "a" / "tune.db").exists()
+
+
+def test_the_pruner_stops_a_fit_below_the_median_but_never_one_that_ran_its_course() -> None:
+    """The callback against a real Optuna study: two complete trials scored 0.6 and 0.7
+    after epoch 0; a third at 0.1 is stopped there, unless epoch 0 was its last."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    from citeops.tasks.train.module import PruneOnDev
+
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2)
+    )
+    for score in (0.6, 0.7):
+        trial = study.ask()
+        trial.report(score, step=0)
+        study.tell(trial, score)
+
+    def epoch_end(score: float, max_epochs: int) -> tuple[PruneOnDev, SimpleNamespace]:
+        callback = PruneOnDev(study.ask(), monitor="dev")
+        trainer = SimpleNamespace(
+            callback_metrics={"dev": score},
+            sanity_checking=False,
+            current_epoch=0,
+            max_epochs=max_epochs,
+            should_stop=False,
+        )
+        callback.on_validation_end(trainer, None)
+        return callback, trainer
+
+    low, trainer = epoch_end(0.1, max_epochs=3)
+    assert low.pruned_at == 0 and trainer.should_stop
+    high, trainer = epoch_end(0.9, max_epochs=3)
+    assert high.pruned_at is None and not trainer.should_stop
+    last, trainer = epoch_end(0.1, max_epochs=1)
+    assert last.pruned_at is None and not trainer.should_stop
+    assert study.trials[low.trial.number].intermediate_values == {0: 0.1}
 
 
 def test_write_profile_replaces_the_train_section(tune_env: Path, tmp_path: Path, capsys) -> None:
