@@ -112,17 +112,24 @@ class LoadResult:
 
 def bench_model_folder(settings: Settings, model_uri: str | None) -> Path:
     """A ``save_pretrained`` folder both servers load: the given model (downloaded if it
-    is an MLflow URI), or MiniLM with an untrained 3-way head saved under ``home/bench``."""
+    is an MLflow URI), or MiniLM with an untrained 3-way head saved under ``home/bench``
+    with the ``citeops.json`` the default recipe gives a trained model (its input length
+    and evidence selection), so that both servers prepare inputs as for the default model."""
     from citeops.tasks.classifier.artifact import find_hf_dir
 
     if model_uri is None:
-        folder = settings.home / "bench" / f"minilm-untrained-{settings.model.head}"
+        train = settings.train
+        name = f"minilm-untrained-{settings.model.head}-{train.max_length}"
+        folder = settings.home / "bench" / f"{name}-{settings.model.evidence_selection.method}"
         if not (folder / "config.json").is_file():
+            from citeops.tasks.classifier.artifact import save_hf_folder
             from citeops.tasks.classifier.base import load_base
+            from citeops.tasks.train.fit import recipe_meta
 
-            model, tokenizer = load_base(settings.model.model_copy(update={"base_model": "minilm"}))
-            model.save_pretrained(folder)
-            tokenizer.save_pretrained(folder)
+            base = settings.model.model_copy(update={"base_model": "minilm"})
+            model, tokenizer = load_base(base)
+            meta = recipe_meta(settings.model_copy(update={"model": base}))
+            save_hf_folder(model, tokenizer, folder, meta)
         return folder
     if "://" not in model_uri and not model_uri.startswith(("models:", "runs:")):
         return find_hf_dir(Path(model_uri).expanduser())

@@ -250,5 +250,12 @@ def openvino_engine(
     hint = {"bf16": "bf16", "fp32": "f32"}[precision]
     config = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": _threads(threads)}
     compiled = ov.Core().compile_model(str(path), "CPU", config)
-    actual = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-    return OpenVinoEngine(compiled, "bf16" if "bf16" in actual else "fp32", graph=graph)
+    return OpenVinoEngine(compiled, openvino_precision(compiled), graph=graph)
+
+
+def openvino_precision(compiled: Any) -> str:
+    """What a compiled OpenVINO model runs at: ``bf16`` where the plugin took the bf16 hint
+    (it reports ``<Type: 'bfloat16'>``), else ``fp32`` (CPUs without bf16 fall back)."""
+    import openvino as ov
+
+    return "bf16" if compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16 else "fp32"

@@ -538,19 +538,25 @@ def log_fit_outcome(
     return resources
 
 
+def recipe_meta(settings: Settings) -> dict[str, Any]:
+    """The ``citeops.json`` entries a model trained with ``settings`` carries: labels, input
+    length, base model, datasets and evidence selection (the serving path reads the last
+    two to prepare its inputs)."""
+    return {
+        "labels": list(LABELS),
+        "max_length": settings.train.max_length,
+        "base_model": settings.model.base_model,
+        "datasets": list(settings.train.datasets),
+        META_KEY: evidence_selection(settings).to_meta(),
+    }
+
+
 def log_fitted_model(setup: FitSetup, run_id: str) -> str:
     """Save the fitted model with its ``citeops.json`` and log it in the active run; its
     logged model URI."""
 
     settings = setup.settings
-    meta = {
-        "labels": list(LABELS),
-        "max_length": settings.train.max_length,
-        "base_model": settings.model.base_model,
-        "run_id": run_id,
-        "datasets": list(settings.train.datasets),
-        META_KEY: evidence_selection(settings).to_meta(),
-    }
+    meta = recipe_meta(settings) | {"run_id": run_id}
     if setup.offsets is not None:
         meta[CLASS_OFFSETS_KEY] = setup.offsets.offsets
     with tempfile.TemporaryDirectory(prefix="citeops-model-") as tmp:

@@ -89,6 +89,26 @@ def test_each_runtime_gives_pytorch_fp32_probabilities(exported: Path, runtime: 
     assert np.abs(batched - reference).max() < 1e-4
 
 
+def test_openvino_reports_the_precision_its_plugin_runs(exported: Path) -> None:
+    """bf16 is requested; the engine says bf16 exactly where the CPU plugin took the hint
+    (it once said fp32 everywhere: the plugin's answer is spelt 'bfloat16')."""
+    import openvino as ov
+
+    from citeops.tasks.inference.engines import openvino_engine
+
+    engine = openvino_engine(exported / ONNX_FILE, "bf16", threads=1)
+    plugin = (
+        ov.Core()
+        .compile_model(str(exported / ONNX_FILE), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+        .get_property("INFERENCE_PRECISION_HINT")
+    )
+    assert engine.precision == ("bf16" if plugin == ov.Type.bf16 else "fp32")
+    assert openvino_engine(exported / ONNX_FILE, "fp32", threads=1).precision == "fp32"
+    cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    if "avx512_bf16" in cpu or "amx_bf16" in cpu:  # this CPU runs bf16: the engine says so
+        assert engine.precision == "bf16"
+
+
 def test_onnxruntime_int8_is_a_quantised_copy_kept_in_the_state_folder(exported: Path) -> None:
     settings = fp32_settings(onnxruntime_precision="int8")
     verifier = load_verifier(str(exported), settings, runtime="onnxruntime")

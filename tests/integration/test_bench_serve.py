@@ -172,3 +172,26 @@ def test_bench_serve_runs_on_the_model_the_default_recipe_trains(tmp_path: Path)
     assert report["baseline"]["2"]["requests"] > 0
     assert report["agreement"] >= 0.99 and report["agreement_pairs"] > 0
     assert report["swap_failed"] == 0
+
+
+@pytest.mark.integration
+def test_the_default_bench_model_prepares_inputs_as_the_default_recipe_does(
+    tmp_path: Path,
+) -> None:
+    """With no --model-uri both servers load MiniLM with an untrained head; its folder
+    carries the input length and evidence selection a trained default model carries (before
+    it had none, so both servers ran full 512-token pairs that no user's model runs)."""
+    from citeops.benchmarks.serve import bench_model_folder
+    from citeops.tasks.classifier.artifact import read_meta
+    from citeops.tasks.classifier.preprocess import EvidenceSelection
+    from citeops.tasks.inference.predictor import ClaimVerifier
+
+    settings = load_settings(profile="local", home=tmp_path / "home")
+    folder = bench_model_folder(settings, None)
+    meta = read_meta(folder)
+    assert meta["max_length"] == settings.train.max_length != 512
+    selection = EvidenceSelection.from_meta(meta)
+    assert selection.method == settings.model.evidence_selection.method != "off"
+    verifier = ClaimVerifier.from_dir(folder)
+    assert verifier.max_length == settings.train.max_length
+    assert bench_model_folder(settings, None) == folder  # made once per home
