@@ -95,6 +95,10 @@ class TrainSettings(Section):
     """Share of the distinct training claims that also train as their own evidence (or a
     light rewrite of it: case, spacing, punctuation, after another sentence), labelled
     SUPPORT (tasks/data/augment.py; 0: off)."""
+    min_class_share: float = Field(0.0, ge=0, lt=1)
+    """Oversample each dataset's rarer classes (copies of its own pairs) until every class
+    holds at least this share of the dataset's training pairs (tasks/data/augment.py; 0:
+    off). Aimed at Citation-Integrity's NEI, 7 % of its pairs."""
     tune_class_offsets: bool = False
     """After fitting, tune per-class logit offsets on dev (the mean over datasets of macro
     F1) and add them to the classifier's output bias, so every runtime applies them

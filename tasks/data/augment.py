@@ -138,3 +138,30 @@ def self_support(examples: Sequence[Example], share: float, seed: int) -> list[E
             )
         )
     return extra
+
+
+def oversample_rare_classes(
+    examples: Sequence[Example], min_share: float, seed: int
+) -> list[Example]:
+    """Extra copies of each dataset's rarer classes, so that every class present in a
+    dataset holds at least ``min_share`` of that dataset's pairs (whole copies first, then
+    a seeded sample of the rest; 0: none). Citation-Integrity's NEI is 7 % of its training
+    pairs: with 0.2 it trains as about a fifth, and SciFact, already balanced, is untouched.
+    """
+    if min_share <= 0 or not examples:
+        return []
+    rng = random.Random(seed)
+    extra: list[Example] = []
+    for dataset in dict.fromkeys(ex.dataset for ex in examples):
+        mine = [ex for ex in examples if ex.dataset == dataset]
+        for label in sorted({ex.label for ex in mine}):
+            members = [ex for ex in mine if ex.label == label]
+            others = len(mine) - len(members)
+            # n / (n + others) >= min_share  <=>  n >= min_share * others / (1 - min_share)
+            wanted = int(-(-min_share * others // (1 - min_share))) if min_share < 1 else 0
+            missing = wanted - len(members)
+            if missing <= 0:
+                continue
+            whole, rest = divmod(missing, len(members))
+            extra += members * whole + rng.sample(members, rest)
+    return extra

@@ -31,7 +31,7 @@ from citeops.tasks.classifier.artifact import (
 )
 from citeops.tasks.classifier.base import load_base, set_attention_dropout
 from citeops.tasks.classifier.preprocess import META_KEY, EvidenceSelection, EvidenceSelector
-from citeops.tasks.data.augment import augment, self_support
+from citeops.tasks.data.augment import augment, oversample_rare_classes, self_support
 from citeops.tasks.data.multivers import (
     LABELS,
     Example,
@@ -450,6 +450,7 @@ def build_fit(
     augmented = augment(
         data.train, cfg.augment_rationale_only, cfg.augment_rationale_removed, cfg.seed
     ) + self_support(data.train, cfg.augment_self_support, cfg.seed)
+    augmented += oversample_rare_classes(data.train, cfg.min_class_share, cfg.seed)
     train = [*data.train, *augmented]
     module, datamodule, tokenizer = build_module(settings, train, data.dev)
     precision = resolve_precision(cfg.precision, cfg.accelerator)

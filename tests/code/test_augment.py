@@ -8,6 +8,7 @@ from citeops.tasks.data.augment import (
     RATIONALE_REMOVED,
     SELF_SUPPORT,
     augment,
+    oversample_rare_classes,
     rationale_only,
     rationale_removed,
     self_support,
@@ -112,3 +113,25 @@ def test_self_support_variants_keep_the_claim_words() -> None:
     assert {_folded(v).replace("a trial ran for ten years ", "") for v in variants} == {
         _folded(claim)
     }
+
+
+def test_oversampling_lifts_each_rare_class_to_its_share_within_its_own_dataset() -> None:
+    def pairs(dataset: str, counts: dict[str, int]) -> list[Example]:
+        return [
+            Example(f"{dataset} {label} {i}", "evidence", LABEL2ID[label], dataset=dataset)
+            for label, n in counts.items()
+            for i in range(n)
+        ]
+
+    balanced = pairs("scifact", {"SUPPORT": 40, "NEI": 35, "REFUTE": 25})
+    skewed = pairs("citint", {"SUPPORT": 130, "NEI": 7, "REFUTE": 63})
+    extra = oversample_rare_classes(balanced + skewed, 0.2, seed=1)
+    assert {ex.dataset for ex in extra} == {"citint"}  # SciFact already holds 25 % or more
+    assert {ex.label for ex in extra} == {LABEL2ID["NEI"]}
+    assert set(extra) <= set(skewed)  # copies of its own pairs, nothing made up
+    nei = 7 + len(extra)
+    assert nei / (200 + len(extra)) >= 0.2 > (nei - 1) / (199 + len(extra))  # no more than needed
+    copies = {ex.claim: extra.count(ex) for ex in set(extra)}
+    assert max(copies.values()) - min(copies.values()) <= 1  # whole copies, then a sample
+    assert extra == oversample_rare_classes(balanced + skewed, 0.2, seed=1)  # seeded
+    assert oversample_rare_classes(balanced + skewed, 0.0, seed=1) == []
