@@ -18,6 +18,14 @@ def tune_command(
         None, help="Study name (tune.study); the same name continues an earlier search."
     ),
     base_model: str | None = typer.Option(None, help="minilm | tiny | HF id or local folder."),
+    storage: str | None = typer.Option(
+        None,
+        help="Where the study is kept (tune.storage): an Optuna RDB URL or journal:///file; "
+        "processes given the same storage and --study share one search.",
+    ),
+    sampler_seed: int | None = typer.Option(
+        None, help="Seed of the sampler (tune.sampler_seed); give each parallel process its own."
+    ),
     max_examples: int | None = typer.Option(
         None, min=1, help="Training pairs per trial (tune.max_examples; default all)."
     ),
@@ -41,6 +49,8 @@ def tune_command(
             "trials": trials,
             "budget_minutes": budget_minutes,
             "study": study,
+            "storage": storage,
+            "sampler_seed": sampler_seed,
             "max_examples": max_examples,
             "max_eval_examples": max_eval_examples,
         },

@@ -299,8 +299,8 @@ def tune(settings: Settings, progress: Callable[[str], None] | None = None) -> T
     cfg = settings.tune
     started = time.perf_counter()
     deadline = started + cfg.budget_minutes * 60
+    study = open_study(settings)  # first: a bad tune.storage fails before the data is built
     data = search_data(settings)
-    study = open_study(settings)
     say(
         f"study {cfg.study!r} ({len(study.trials)} earlier trials): up to {cfg.trials} trials "
         f"in {cfg.budget_minutes:g} min on {len(data.train)} train / {len(data.dev)} dev pairs"

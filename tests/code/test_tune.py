@@ -96,15 +96,14 @@ def test_workers_with_one_storage_share_the_study(
 ) -> None:
     """Two homes (two machines' MLflow stores) and one journal file: the second call
     continues the first's study, and only the study's first trial is the baseline."""
-    monkeypatch.setenv("CITEOPS_TUNE__STORAGE", f"journal://{tmp_path / 'shared' / 'tune.log'}")
+    storage = f"journal://{tmp_path / 'shared' / 'tune.log'}"
     numbers: list[list[int]] = []
     baselines: list[bool] = []
     for worker in ("a", "b"):
         monkeypatch.setenv("CITEOPS_HOME", str(tmp_path / worker))
-        monkeypatch.setenv("CITEOPS_TUNE__SAMPLER_SEED", str(ord(worker)))
-        status, out, err = run_citeops(
-            ["tune", "--trials", "1", "--budget-minutes", "10", "--json"], capsys
-        )
+        argv = ["tune", "--trials", "1", "--budget-minutes", "10", "--json"]
+        argv += ["--storage", storage, "--sampler-seed", str(ord(worker))]
+        status, out, err = run_citeops(argv, capsys)
         assert status == 0, err
         result = json.loads(out)
         numbers.append([t["number"] for t in result["trials"]])
@@ -201,6 +200,10 @@ def test_tune_usage_errors_are_one_line(
     status, _, err = run_citeops(["tune", "--budget-minutes", "1"], capsys)
     assert status == 2
     assert "no trial ran" in err and "Traceback" not in err
+
+    status, _, err = run_citeops(["tune", "--storage", "nosuchdb://x"], capsys)
+    assert status == 2
+    assert "cannot open tune.storage 'nosuchdb://x'" in err and "Traceback" not in err
 
     status, _, err = run_citeops(["tune", "--trials", "0"], capsys)
     assert status == 2  # Typer's usage error
