@@ -118,9 +118,8 @@ def bench_model_folder(settings: Settings, model_uri: str | None) -> Path:
     from citeops.tasks.classifier.artifact import find_hf_dir
 
     if model_uri is None:
-        train = settings.train
-        name = f"minilm-untrained-{settings.model.head}-{train.max_length}"
-        folder = settings.home / "bench" / f"{name}-{settings.model.evidence_selection.method}"
+        inputs = f"{settings.train.max_length}-{settings.model.evidence_selection.method}"
+        folder = settings.home / "bench" / f"minilm-untrained-{settings.model.head}-{inputs}"
         if not (folder / "config.json").is_file():
             from citeops.tasks.classifier.artifact import save_hf_folder
             from citeops.tasks.classifier.base import load_base

@@ -245,7 +245,7 @@ class PruneOnDev(L.Callback):
     """After each epoch's validation, report the dev selection score to an Optuna trial
     (``citeops tune``) and stop the fit when the study's pruner says so."""
 
-    def __init__(self, trial: Any, monitor: str = "val_f1_macro_by_dataset") -> None:
+    def __init__(self, trial: Any, monitor: str) -> None:
         self.trial = trial
         self.monitor = monitor
         self.pruned_at: int | None = None  # the epoch after which the fit was stopped
